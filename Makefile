@@ -1,0 +1,43 @@
+# shop: PGXS build of the stock-safe shop core.
+#
+#   make && make install            build and install into the server found by pg_config
+#   make installcheck               pg_regress (sql/) and isolation specs (test/specs/)
+#                                   against a running server (PGHOST/PGPORT)
+#   bash test/run-all.sh            every test kind on a throwaway cluster (what CI runs)
+
+EXTENSION = shop
+EXTVERSION = $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" $(EXTENSION).control)
+
+MODULE_big = $(EXTENSION)
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+
+# The install script is assembled from the ordered pieces in src/sql/.
+SCRIPT_PARTS = $(sort $(wildcard src/sql/*.sql))
+DATA_built = $(EXTENSION)--$(EXTVERSION).sql
+DATA = $(wildcard $(EXTENSION)--*--*.sql)
+
+PG_CFLAGS = -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
+
+# pg_regress: sql/NAME.sql compared with expected/NAME.out
+REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --load-extension=$(EXTENSION)
+
+# Isolation specs: test/specs/NAME.spec compared with test/expected/NAME.out
+ISOLATION = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test --load-extension=$(EXTENSION)
+
+EXTRA_CLEAN = $(DATA_built) results output_iso regression.diffs regression.out
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+$(EXTENSION)--$(EXTVERSION).sql: $(SCRIPT_PARTS) $(EXTENSION).control
+	cat $(SCRIPT_PARTS) > $@
+
+.PHONY: test bench
+test:
+	bash test/run-all.sh
+
+bench:
+	bash bench/run.sh

@@ -1,0 +1,230 @@
+/*
+ * order.c
+ *		Create orders: from the open cart, or from an explicit list of lines.
+ *
+ * Both paths end in place_order(): insert the order row, reserve its lines
+ * (reserve.c), and make it PENDING with an expiry.  An idempotency key makes
+ * a retried request return the first order: the order row's insert meets a
+ * unique index on (user_id, idempotency_key), so two concurrent requests
+ * with one key serialise there and the second returns the first's order.
+ */
+#include "shop.h"
+
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+
+PG_FUNCTION_INFO_V1(shop_create_order);
+PG_FUNCTION_INFO_V1(shop_buy_now);
+
+static SPIPlanPtr plan_insert_order;
+static SPIPlanPtr plan_order_by_key;
+static SPIPlanPtr plan_mark_pending;
+static SPIPlanPtr plan_lock_cart;
+static SPIPlanPtr plan_cart_lines;
+static SPIPlanPtr plan_close_cart;
+
+/*
+ * Leave the order with this (user_id, key) as the SPI result; true if found.
+ */
+static bool
+find_order_by_key(text *user_id, text *key)
+{
+	static const Oid argtypes[] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+
+	values[0] = PointerGetDatum(user_id);
+	values[1] = PointerGetDatum(key);
+	return shop_exec(shop_plan(&plan_order_by_key,
+							   "SELECT id, status, amount, currency, expires_at"
+							   "  FROM shop.orders"
+							   " WHERE user_id = $1 AND idempotency_key = $2",
+							   2, argtypes),
+					 values, NULL, false, 0) == 1;
+}
+
+/*
+ * Create a PENDING order for lines; returns its summary as the function's
+ * result datum.  *created is false when the idempotency key already names
+ * an order: that order is returned and nothing is changed.
+ */
+static Datum
+place_order(FunctionCallInfo fcinfo, MemoryContext outer, text *user_id,
+			text *key, OrderLine *lines, int nlines, bool *created)
+{
+	static const Oid insert_types[] = {TEXTOID, TEXTOID, INT4OID};
+	static const Oid pending_types[] = {INT8OID, INT8OID, TEXTOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', key ? ' ' : 'n', ' '};
+	int64		order_id;
+	int64		amount;
+	char		currency[4];
+
+	values[0] = PointerGetDatum(user_id);
+	values[1] = PointerGetDatum(key);
+	values[2] = Int32GetDatum(shop_reservation_ttl);
+	if (shop_exec(shop_plan(&plan_insert_order,
+							"INSERT INTO shop.orders (user_id, idempotency_key, expires_at)"
+							" VALUES ($1, $2, now() + $3 * interval '1 second')"
+							" ON CONFLICT (user_id, idempotency_key)"
+							"   WHERE idempotency_key IS NOT NULL DO NOTHING"
+							" RETURNING id",
+							3, insert_types),
+				  values, nulls, false, 0) == 0)
+	{
+		if (!find_order_by_key(user_id, key))
+			elog(ERROR, "shop: idempotency key conflict without an order");
+		*created = false;
+		return shop_row_datum(fcinfo, outer, 0);
+	}
+	order_id = shop_get_int64(0, 1, NULL);
+
+	reserve_order_lines(order_id, lines, nlines, &amount, currency);
+
+	values[0] = Int64GetDatum(order_id);
+	values[1] = Int64GetDatum(amount);
+	values[2] = CStringGetTextDatum(currency);
+	shop_exec(shop_plan(&plan_mark_pending,
+						"UPDATE shop.orders"
+						"   SET status = 'PENDING', amount = $2, currency = $3,"
+						"       updated_at = now()"
+						" WHERE id = $1"
+						" RETURNING id, status, amount, currency, expires_at",
+						3, pending_types),
+			  values, NULL, false, 0);
+	*created = true;
+	return shop_row_datum(fcinfo, outer, 0);
+}
+
+/*
+ * Lock the user's open cart; returns its id, or 0 when there is none.
+ */
+static int64
+lock_open_cart(text *user_id)
+{
+	static const Oid argtypes[] = {TEXTOID};
+	Datum		values[1];
+
+	values[0] = PointerGetDatum(user_id);
+	if (shop_exec(shop_plan(&plan_lock_cart,
+							"SELECT id FROM shop.cart"
+							" WHERE user_id = $1 AND checked_out_at IS NULL"
+							" FOR UPDATE",
+							1, argtypes),
+				  values, NULL, false, 0) == 0)
+		return 0;
+	return shop_get_int64(0, 1, NULL);
+}
+
+/*
+ * The cart's lines, ascending by sku_id (each SKU is one line already).
+ */
+static OrderLine *
+cart_lines(int64 cart_id, int *nlines)
+{
+	static const Oid argtypes[] = {INT8OID};
+	Datum		values[1];
+	OrderLine  *lines;
+	uint64		n;
+	uint64		i;
+
+	values[0] = Int64GetDatum(cart_id);
+	n = shop_exec(shop_plan(&plan_cart_lines,
+							"SELECT sku_id, qty FROM shop.cart_item"
+							" WHERE cart_id = $1 ORDER BY sku_id",
+							1, argtypes),
+				  values, NULL, false, 0);
+	if (n > SHOP_MAX_ORDER_LINES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("an order may have at most %d lines", SHOP_MAX_ORDER_LINES)));
+	lines = palloc(sizeof(OrderLine) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		lines[i].sku_id = shop_get_int64(i, 1, NULL);
+		lines[i].qty = (int32) shop_get_int64(i, 2, NULL);
+	}
+	*nlines = (int) n;
+	return lines;
+}
+
+/*
+ * Mark the cart checked out.
+ */
+static void
+close_cart(int64 cart_id)
+{
+	static const Oid argtypes[] = {INT8OID};
+	Datum		values[1];
+
+	values[0] = Int64GetDatum(cart_id);
+	shop_exec(shop_plan(&plan_close_cart,
+						"UPDATE shop.cart SET checked_out_at = now() WHERE id = $1",
+						1, argtypes),
+			  values, NULL, false, 0);
+}
+
+/*
+ * shop_create_order(user_id text, idempotency_key text) returns order_summary
+ *
+ * The cart is locked first: a concurrent call with the same key waits here,
+ * then finds the first call's order by its key (the cart is closed by then).
+ */
+Datum
+shop_create_order(PG_FUNCTION_ARGS)
+{
+	text	   *user_id = shop_text_arg(fcinfo, 0, "user_id", true);
+	text	   *key = shop_text_arg(fcinfo, 1, "idempotency_key", false);
+	MemoryContext outer = CurrentMemoryContext;
+	int64		cart_id;
+	OrderLine  *lines;
+	int			nlines = 0;
+	bool		created;
+	Datum		result;
+
+	SPI_connect();
+	cart_id = lock_open_cart(user_id);
+	if (key != NULL && find_order_by_key(user_id, key))
+		result = shop_row_datum(fcinfo, outer, 0);
+	else
+	{
+		if (cart_id != 0)
+			lines = cart_lines(cart_id, &nlines);
+		if (nlines == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_SHOP_EMPTY_CART),
+					 errmsg("the cart of user \"%s\" is empty", text_to_cstring(user_id)),
+					 errhint("Add items with shop.shop_cart_add() first.")));
+		result = place_order(fcinfo, outer, user_id, key, lines, nlines, &created);
+		if (created)
+			close_cart(cart_id);
+	}
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * shop_buy_now(user_id text, items jsonb, idempotency_key text)
+ *		returns order_summary
+ */
+Datum
+shop_buy_now(PG_FUNCTION_ARGS)
+{
+	text	   *user_id = shop_text_arg(fcinfo, 0, "user_id", true);
+	text	   *key = shop_text_arg(fcinfo, 2, "idempotency_key", false);
+	MemoryContext outer = CurrentMemoryContext;
+	OrderLine  *lines;
+	int			nlines;
+	bool		created;
+	Datum		result;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("items must not be null")));
+	lines = lines_from_jsonb(PG_GETARG_DATUM(1), &nlines);
+
+	SPI_connect();
+	result = place_order(fcinfo, outer, user_id, key, lines, nlines, &created);
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}

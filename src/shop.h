@@ -1,0 +1,96 @@
+/*
+ * shop.h
+ *		Declarations shared by the shop extension's C files.
+ *
+ * Each .c file in src/ has one concern; this header is the contract between
+ * them: SQLSTATEs, the order-line type, and the helpers every API function
+ * uses to run its kept SPI plans.
+ */
+#ifndef SHOP_H
+#define SHOP_H
+
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "fmgr.h"
+
+/*
+ * Shop-specific SQLSTATEs (class SH).  They are part of the API: clients
+ * switch on them, the README lists them, never renumber one.
+ */
+#define ERRCODE_SHOP_INSUFFICIENT_STOCK		MAKE_SQLSTATE('S','H','0','0','1')
+#define ERRCODE_SHOP_NOT_FOR_SALE			MAKE_SQLSTATE('S','H','0','0','2')
+#define ERRCODE_SHOP_EMPTY_CART				MAKE_SQLSTATE('S','H','0','0','3')
+#define ERRCODE_SHOP_WRONG_ORDER_STATE		MAKE_SQLSTATE('S','H','0','0','4')
+#define ERRCODE_SHOP_MIXED_CURRENCY			MAKE_SQLSTATE('S','H','0','0','5')
+#define ERRCODE_SHOP_STOCK_BELOW_RESERVED	MAKE_SQLSTATE('S','H','0','0','6')
+#define ERRCODE_SHOP_CRON_UNAVAILABLE		MAKE_SQLSTATE('S','H','0','0','7')
+
+/* Longest user_id, idempotency key or reason we accept. */
+#define SHOP_MAX_TEXT_ARG	256
+
+/* Most lines one order may have. */
+#define SHOP_MAX_ORDER_LINES	1000
+
+/* Most expired orders one inline reclaim releases. */
+#define SHOP_RECLAIM_BATCH	100
+
+/* GUC shop.reservation_ttl, in seconds (shop.c). */
+extern int	shop_reservation_ttl;
+
+/* One order line: a SKU and how many units. */
+typedef struct OrderLine
+{
+	int64		sku_id;
+	int32		qty;
+} OrderLine;
+
+/* A change to one SKU's counters, produced when reservations settle. */
+typedef struct SkuDelta
+{
+	int64		sku_id;
+	int64		qty;
+} SkuDelta;
+
+/* spi_util.c: kept plans, arguments, results */
+extern SPIPlanPtr shop_plan(SPIPlanPtr *slot, const char *sql,
+							int nargs, const Oid *argtypes);
+extern uint64 shop_exec(SPIPlanPtr plan, Datum *values, const char *nulls,
+						bool read_only, long count);
+extern int64 shop_get_int64(uint64 row, int col, bool *isnull);
+extern bool shop_get_bool(uint64 row, int col);
+extern char *shop_get_text(uint64 row, int col);
+extern Datum shop_row_datum(FunctionCallInfo fcinfo, MemoryContext outer,
+							uint64 row);
+extern void shop_rows_to_srf(FunctionCallInfo fcinfo);
+extern Datum shop_int64_array(const int64 *items, int n);
+extern text *shop_text_arg(FunctionCallInfo fcinfo, int argno,
+						   const char *name, bool required);
+extern int64 shop_int64_arg(FunctionCallInfo fcinfo, int argno, const char *name);
+extern int32 shop_int32_arg(FunctionCallInfo fcinfo, int argno, const char *name);
+
+/* order_lines.c: parse and normalise order lines */
+extern OrderLine *lines_from_jsonb(Datum items, int *nlines);
+extern void lines_normalise(OrderLine *lines, int *nlines);
+
+/* settle.c: consume or release the reservations of locked orders */
+extern SkuDelta *settle_mark(const int64 *order_ids, int norders,
+							 bool consume, int *ndeltas);
+extern void settle_apply_one(int64 sku_id, int64 qty, bool consume);
+extern void settle_apply(const SkuDelta *deltas, int ndeltas, bool consume);
+
+/* expiry.c: find and release expired orders */
+extern int64 *expiry_lock_orders(const OrderLine *lines, int nlines,
+								 int limit, int *norders);
+extern SkuDelta *expiry_release_locked(const int64 *order_ids, int norders,
+									   int *ndeltas);
+
+/* order_state.c: lock and settle one order */
+extern char *order_lock_status(int64 order_id);
+extern void order_settle(int64 order_id, bool consume);
+
+/* reserve.c: reserve order lines, all or nothing */
+extern void reserve_order_lines(int64 order_id, OrderLine *lines, int nlines,
+								int64 *amount, char *currency);
+
+#endif							/* SHOP_H */

@@ -1,0 +1,11 @@
+-- shop install script, part 4: privileges.
+--
+-- Nothing is reachable by default: PUBLIC gets no EXECUTE on the API and no
+-- access to tables or views.  The operator grants what each role needs (see
+-- README, "Privileges"); API roles never need table access, because every
+-- function is SECURITY DEFINER.
+
+REVOKE ALL ON SCHEMA shop FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA shop FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA shop FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop FROM PUBLIC;

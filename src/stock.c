@@ -1,0 +1,91 @@
+/*
+ * stock.c
+ *		Receiving and writing off stock outside of sales.
+ */
+#include "shop.h"
+
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+
+PG_FUNCTION_INFO_V1(shop_adjust_stock);
+
+static SPIPlanPtr plan_adjust;
+static SPIPlanPtr plan_sku_counts;
+static SPIPlanPtr plan_record;
+
+/*
+ * Explain why an adjustment matched no row: no such SKU, or it would take
+ * on_hand below what is reserved.
+ */
+static void
+refuse_adjustment(int64 sku_id, int32 delta)
+{
+	static const Oid argtypes[] = {INT8OID};
+	Datum		values[1];
+	int64		on_hand;
+	int64		reserved;
+
+	values[0] = Int64GetDatum(sku_id);
+	if (shop_exec(shop_plan(&plan_sku_counts,
+							"SELECT code, on_hand, reserved FROM shop.sku WHERE id = $1",
+							1, argtypes),
+				  values, NULL, false, 0) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("SKU %lld does not exist", (long long) sku_id)));
+	on_hand = shop_get_int64(0, 2, NULL);
+	reserved = shop_get_int64(0, 3, NULL);
+	ereport(ERROR,
+			(errcode(ERRCODE_SHOP_STOCK_BELOW_RESERVED),
+			 errmsg("cannot write off %d units of SKU \"%s\"", -delta,
+					shop_get_text(0, 1)),
+			 errdetail("on_hand is %lld and %lld are reserved by pending orders; "
+					   "at most %lld can be written off.",
+					   (long long) on_hand, (long long) reserved,
+					   (long long) (on_hand - reserved))));
+}
+
+/*
+ * shop_adjust_stock(sku_id bigint, delta int, reason text) returns stock_level
+ *
+ * One statement checks and moves on_hand, so a concurrent reservation can
+ * never be left without stock behind it.
+ */
+Datum
+shop_adjust_stock(PG_FUNCTION_ARGS)
+{
+	static const Oid adjust_types[] = {INT8OID, INT4OID};
+	static const Oid record_types[] = {INT8OID, INT4OID, TEXTOID};
+	int64		sku_id = shop_int64_arg(fcinfo, 0, "sku_id");
+	int32		delta = shop_int32_arg(fcinfo, 1, "delta");
+	text	   *reason = shop_text_arg(fcinfo, 2, "reason", true);
+	MemoryContext outer = CurrentMemoryContext;
+	Datum		values[3];
+	Datum		result;
+
+	if (delta == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("delta must not be zero")));
+
+	SPI_connect();
+	values[0] = Int64GetDatum(sku_id);
+	values[1] = Int32GetDatum(delta);
+	if (shop_exec(shop_plan(&plan_adjust,
+							"UPDATE shop.sku SET on_hand = on_hand + $2"
+							" WHERE id = $1 AND on_hand + $2 >= reserved"
+							" RETURNING id, on_hand, reserved, on_hand - reserved",
+							2, adjust_types),
+				  values, NULL, false, 0) == 0)
+		refuse_adjustment(sku_id, delta);
+	result = shop_row_datum(fcinfo, outer, 0);
+
+	values[2] = PointerGetDatum(reason);
+	shop_exec(shop_plan(&plan_record,
+						"INSERT INTO shop.stock_adjustment (sku_id, delta, reason)"
+						" VALUES ($1, $2, $3)",
+						3, record_types),
+			  values, NULL, false, 0);
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Run every test kind of the shop extension and print "total: N passed, N failed".
+#
+#   bash test/run-all.sh
+#
+# Builds with warnings as errors and installs (root, or a user who may write
+# to the server's lib and share dirs), then, as the unprivileged user
+# "postgres", starts a throwaway cluster with pg_cron preloaded and runs:
+#   pg_regress   sql/*.sql            against expected/*.out
+#   isolation    test/specs/*.spec    against test/expected/*.out
+#   pgTAP        test/pgtap/*.sql     with pg_prove
+#   Perl TAP     test/t/*.pl          with prove (own clusters, PostgreSQL::Test::Cluster)
+# It stops the cluster and exits non-zero when anything failed.
+set -uo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+bindir=$(pg_config --bindir)
+pgxs_dir=$(dirname "$(pg_config --pgxs)")/..
+export PATH="$bindir:$PATH"
+port=${SHOP_TEST_PORT:-54329}
+
+passed=0
+failed=0
+count() { passed=$((passed + $1)); failed=$((failed + $2)); }
+
+as_pg() {
+	if [ "$(id -u)" = 0 ]; then runuser -u postgres -- env PATH="$PATH" "$@"; else "$@"; fi
+}
+
+echo "== build and install"
+make -C "$root" -s clean >/dev/null
+if ! make -C "$root" -s >/dev/null || ! make -C "$root" -s install >/dev/null; then
+	echo "build or install failed"
+	echo "total: 0 passed, 1 failed"
+	exit 1
+fi
+
+# Tests write results next to the sources: run them in a copy the
+# unprivileged user owns.
+work=$(mktemp -d /tmp/shop-test.XXXXXX)
+chmod 755 "$work"
+tree="$work/tree"
+mkdir "$tree"
+(cd "$root" && tar --exclude=.git -cf - .) | tar -C "$tree" -xf -
+[ "$(id -u)" = 0 ] && chown -R postgres: "$work"
+cluster="$work/cluster"
+
+cleanup() { bash "$root/test/cluster.sh" stop "$cluster"; }
+trap cleanup EXIT
+
+echo "== start cluster (port $port)"
+if ! bash "$root/test/cluster.sh" start "$cluster" "$port"; then
+	cat "$cluster/server.log" 2>/dev/null
+	echo "total: 0 passed, 1 failed"
+	exit 1
+fi
+export PGHOST="$cluster" PGPORT="$port" PGUSER=postgres
+
+# Count "... ok" and "... FAILED" lines of pg_regress-style output.
+regress_counts() {
+	local out=$1
+	count "$(grep -cE '\.\.\. +ok|^ok ' "$out")" "$(grep -cE '\.\.\. +FAILED|^not ok ' "$out")"
+}
+
+echo "== pg_regress"
+(cd "$tree" && as_pg make -s installcheck ISOLATION= ) >"$work/regress.out" 2>&1
+cat "$work/regress.out"
+regress_counts "$work/regress.out"
+[ -s "$tree/regression.diffs" ] && cat "$tree/regression.diffs"
+
+echo "== isolation"
+(cd "$tree" && as_pg make -s installcheck REGRESS= ) >"$work/isolation.out" 2>&1
+cat "$work/isolation.out"
+regress_counts "$work/isolation.out"
+[ -s "$tree/output_iso/regression.diffs" ] && cat "$tree/output_iso/regression.diffs"
+
+# Sum a prove/pg_prove run: Tests=N from the summary, Failed: N per file;
+# a run that failed without failed assertions (bad plan, died) counts once.
+prove_counts() {
+	local out=$1 rc=$2 total bad
+	total=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' "$out" | tail -n 1)
+	bad=$(grep -oE 'Failed: [0-9]+\)' "$out" | awk '{ n += $2 } END { print n + 0 }')
+	total=${total:-0}
+	bad=${bad:-0}
+	if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
+	count $((total - bad > 0 ? total - bad : 0)) "$bad"
+}
+
+echo "== pgTAP"
+psql -X -q -d postgres -v ON_ERROR_STOP=1 \
+	-c "CREATE EXTENSION IF NOT EXISTS pgtap" \
+	-c "CREATE EXTENSION IF NOT EXISTS pg_cron" \
+	-c "CREATE EXTENSION IF NOT EXISTS shop"
+(cd "$tree" && as_pg pg_prove -d postgres test/pgtap/*.sql) >"$work/pgtap.out" 2>&1
+rc=$?
+cat "$work/pgtap.out"
+prove_counts "$work/pgtap.out" "$rc"
+
+echo "== Perl TAP"
+(cd "$tree" && as_pg env TESTDIR="$tree" PG_REGRESS="$pgxs_dir/test/regress/pg_regress" \
+	prove -I "$pgxs_dir/test/perl" test/t/*.pl) >"$work/tap.out" 2>&1
+rc=$?
+cat "$work/tap.out"
+prove_counts "$work/tap.out" "$rc"
+if [ "$rc" -ne 0 ]; then
+	for f in "$tree"/tmp_check/log/*; do [ -f "$f" ] && { echo "--- $f"; tail -n 40 "$f"; }; done
+fi
+
+echo "total: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -56,6 +56,19 @@ lines_normalise(OrderLine *lines, int *nlines)
 }
 
 /*
+ * Whether num lies within the bigint range (before rounding).
+ */
+static bool
+numeric_fits_int64(Numeric num)
+{
+	Datum		lo = DirectFunctionCall1(int8_numeric, Int64GetDatum(PG_INT64_MIN));
+	Datum		hi = DirectFunctionCall1(int8_numeric, Int64GetDatum(PG_INT64_MAX));
+
+	return DatumGetBool(DirectFunctionCall2(numeric_ge, NumericGetDatum(num), lo)) &&
+		DatumGetBool(DirectFunctionCall2(numeric_le, NumericGetDatum(num), hi));
+}
+
+/*
  * Member key of a JSON object as a whole number, or an error naming it.
  */
 static int64
@@ -70,6 +83,10 @@ json_member_int(JsonbContainer *obj, const char *key, int index)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("items[%d].%s must be a number", index, key)));
 	num = v->val.numeric;
+	if (!numeric_fits_int64(num))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("items[%d].%s is out of range", index, key)));
 	result = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(num)));
 	/* numeric_int8 rounds; refuse 1.5 instead of silently buying 2 */
 	if (!DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(num),

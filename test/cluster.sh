@@ -29,6 +29,7 @@ port = $port
 unix_socket_directories = '$dir'
 shared_preload_libraries = 'pg_cron'
 cron.database_name = 'postgres'
+cron.use_background_workers = on
 fsync = on
 max_connections = 120
 max_prepared_transactions = 10

@@ -1,0 +1,30 @@
+-- A walk through the flow: cart -> order (stock reserved) -> paid (consumed),
+-- a cancelled order (released), and the last unit that cannot be sold twice.
+\pset footer off
+\echo '== alice fills her cart'
+SELECT * FROM shop.shop_cart_add('alice', 1, 2);
+SELECT * FROM shop.shop_cart_add('alice', 2, 1);
+SELECT sku_code, product_name, unit_price, qty, line_total, cart_total FROM shop.shop_cart('alice');
+
+\echo '== she checks out: the stock is reserved, prices are snapshotted'
+SELECT id AS alice_order, status, amount, currency FROM shop.shop_create_order('alice', 'alice-checkout-1') \gset
+SELECT :alice_order AS order_id, :'status' AS status, :amount AS amount;
+SELECT code, on_hand, reserved, available FROM shop.sku_stock ORDER BY sku_id;
+
+\echo '== the payment provider confirms: the reservation is consumed'
+SELECT id, status, amount FROM shop.shop_confirm_paid(:alice_order, 'pay_demo_1');
+SELECT code, on_hand, reserved, available FROM shop.sku_stock ORDER BY sku_id;
+
+\echo '== bob buys now, then cancels: the reservation is released'
+SELECT id AS bob_order FROM shop.shop_buy_now('bob', '[{"sku_id": 3, "qty": 2}]') \gset
+SELECT id, status FROM shop.shop_release(:bob_order, 'cancelled');
+
+\echo '== carol takes the last poster; dave is refused (SQLSTATE SH001)'
+SELECT id, status FROM shop.shop_buy_now('carol', '[{"sku_id": 4, "qty": 1}]');
+\set ON_ERROR_STOP 0
+SELECT id, status FROM shop.shop_buy_now('dave', '[{"sku_id": 4, "qty": 1}]');
+\set ON_ERROR_STOP 1
+
+\echo '== what a DBA sees'
+SELECT order_id, sku_code, qty, expires_at > now() AS holding FROM shop.active_reservations;
+SELECT count(*) AS invariant_violations FROM shop.shop_check_invariants();

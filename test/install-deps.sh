@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install what building, running and testing shop needs on Debian 12.
+# Idempotent: does nothing when every package is already installed.
+set -euo pipefail
+
+packages=(
+	build-essential
+	postgresql-15
+	postgresql-server-dev-15
+	postgresql-15-cron
+	postgresql-15-pgtap
+	libtap-parser-sourcehandler-pgtap-perl
+	libipc-run-perl
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+	echo "missing packages: ${missing[*]}; run as root to install them" >&2
+	exit 1
+fi
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

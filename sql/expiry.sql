@@ -69,3 +69,19 @@ SELECT shop.shop_schedule_expiry();
 \echo :LAST_ERROR_SQLSTATE
 
 SELECT * FROM shop.shop_check_invariants();
+
+-- stock held by an expired order is sellable to a cart too: the add
+-- counts it, and checkout reclaims it (pg_cron need not have run)
+INSERT INTO shop.product (id, name, price) VALUES (403, 'Seat', 7000);
+INSERT INTO shop.sku (id, product_id, code, on_hand) VALUES (403, 403, 'SEAT-1', 1);
+SELECT (o).id AS t4 FROM shop.shop_buy_now('sol', '[{"sku_id": 403, "qty": 1}]') o \gset
+SELECT * FROM shop.shop_cart_add('tom', 403, 1);
+\echo :LAST_ERROR_SQLSTATE
+UPDATE shop.orders SET expires_at = now() - interval '1 minute' WHERE id = :t4;
+SELECT * FROM shop.shop_cart_add('tom', 403, 1);
+SELECT * FROM shop.shop_cart_add('tom', 403, 1);
+\echo :LAST_ERROR_SQLSTATE
+SELECT (o).status FROM shop.shop_create_order('tom') o;
+SELECT status, status_reason FROM shop.orders WHERE id = :t4;
+SELECT on_hand, reserved FROM shop.sku WHERE id = 403;
+SELECT * FROM shop.shop_check_invariants();

@@ -3,7 +3,8 @@
  *		The user's open cart: add, set, remove, show.
  *
  * A cart holds no stock; its checks only keep a buyer from queueing what
- * the shop cannot sell right now.  The whole line (what is in the cart plus
+ * the shop cannot sell right now (stock held by expired orders counts as
+ * sellable: checkout reclaims it).  The whole line (what is in the cart plus
  * what is added) must fit the available stock, also at zero stock.  Every
  * change locks the cart row, so one user's concurrent calls serialise, and
  * the first add creates the cart race-free through the one-open-cart-per-user
@@ -25,6 +26,7 @@ PG_FUNCTION_INFO_V1(shop_cart);
 static SPIPlanPtr plan_lock_cart;
 static SPIPlanPtr plan_create_cart;
 static SPIPlanPtr plan_line_check;
+static SPIPlanPtr plan_expired_holdings;
 static SPIPlanPtr plan_upsert_line;
 static SPIPlanPtr plan_delete_line;
 static SPIPlanPtr plan_cart_rows;
@@ -70,6 +72,30 @@ open_cart(text *user_id, bool create)
 }
 
 /*
+ * Units of sku_id held by expired PENDING orders.  They count as available
+ * to a cart: the order that takes them reclaims them (reserve.c), so a late
+ * expiry sweep must not stop a buyer from filling the cart.  Only asked
+ * when stock looks short, as it scans the SKU's active reservations.
+ */
+static int64
+expired_holdings(int64 sku_id)
+{
+	static const Oid argtypes[] = {INT8OID};
+	Datum		values[1];
+
+	values[0] = Int64GetDatum(sku_id);
+	shop_exec(shop_plan(&plan_expired_holdings,
+						"SELECT coalesce(sum(r.qty), 0)::bigint"
+						"  FROM shop.stock_reservation r"
+						"  JOIN shop.orders o ON o.id = r.order_id"
+						" WHERE r.sku_id = $1 AND r.state = 'active'"
+						"   AND o.status = 'PENDING' AND o.expires_at <= now()",
+						1, argtypes),
+			  values, NULL, false, 0);
+	return shop_get_int64(0, 1, NULL);
+}
+
+/*
  * Check that the cart line for sku_id may hold new_qty, or raise.
  * add is the quantity being added, to compute the new total; 0 for a set.
  */
@@ -107,6 +133,8 @@ check_line(int64 cart_id, int64 sku_id, int32 qty, bool add)
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("cart quantity of SKU \"%s\" is out of range", code)));
+	if (new_qty > available)
+		available += expired_holdings(sku_id);
 	if (new_qty > available)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_INSUFFICIENT_STOCK),

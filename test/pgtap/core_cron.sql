@@ -1,9 +1,11 @@
 -- core_cron.sql: shop.shop_schedule_expiry() registers exactly one pg_cron job
 -- that runs shop.shop_expire_pending() in this database, updates it when
--- called again, and refuses clearly (SH007 with a hint) without pg_cron.
+-- called again, and refuses clearly (SH007 with a hint) without pg_cron; and
+-- with the job gone, buyers still get stock held by expired orders (inline
+-- reclaim), so expiry never depends on the cron job alone.
 -- Runs in one transaction that is rolled back: no job is left behind.
 BEGIN;
-SELECT plan(23);
+SELECT plan(34);
 
 -- The job as pg_cron stores it (cron.job is row-level secured by username;
 -- this file runs as a superuser, which sees every row).
@@ -122,6 +124,61 @@ SELECT matches((SELECT e[3] FROM tap_no_cron), 'CREATE EXTENSION pg_cron',
 	'the hint says to run CREATE EXTENSION pg_cron');
 SELECT is((SELECT count(*) FROM pg_temp.shop_jobs()), 1::bigint,
 	'pg_cron and the one job are back after the rolled-back drop');
+
+-- Expiry does not depend on the cron job ------------------------------------
+-- With the job gone and no sweep called, a buyer who needs stock held by an
+-- expired PENDING order gets it: the order is released inline (reclaim).
+
+SELECT is(cron.unschedule('shop-expire-pending'), true, 'the expiry job is removed with cron.unschedule');
+SELECT is_empty($$SELECT * FROM pg_temp.shop_jobs()$$, 'no expiry job exists: from here on nothing sweeps');
+INSERT INTO shop.sku (id, product_id, code, on_hand) VALUES
+	(9302, 9301, 'CRON-9302', 1), (9303, 9301, 'CRON-9303', 1);
+
+-- buy_now reclaims: A holds the last unit of 9302 and runs out of time, B buys it
+CREATE TEMP TABLE tap_reclaim (who text PRIMARY KEY, order_id bigint);
+INSERT INTO tap_reclaim SELECT 'A', id FROM shop.shop_buy_now('cron-a', '[{"sku_id": 9302, "qty": 1}]');
+UPDATE shop.orders SET expires_at = now() - interval '1 minute'
+ WHERE id = (SELECT order_id FROM tap_reclaim WHERE who = 'A');
+SELECT lives_ok($$INSERT INTO tap_reclaim SELECT 'B', id FROM shop.shop_buy_now('cron-b', '[{"sku_id": 9302, "qty": 1}]')$$,
+	'without the cron job, buy_now of stock held by an expired order succeeds');
+SELECT results_eq($$SELECT r.who, o.status, coalesce(o.status_reason, '') FROM tap_reclaim r
+					 JOIN shop.orders o ON o.id = r.order_id ORDER BY r.who$$,
+	$$VALUES ('A'::text, 'CANCELLED'::text, 'expired'::text), ('B', 'PENDING', '')$$,
+	'the expired order A was released inline (CANCELLED, expired) and B holds the unit');
+
+-- create_order reclaims: C's cart line of 9303 becomes an order although D's
+-- expired order holds the only unit
+SELECT is((shop.shop_cart_add('cron-c', 9303, 1)).qty, 1, 'C puts the last unit of 9303 in the cart');
+INSERT INTO tap_reclaim SELECT 'D', id FROM shop.shop_buy_now('cron-d', '[{"sku_id": 9303, "qty": 1}]');
+UPDATE shop.orders SET expires_at = now() - interval '1 minute'
+ WHERE id = (SELECT order_id FROM tap_reclaim WHERE who = 'D');
+SELECT lives_ok($$INSERT INTO tap_reclaim SELECT 'C', id FROM shop.shop_create_order('cron-c')$$,
+	'without the cron job, create_order of stock held by an expired order succeeds');
+SELECT results_eq($$SELECT r.who, o.status, coalesce(o.status_reason, '') FROM tap_reclaim r
+					 JOIN shop.orders o ON o.id = r.order_id WHERE r.who IN ('C', 'D') ORDER BY r.who$$,
+	$$VALUES ('C'::text, 'PENDING'::text, ''::text), ('D', 'CANCELLED', 'expired')$$,
+	'the expired order D was released inline and C''s order holds the unit');
+SELECT is_empty($$SELECT * FROM shop.shop_check_invariants()$$, 'the books balance after the reclaims');
+
+-- cart_add does not reclaim (yet?): B's order now runs out of time too, and E
+-- wants the unit it holds in a cart.  cart_add checks against on_hand -
+-- reserved, which still counts B's expired reservation, so with the cron job
+-- down E cannot put the unit in the cart until something sweeps.  The issue
+-- says reclaim happens "when a reservation attempt finds too little stock"
+-- (a cart add reserves nothing) but also "a stopped pg_cron may delay
+-- housekeeping, never a sale": left as TODO for the lead to decide.
+UPDATE shop.orders SET expires_at = now() - interval '1 minute'
+ WHERE id = (SELECT order_id FROM tap_reclaim WHERE who = 'B');
+SELECT todo('cart_add counts stock held by expired PENDING orders as unavailable (no inline reclaim): lead to decide', 1);
+SELECT lives_ok($$SELECT shop.shop_cart_add('cron-e', 9302, 1)$$,
+	'without the cron job, cart_add of stock held only by an expired order succeeds');
+SELECT results_eq($$SELECT s.reserved, (SELECT count(*) FROM shop.orders o WHERE o.status = 'PENDING' AND o.expires_at <= now()
+					   AND o.id IN (SELECT order_id FROM tap_reclaim))
+					 FROM shop.sku s WHERE s.id = 9302$$,
+	$$VALUES (1::bigint, 1::bigint)$$,
+	'(today) B''s expired order still holds its unit until a sweep or a buy reclaims it');
+SELECT is((SELECT status FROM shop.shop_buy_now('cron-f', '[{"sku_id": 9302, "qty": 1}]')), 'PENDING',
+	'while a buy of that unit reclaims it right away');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,0 +1,392 @@
+-- core_schema.sql: the shop schema as issue #2 specifies it.
+--
+-- Tables, columns and their types, keys, CHECK constraints (and that they
+-- really refuse bad rows), the unique / partial indexes the functions rely
+-- on, the DBA views, the composite result types, every API function with its
+-- documented signature, and the shop.reservation_ttl setting.
+-- Runs in one transaction that is rolled back: nothing persists.
+BEGIN;
+SELECT plan(118);
+
+-- Helpers (temporary, gone with the transaction) --------------------------
+
+-- Columns of a table, view or composite type: name, type, NOT NULL.
+CREATE FUNCTION pg_temp.cols(rel regclass)
+RETURNS TABLE (col text, typ text, not_null boolean)
+LANGUAGE sql STABLE AS $$
+	SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull
+	  FROM pg_catalog.pg_attribute a
+	 WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+$$;
+
+-- Predicates of the indexes on rel whose key columns are exactly cols (in
+-- that order) and whose uniqueness is uniq; '-' stands for "no predicate".
+-- NULL when there is no such index.
+CREATE FUNCTION pg_temp.index_predicates(rel regclass, cols text[], uniq boolean)
+RETURNS text
+LANGUAGE sql STABLE AS $$
+	SELECT string_agg(coalesce(pg_catalog.pg_get_expr(i.indpred, i.indrelid), '-'), ' | '
+					  ORDER BY 1)
+	  FROM pg_catalog.pg_index i
+	 WHERE i.indrelid = rel
+	   AND i.indisunique = uniq
+	   AND i.indisvalid
+	   AND ARRAY(SELECT a.attname::text
+				   FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+				   JOIN pg_catalog.pg_attribute a
+					 ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+				  WHERE k.ord <= i.indnkeyatts
+				  ORDER BY k.ord) = cols
+$$;
+
+-- Test data with high explicit ids so nothing clashes with other data.
+INSERT INTO shop.product (id, name, price) VALUES (9001, 'schema-test product', 1500);
+INSERT INTO shop.sku (id, product_id, code, on_hand) VALUES (9001, 9001, 'SCHEMA-9001', 5);
+
+-- Schema and tables --------------------------------------------------------
+
+SELECT has_schema('shop', 'the extension creates schema shop');
+SELECT tables_are('shop',
+	ARRAY['product', 'sku', 'stock_adjustment', 'cart', 'cart_item', 'orders',
+		  'order_item', 'stock_reservation', 'payment_log'],
+	'schema shop has exactly the tables of issue #2');
+
+-- Columns and types: money is bigint minor units, currency char(3),
+-- user ids opaque text, times timestamptz.  set_eq: order does not matter.
+SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.product')$$,
+	$$VALUES ('id', 'bigint', true), ('name', 'text', true), ('price', 'bigint', true),
+			 ('currency', 'character(3)', true), ('is_active', 'boolean', true),
+			 ('created_at', 'timestamp with time zone', true)$$,
+	'shop.product columns and types');
+SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.sku')$$,
+	$$VALUES ('id', 'bigint', true), ('product_id', 'bigint', true), ('code', 'text', true),
+			 ('on_hand', 'bigint', true), ('reserved', 'bigint', true),
+			 ('is_active', 'boolean', true)$$,
+	'shop.sku columns and types');
+-- available is derived (view shop.sku_stock), never stored
+SELECT hasnt_column('shop', 'sku', 'available', 'shop.sku does not store available');
+SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.stock_adjustment')$$,
+	$$VALUES ('id', 'bigint', true), ('sku_id', 'bigint', true), ('delta', 'integer', true),
+			 ('reason', 'text', true), ('created_at', 'timestamp with time zone', true)$$,
+	'shop.stock_adjustment columns and types');
+SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.cart')$$,
+	$$VALUES ('id', 'bigint', true), ('user_id', 'text', true),
+			 ('created_at', 'timestamp with time zone', true),
+			 ('checked_out_at', 'timestamp with time zone', false)$$,
+	'shop.cart columns and types');
+SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.cart_item')$$,
+	$$VALUES ('cart_id', 'bigint', true), ('sku_id', 'bigint', true), ('qty', 'integer', true),
+			 ('added_at', 'timestamp with time zone', true)$$,
+	'shop.cart_item columns and types');
+SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.orders')$$,
+	$$VALUES ('id', 'bigint', true), ('user_id', 'text', true), ('status', 'text', true),
+			 ('amount', 'bigint', true), ('currency', 'character(3)', true),
+			 ('external_payment_id', 'text', false), ('idempotency_key', 'text', false),
+			 ('status_reason', 'text', false),
+			 ('created_at', 'timestamp with time zone', true),
+			 ('updated_at', 'timestamp with time zone', true),
+			 ('expires_at', 'timestamp with time zone', false)$$,
+	'shop.orders columns and types');
+SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.order_item')$$,
+	$$VALUES ('id', 'bigint', true), ('order_id', 'bigint', true), ('sku_id', 'bigint', true),
+			 ('product_name', 'text', true), ('sku_code', 'text', true),
+			 ('unit_price', 'bigint', true), ('qty', 'integer', true)$$,
+	'shop.order_item columns and types (a snapshot of name, code and price)');
+SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.stock_reservation')$$,
+	$$VALUES ('id', 'bigint', true), ('order_id', 'bigint', true), ('sku_id', 'bigint', true),
+			 ('qty', 'integer', true), ('state', 'text', true),
+			 ('created_at', 'timestamp with time zone', true),
+			 ('state_changed_at', 'timestamp with time zone', true)$$,
+	'shop.stock_reservation columns and types (a state, not a released flag)');
+SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.payment_log')$$,
+	$$VALUES ('id', 'bigint', true), ('provider', 'text', true), ('event_id', 'text', true),
+			 ('order_id', 'bigint', false), ('kind', 'text', true), ('payload', 'jsonb', true),
+			 ('received_at', 'timestamp with time zone', true), ('processed', 'boolean', true)$$,
+	'shop.payment_log columns and types');
+
+-- Column defaults the functions rely on.
+SELECT col_default_is('shop', 'product', 'currency', 'KRW'::bpchar, 'product currency defaults to KRW');
+SELECT col_default_is('shop', 'sku', 'reserved', 0::bigint, 'a new SKU has nothing reserved');
+SELECT col_default_is('shop', 'stock_reservation', 'state', 'active'::text, 'a new reservation is active');
+SELECT col_default_is('shop', 'payment_log', 'processed', false, 'a logged payment event starts unprocessed');
+
+-- Primary keys -------------------------------------------------------------
+
+SELECT col_is_pk('shop', 'product', 'id', 'shop.product primary key is id');
+SELECT col_is_pk('shop', 'sku', 'id', 'shop.sku primary key is id');
+SELECT col_is_pk('shop', 'stock_adjustment', 'id', 'shop.stock_adjustment primary key is id');
+SELECT col_is_pk('shop', 'cart', 'id', 'shop.cart primary key is id');
+SELECT col_is_pk('shop', 'cart_item', ARRAY['cart_id', 'sku_id'], 'shop.cart_item primary key is (cart_id, sku_id)');
+SELECT col_is_pk('shop', 'orders', 'id', 'shop.orders primary key is id');
+SELECT col_is_pk('shop', 'order_item', 'id', 'shop.order_item primary key is id');
+SELECT col_is_pk('shop', 'stock_reservation', 'id', 'shop.stock_reservation primary key is id');
+SELECT col_is_pk('shop', 'payment_log', 'id', 'shop.payment_log primary key is id');
+
+-- Foreign keys -------------------------------------------------------------
+
+SELECT fk_ok('shop', 'sku', 'product_id', 'shop', 'product', 'id');
+SELECT fk_ok('shop', 'stock_adjustment', 'sku_id', 'shop', 'sku', 'id');
+SELECT fk_ok('shop', 'cart_item', 'cart_id', 'shop', 'cart', 'id');
+SELECT fk_ok('shop', 'cart_item', 'sku_id', 'shop', 'sku', 'id');
+SELECT fk_ok('shop', 'order_item', 'order_id', 'shop', 'orders', 'id');
+SELECT fk_ok('shop', 'order_item', 'sku_id', 'shop', 'sku', 'id');
+SELECT fk_ok('shop', 'stock_reservation', 'order_id', 'shop', 'orders', 'id');
+SELECT fk_ok('shop', 'stock_reservation', 'sku_id', 'shop', 'sku', 'id');
+SELECT fk_ok('shop', 'payment_log', 'order_id', 'shop', 'orders', 'id');
+SELECT throws_ok($$INSERT INTO shop.sku (product_id, code) VALUES (-1, 'SCHEMA-NO-PRODUCT')$$,
+	'23503', NULL, 'a SKU of a missing product is refused (foreign key)');
+
+-- CHECK constraints on the stock counters really refuse bad rows ----------
+-- (each UPDATE breaks exactly one of on_hand >= 0, reserved >= 0,
+-- reserved <= on_hand, except the first which also breaks the third)
+
+SELECT col_has_check('shop', 'sku', 'on_hand', 'shop.sku.on_hand has a CHECK');
+SELECT col_has_check('shop', 'sku', 'reserved', 'shop.sku.reserved has a CHECK');
+SELECT throws_ok($$UPDATE shop.sku SET on_hand = -1 WHERE id = 9001$$,
+	'23514', NULL, 'on_hand < 0 is refused');
+SELECT throws_ok($$UPDATE shop.sku SET reserved = -1 WHERE id = 9001$$,
+	'23514', NULL, 'reserved < 0 is refused');
+SELECT throws_ok($$UPDATE shop.sku SET reserved = 6 WHERE id = 9001$$,
+	'23514', NULL, 'reserved > on_hand is refused (no oversell at the row level)');
+SELECT throws_ok($$UPDATE shop.sku SET on_hand = 2, reserved = 3 WHERE id = 9001$$,
+	'23514', NULL, 'lowering on_hand under reserved is refused');
+SELECT lives_ok($$UPDATE shop.sku SET reserved = 5 WHERE id = 9001$$,
+	'reserved = on_hand is allowed (all stock held)');
+SELECT is((SELECT available FROM shop.sku_stock WHERE sku_id = 9001), 0::bigint,
+	'sku_stock.available = on_hand - reserved (5 - 5)');
+UPDATE shop.sku SET reserved = 0 WHERE id = 9001;
+SELECT is((SELECT available FROM shop.sku_stock WHERE sku_id = 9001), 5::bigint,
+	'sku_stock.available follows the counters (5 - 0)');
+
+-- Other CHECKs: positive quantities, known status / state values, no
+-- negative money.
+INSERT INTO shop.cart (user_id) VALUES ('schema-u1');
+INSERT INTO shop.orders (user_id) VALUES ('schema-u1');
+SELECT throws_ok($$INSERT INTO shop.cart_item (cart_id, sku_id, qty)
+	SELECT id, 9001, 0 FROM shop.cart WHERE user_id = 'schema-u1'$$,
+	'23514', NULL, 'cart_item qty 0 is refused');
+SELECT throws_ok($$INSERT INTO shop.cart_item (cart_id, sku_id, qty)
+	SELECT id, 9001, -2 FROM shop.cart WHERE user_id = 'schema-u1'$$,
+	'23514', NULL, 'cart_item negative qty is refused');
+SELECT throws_ok($$INSERT INTO shop.order_item (order_id, sku_id, product_name, sku_code, unit_price, qty)
+	SELECT id, 9001, 'p', 'c', 100, 0 FROM shop.orders WHERE user_id = 'schema-u1'$$,
+	'23514', NULL, 'order_item qty 0 is refused');
+SELECT throws_ok($$INSERT INTO shop.stock_reservation (order_id, sku_id, qty)
+	SELECT id, 9001, 0 FROM shop.orders WHERE user_id = 'schema-u1'$$,
+	'23514', NULL, 'stock_reservation qty 0 is refused');
+SELECT throws_ok($$UPDATE shop.orders SET status = 'SHIPPED' WHERE user_id = 'schema-u1'$$,
+	'23514', NULL, 'an unknown order status is refused');
+SELECT throws_ok($$UPDATE shop.orders SET status = 'paid' WHERE user_id = 'schema-u1'$$,
+	'23514', NULL, 'order status is case-sensitive (paid is not PAID)');
+SELECT lives_ok($$INSERT INTO shop.orders (user_id, status)
+	VALUES ('schema-u2', 'CREATED'), ('schema-u2', 'PENDING'), ('schema-u2', 'PAID'),
+		   ('schema-u2', 'CANCELLED'), ('schema-u2', 'FAILED')$$,
+	'the five documented order statuses are accepted');
+SELECT throws_ok($$UPDATE shop.orders SET amount = -1 WHERE user_id = 'schema-u1'$$,
+	'23514', NULL, 'a negative order amount is refused');
+SELECT throws_ok($$INSERT INTO shop.stock_reservation (order_id, sku_id, qty, state)
+	SELECT id, 9001, 1, 'gone' FROM shop.orders WHERE user_id = 'schema-u1'$$,
+	'23514', NULL, 'an unknown reservation state is refused');
+SELECT throws_ok($$INSERT INTO shop.stock_reservation (order_id, sku_id, qty, state)
+	SELECT id, 9001, 1, 'ACTIVE' FROM shop.orders WHERE user_id = 'schema-u1'$$,
+	'23514', NULL, 'reservation state is case-sensitive (ACTIVE is not active)');
+SELECT lives_ok($$INSERT INTO shop.stock_reservation (order_id, sku_id, qty, state)
+	SELECT o.id, 9001, 1, s.state
+	  FROM shop.orders o
+	  JOIN (VALUES ('CREATED', 'active'), ('PENDING', 'consumed'), ('PAID', 'released')) AS s(status, state)
+		ON s.status = o.status
+	 WHERE o.user_id = 'schema-u2'$$,
+	'the three documented reservation states are accepted');
+SELECT throws_ok($$UPDATE shop.product SET price = -1 WHERE id = 9001$$,
+	'23514', NULL, 'a negative price is refused');
+SELECT throws_ok($$INSERT INTO shop.stock_adjustment (sku_id, delta, reason) VALUES (9001, 0, 'noop')$$,
+	'23514', NULL, 'a zero stock adjustment is refused');
+
+-- Unique and partial indexes -----------------------------------------------
+
+-- One open cart per user: a unique index on cart(user_id) only over open carts.
+SELECT is(pg_temp.index_predicates('shop.cart', '{user_id}', true), '(checked_out_at IS NULL)',
+	'unique index on cart(user_id) WHERE checked_out_at IS NULL');
+SELECT throws_ok($$INSERT INTO shop.cart (user_id) VALUES ('schema-u1')$$,
+	'23505', NULL, 'a second open cart for a user is refused');
+UPDATE shop.cart SET checked_out_at = now() WHERE user_id = 'schema-u1';
+SELECT lives_ok($$INSERT INTO shop.cart (user_id) VALUES ('schema-u1')$$,
+	'a new open cart is allowed once the old one is checked out');
+SELECT is((SELECT count(*) FROM shop.cart WHERE user_id = 'schema-u1'), 2::bigint,
+	'the user now has one closed and one open cart');
+SELECT throws_ok($$INSERT INTO shop.cart_item (cart_id, sku_id, qty)
+	SELECT id, 9001, 1 FROM shop.cart WHERE user_id = 'schema-u1' AND checked_out_at IS NULL
+	UNION ALL
+	SELECT id, 9001, 2 FROM shop.cart WHERE user_id = 'schema-u1' AND checked_out_at IS NULL$$,
+	'23505', NULL, 'a SKU appears at most once per cart');
+
+-- Idempotency: (user_id, idempotency_key) unique where a key is given.
+SELECT is(pg_temp.index_predicates('shop.orders', '{user_id,idempotency_key}', true),
+	'(idempotency_key IS NOT NULL)',
+	'unique index on orders(user_id, idempotency_key) WHERE idempotency_key IS NOT NULL');
+INSERT INTO shop.orders (user_id, idempotency_key) VALUES ('schema-u3', 'k1');
+SELECT throws_ok($$INSERT INTO shop.orders (user_id, idempotency_key) VALUES ('schema-u3', 'k1')$$,
+	'23505', NULL, 'a repeated (user_id, idempotency_key) is refused');
+SELECT lives_ok($$INSERT INTO shop.orders (user_id, idempotency_key) VALUES ('schema-u4', 'k1')$$,
+	'the same key for another user is a different request');
+SELECT lives_ok($$INSERT INTO shop.orders (user_id) VALUES ('schema-u3'), ('schema-u3')$$,
+	'orders without a key are never considered duplicates');
+SELECT throws_ok($$INSERT INTO shop.orders (user_id, idempotency_key) VALUES ('schema-u3', '')$$,
+	'23514', NULL, 'an empty idempotency key is refused');
+
+-- Payment events: one row per (provider, event_id).
+SELECT is(pg_temp.index_predicates('shop.payment_log', '{provider,event_id}', true), '-',
+	'unique index on payment_log(provider, event_id), not partial');
+INSERT INTO shop.payment_log (provider, event_id, kind, payload) VALUES ('psp', 'ev-1', 'paid', '{}');
+SELECT throws_ok($$INSERT INTO shop.payment_log (provider, event_id, kind, payload)
+	VALUES ('psp', 'ev-1', 'paid', '{"again": true}')$$,
+	'23505', NULL, 'a repeated (provider, event_id) is refused');
+SELECT lives_ok($$INSERT INTO shop.payment_log (provider, event_id, kind, payload)
+	VALUES ('other-psp', 'ev-1', 'paid', '{}')$$,
+	'the same event id from another provider is accepted');
+
+-- Other uniqueness: SKU codes, one snapshot line and one reservation per
+-- (order, SKU).
+SELECT col_is_unique('shop', 'sku', 'code', 'SKU codes are unique');
+SELECT throws_ok($$INSERT INTO shop.sku (product_id, code) VALUES (9001, 'SCHEMA-9001')$$,
+	'23505', NULL, 'a duplicate SKU code is refused');
+SELECT col_is_unique('shop', 'order_item', ARRAY['order_id', 'sku_id'], 'one order line per (order, sku)');
+SELECT col_is_unique('shop', 'stock_reservation', ARRAY['order_id', 'sku_id'], 'one reservation per (order, sku)');
+
+-- Indexes for every lookup the functions do.
+SELECT is(pg_temp.index_predicates('shop.orders', '{expires_at,id}', false), '(status = ''PENDING''::text)',
+	'pending orders by expires_at: partial index WHERE status = PENDING');
+SELECT is(pg_temp.index_predicates('shop.stock_reservation', '{sku_id,order_id}', false), '(state = ''active''::text)',
+	'active reservations by SKU: partial index WHERE state = active');
+SELECT is_indexed('shop', 'stock_reservation', ARRAY['order_id', 'sku_id'], 'reservations by order are indexed');
+SELECT is_indexed('shop', 'order_item', ARRAY['order_id', 'sku_id'], 'order lines by order are indexed');
+SELECT is_indexed('shop', 'orders', 'user_id', 'orders by user are indexed');
+SELECT is_indexed('shop', 'sku', 'product_id', 'SKUs by product are indexed');
+SELECT is_indexed('shop', 'cart_item', 'sku_id', 'cart lines by SKU are indexed');
+
+-- Views for DBAs -----------------------------------------------------------
+
+SELECT views_are('shop', ARRAY['sku_stock', 'active_reservations', 'expiring_orders'],
+	'schema shop has exactly the three DBA views');
+SELECT set_eq($$SELECT col, typ FROM pg_temp.cols('shop.sku_stock')$$,
+	$$VALUES ('sku_id', 'bigint'), ('code', 'text'), ('product_id', 'bigint'),
+			 ('product_name', 'text'), ('on_hand', 'bigint'), ('reserved', 'bigint'),
+			 ('available', 'bigint'), ('sellable', 'boolean')$$,
+	'shop.sku_stock columns (on_hand, reserved, available per SKU)');
+SELECT set_eq($$SELECT col, typ FROM pg_temp.cols('shop.active_reservations')$$,
+	$$VALUES ('reservation_id', 'bigint'), ('order_id', 'bigint'), ('sku_id', 'bigint'),
+			 ('sku_code', 'text'), ('qty', 'integer'),
+			 ('created_at', 'timestamp with time zone'), ('age', 'interval'),
+			 ('order_status', 'text'), ('expires_at', 'timestamp with time zone'),
+			 ('expired', 'boolean')$$,
+	'shop.active_reservations columns (with age and the order''s expires_at)');
+SELECT set_eq($$SELECT col, typ FROM pg_temp.cols('shop.expiring_orders')$$,
+	$$VALUES ('order_id', 'bigint'), ('user_id', 'text'), ('amount', 'bigint'),
+			 ('currency', 'character(3)'), ('created_at', 'timestamp with time zone'),
+			 ('expires_at', 'timestamp with time zone'), ('time_left', 'interval'),
+			 ('expired', 'boolean')$$,
+	'shop.expiring_orders columns');
+-- The views show only what their names say: active reservations, PENDING orders.
+SELECT is((SELECT array_agg(DISTINCT r.sku_id) FROM shop.active_reservations r
+			JOIN shop.orders o ON o.id = r.order_id WHERE o.user_id = 'schema-u2'),
+	ARRAY[9001::bigint], 'active_reservations lists the active reservation');
+SELECT is((SELECT count(*) FROM shop.active_reservations r
+			JOIN shop.orders o ON o.id = r.order_id WHERE o.user_id = 'schema-u2'),
+	1::bigint, 'active_reservations hides consumed and released reservations');
+SELECT is((SELECT count(*) FROM shop.expiring_orders WHERE user_id = 'schema-u2'), 1::bigint,
+	'expiring_orders lists only PENDING orders');
+
+-- Composite result types ---------------------------------------------------
+
+SELECT has_composite('shop', 'cart_line', 'type shop.cart_line exists');
+SELECT has_composite('shop', 'cart_row', 'type shop.cart_row exists');
+SELECT has_composite('shop', 'order_summary', 'type shop.order_summary exists');
+SELECT has_composite('shop', 'stock_level', 'type shop.stock_level exists');
+SELECT has_composite('shop', 'invariant_violation', 'type shop.invariant_violation exists');
+SELECT set_eq($$SELECT col, typ FROM pg_temp.cols('shop.cart_line')$$,
+	$$VALUES ('sku_id', 'bigint'), ('qty', 'integer')$$,
+	'shop.cart_line is (sku_id, qty)');
+SELECT set_eq($$SELECT col, typ FROM pg_temp.cols('shop.cart_row')$$,
+	$$VALUES ('sku_id', 'bigint'), ('sku_code', 'text'), ('product_name', 'text'),
+			 ('unit_price', 'bigint'), ('currency', 'character(3)'), ('qty', 'integer'),
+			 ('line_total', 'bigint'), ('cart_total', 'bigint')$$,
+	'shop.cart_row has product name, sku code, unit price, line total and cart total');
+SELECT set_eq($$SELECT col, typ FROM pg_temp.cols('shop.order_summary')$$,
+	$$VALUES ('id', 'bigint'), ('status', 'text'), ('amount', 'bigint'),
+			 ('currency', 'character(3)'), ('expires_at', 'timestamp with time zone')$$,
+	'shop.order_summary is (id, status, amount, currency, expires_at)');
+SELECT set_eq($$SELECT col, typ FROM pg_temp.cols('shop.stock_level')$$,
+	$$VALUES ('sku_id', 'bigint'), ('on_hand', 'bigint'), ('reserved', 'bigint'),
+			 ('available', 'bigint')$$,
+	'shop.stock_level is (sku_id, on_hand, reserved, available)');
+SELECT set_eq($$SELECT col, typ FROM pg_temp.cols('shop.invariant_violation')$$,
+	$$VALUES ('check_name', 'text'), ('subject', 'text'), ('detail', 'text')$$,
+	'shop.invariant_violation is (check_name, subject, detail)');
+
+-- API functions: names, argument names and types, defaults, results -------
+
+SELECT functions_are('shop',
+	ARRAY['shop_cart_add', 'shop_cart_set_qty', 'shop_cart_remove', 'shop_cart',
+		  'shop_create_order', 'shop_buy_now', 'shop_confirm_paid', 'shop_release',
+		  'shop_expire_pending', 'shop_adjust_stock', 'shop_check_invariants',
+		  'shop_schedule_expiry'],
+	'schema shop has exactly the API functions of issue #2');
+SELECT has_function('shop', 'shop_cart_add', ARRAY['text', 'bigint', 'integer']);
+SELECT has_function('shop', 'shop_cart_set_qty', ARRAY['text', 'bigint', 'integer']);
+SELECT has_function('shop', 'shop_cart_remove', ARRAY['text', 'bigint']);
+SELECT has_function('shop', 'shop_cart', ARRAY['text']);
+SELECT has_function('shop', 'shop_create_order', ARRAY['text', 'text']);
+SELECT has_function('shop', 'shop_buy_now', ARRAY['text', 'jsonb', 'text']);
+SELECT has_function('shop', 'shop_confirm_paid', ARRAY['bigint', 'text']);
+SELECT has_function('shop', 'shop_release', ARRAY['bigint', 'text']);
+SELECT has_function('shop', 'shop_expire_pending', ARRAY['integer']);
+SELECT has_function('shop', 'shop_adjust_stock', ARRAY['bigint', 'integer', 'text']);
+SELECT has_function('shop', 'shop_check_invariants', ARRAY[]::name[]);
+SELECT has_function('shop', 'shop_schedule_expiry', ARRAY['text']);
+-- The full signature as callers see it: argument names (named notation is
+-- part of the contract), defaults and result types, in one comparison.
+SELECT set_eq($$
+	SELECT p.proname::text, pg_catalog.pg_get_function_arguments(p.oid),
+		   pg_catalog.pg_get_function_result(p.oid)
+	  FROM pg_catalog.pg_proc p
+	 WHERE p.pronamespace = 'shop'::regnamespace$$,
+	$$VALUES
+	('shop_cart_add', 'user_id text, sku_id bigint, qty integer', 'shop.cart_line'),
+	('shop_cart_set_qty', 'user_id text, sku_id bigint, qty integer', 'shop.cart_line'),
+	('shop_cart_remove', 'user_id text, sku_id bigint', 'boolean'),
+	('shop_cart', 'user_id text', 'SETOF shop.cart_row'),
+	('shop_create_order', 'user_id text, idempotency_key text DEFAULT NULL::text', 'shop.order_summary'),
+	('shop_buy_now', 'user_id text, items jsonb, idempotency_key text DEFAULT NULL::text', 'shop.order_summary'),
+	('shop_confirm_paid', 'order_id bigint, external_payment_id text', 'shop.order_summary'),
+	('shop_release', 'order_id bigint, reason text DEFAULT ''cancelled''::text', 'shop.order_summary'),
+	('shop_expire_pending', 'max_orders integer DEFAULT 1000', 'integer'),
+	('shop_adjust_stock', 'sku_id bigint, delta integer, reason text', 'shop.stock_level'),
+	('shop_check_invariants', '', 'SETOF shop.invariant_violation'),
+	('shop_schedule_expiry', 'schedule text DEFAULT ''* * * * *''::text', 'bigint')
+	$$,
+	'every API function has the documented arguments, defaults and result');
+-- Defaults work: the short forms resolve to the documented functions.
+SELECT is((shop.shop_buy_now('schema-u5', '[{"sku_id": 9001, "qty": 1}]')).status, 'PENDING',
+	'shop_buy_now(user_id, items) works without an idempotency key');
+SELECT is((shop.shop_release((SELECT max(id) FROM shop.orders WHERE user_id = 'schema-u5'))).status,
+	'CANCELLED', 'shop_release(order_id) defaults to reason cancelled');
+
+-- shop.reservation_ttl -----------------------------------------------------
+
+SELECT is(current_setting('shop.reservation_ttl'), '20min',
+	'SHOW shop.reservation_ttl is 20min by default');
+SELECT is((SELECT boot_val::int * 1 FROM pg_catalog.pg_settings WHERE name = 'shop.reservation_ttl')
+		  * CASE (SELECT unit FROM pg_catalog.pg_settings WHERE name = 'shop.reservation_ttl')
+				WHEN 's' THEN interval '1 second' WHEN 'min' THEN interval '1 minute'
+				WHEN 'ms' THEN interval '1 millisecond' END,
+	interval '20 minutes', 'the built-in default of shop.reservation_ttl is 20 minutes');
+-- A new order expires reservation_ttl after now().
+SELECT is((shop.shop_buy_now('schema-u6', '[{"sku_id": 9001, "qty": 1}]')).expires_at,
+	now() + interval '20 minutes', 'an order placed now expires 20 minutes from now');
+SET LOCAL shop.reservation_ttl = '90s';
+SELECT is((shop.shop_buy_now('schema-u7', '[{"sku_id": 9001, "qty": 1}]')).expires_at,
+	now() + interval '90 seconds', 'expires_at follows the current shop.reservation_ttl');
+RESET shop.reservation_ttl;
+
+SELECT * FROM finish();
+ROLLBACK;

@@ -160,23 +160,20 @@ SELECT results_eq($$SELECT r.who, o.status, coalesce(o.status_reason, '') FROM t
 	'the expired order D was released inline and C''s order holds the unit');
 SELECT is_empty($$SELECT * FROM shop.shop_check_invariants()$$, 'the books balance after the reclaims');
 
--- cart_add does not reclaim (yet?): B's order now runs out of time too, and E
--- wants the unit it holds in a cart.  cart_add checks against on_hand -
--- reserved, which still counts B's expired reservation, so with the cron job
--- down E cannot put the unit in the cart until something sweeps.  The issue
--- says reclaim happens "when a reservation attempt finds too little stock"
--- (a cart add reserves nothing) but also "a stopped pg_cron may delay
--- housekeeping, never a sale": left as TODO for the lead to decide.
+-- cart_add with the cron job down: B's order now runs out of time too, and
+-- E wants the unit it holds in a cart.  A cart reserves nothing, so it does
+-- not reclaim, but it counts stock held by expired orders as available
+-- ("a stopped pg_cron may delay housekeeping, never a sale"); the checkout
+-- that follows reclaims it.
 UPDATE shop.orders SET expires_at = now() - interval '1 minute'
  WHERE id = (SELECT order_id FROM tap_reclaim WHERE who = 'B');
-SELECT todo('cart_add counts stock held by expired PENDING orders as unavailable (no inline reclaim): lead to decide', 1);
 SELECT lives_ok($$SELECT shop.shop_cart_add('cron-e', 9302, 1)$$,
 	'without the cron job, cart_add of stock held only by an expired order succeeds');
 SELECT results_eq($$SELECT s.reserved, (SELECT count(*) FROM shop.orders o WHERE o.status = 'PENDING' AND o.expires_at <= now()
 					   AND o.id IN (SELECT order_id FROM tap_reclaim))
 					 FROM shop.sku s WHERE s.id = 9302$$,
 	$$VALUES (1::bigint, 1::bigint)$$,
-	'(today) B''s expired order still holds its unit until a sweep or a buy reclaims it');
+	'B''s expired order still holds its unit until a sweep or a buy reclaims it');
 SELECT is((SELECT status FROM shop.shop_buy_now('cron-f', '[{"sku_id": 9302, "qty": 1}]')), 'PENDING',
 	'while a buy of that unit reclaims it right away');
 

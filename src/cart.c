@@ -25,8 +25,6 @@ PG_FUNCTION_INFO_V1(shop_cart);
 
 static SPIPlanPtr plan_lock_cart;
 static SPIPlanPtr plan_create_cart;
-static SPIPlanPtr plan_line_check;
-static SPIPlanPtr plan_expired_holdings;
 static SPIPlanPtr plan_upsert_line;
 static SPIPlanPtr plan_delete_line;
 static SPIPlanPtr plan_cart_rows;
@@ -35,8 +33,8 @@ static SPIPlanPtr plan_cart_rows;
  * Lock the user's open cart and return its id; create it when asked and
  * there is none.  Returns 0 when there is none and create is false.
  */
-static int64
-open_cart(text *user_id, bool create)
+int64
+cart_lock_open(text *user_id, bool create)
 {
 	static const Oid argtypes[] = {TEXTOID};
 	Datum		values[1];
@@ -72,69 +70,24 @@ open_cart(text *user_id, bool create)
 }
 
 /*
- * Units of sku_id held by expired PENDING orders.  They count as available
- * to a cart: the order that takes them reclaims them (reserve.c), so a late
- * expiry sweep must not stop a buyer from filling the cart.  Only asked
- * when stock looks short, as it scans the SKU's active reservations.
- */
-static int64
-expired_holdings(int64 sku_id)
-{
-	static const Oid argtypes[] = {INT8OID};
-	Datum		values[1];
-
-	values[0] = Int64GetDatum(sku_id);
-	shop_exec(shop_plan(&plan_expired_holdings,
-						"SELECT coalesce(sum(r.qty), 0)::bigint"
-						"  FROM shop.stock_reservation r"
-						"  JOIN shop.orders o ON o.id = r.order_id"
-						" WHERE r.sku_id = $1 AND r.state = 'active'"
-						"   AND o.status = 'PENDING' AND o.expires_at <= now()",
-						1, argtypes),
-			  values, NULL, false, 0);
-	return shop_get_int64(0, 1, NULL);
-}
-
-/*
  * Check that the cart line for sku_id may hold new_qty, or raise.
  * add is the quantity being added, to compute the new total; 0 for a set.
  */
 static int32
 check_line(int64 cart_id, int64 sku_id, int32 qty, bool add)
 {
-	static const Oid argtypes[] = {INT8OID, INT8OID};
-	Datum		values[2];
-	char	   *code;
 	int64		available;
+	int32		in_cart;
 	int32		new_qty = qty;
+	char	   *code = sku_for_sale(sku_id, cart_id, &available, &in_cart);
 
-	values[0] = Int64GetDatum(sku_id);
-	values[1] = Int64GetDatum(cart_id);
-	if (shop_exec(shop_plan(&plan_line_check,
-							"SELECT s.code, s.is_active AND p.is_active,"
-							"       s.on_hand - s.reserved,"
-							"       (SELECT ci.qty FROM shop.cart_item ci"
-							"         WHERE ci.cart_id = $2 AND ci.sku_id = s.id)"
-							"  FROM shop.sku s JOIN shop.product p ON p.id = s.product_id"
-							" WHERE s.id = $1",
-							2, argtypes),
-				  values, NULL, false, 0) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("SKU %lld does not exist", (long long) sku_id)));
-	code = shop_get_text(0, 1);
-	if (!shop_get_bool(0, 2))
-		ereport(ERROR,
-				(errcode(ERRCODE_SHOP_NOT_FOR_SALE),
-				 errmsg("SKU \"%s\" is not for sale", code),
-				 errdetail("The SKU or its product is inactive.")));
-	available = shop_get_int64(0, 3, NULL);
-	if (add && pg_add_s32_overflow((int32) shop_get_int64(0, 4, NULL), qty, &new_qty))
+	if (add && pg_add_s32_overflow(in_cart, qty, &new_qty))
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("cart quantity of SKU \"%s\" is out of range", code)));
+	/* stock held by expired orders is sellable: checkout reclaims it */
 	if (new_qty > available)
-		available += expired_holdings(sku_id);
+		available += sku_expired_holdings(sku_id);
 	if (new_qty > available)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_INSUFFICIENT_STOCK),
@@ -218,7 +171,7 @@ shop_cart_add(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("qty must be positive, not %d", qty)));
 	SPI_connect();
-	cart_id = open_cart(user_id, true);
+	cart_id = cart_lock_open(user_id, true);
 	qty = check_line(cart_id, sku_id, qty, true);
 	result = store_line(fcinfo, outer, cart_id, sku_id, qty);
 	SPI_finish();
@@ -244,7 +197,7 @@ shop_cart_set_qty(PG_FUNCTION_ARGS)
 				 errmsg("qty must not be negative, not %d", qty),
 				 errhint("Set qty 0 to remove the line.")));
 	SPI_connect();
-	cart_id = open_cart(user_id, qty > 0);
+	cart_id = cart_lock_open(user_id, qty > 0);
 	if (qty == 0)
 	{
 		if (cart_id != 0)
@@ -270,7 +223,7 @@ shop_cart_remove(PG_FUNCTION_ARGS)
 	bool		removed = false;
 
 	SPI_connect();
-	cart_id = open_cart(user_id, false);
+	cart_id = cart_lock_open(user_id, false);
 	if (cart_id != 0)
 		removed = delete_line(cart_id, sku_id);
 	SPI_finish();

@@ -19,7 +19,6 @@ PG_FUNCTION_INFO_V1(shop_buy_now);
 static SPIPlanPtr plan_insert_order;
 static SPIPlanPtr plan_order_by_key;
 static SPIPlanPtr plan_mark_pending;
-static SPIPlanPtr plan_lock_cart;
 static SPIPlanPtr plan_cart_lines;
 static SPIPlanPtr plan_close_cart;
 
@@ -96,26 +95,6 @@ place_order(FunctionCallInfo fcinfo, MemoryContext outer, text *user_id,
 }
 
 /*
- * Lock the user's open cart; returns its id, or 0 when there is none.
- */
-static int64
-lock_open_cart(text *user_id)
-{
-	static const Oid argtypes[] = {TEXTOID};
-	Datum		values[1];
-
-	values[0] = PointerGetDatum(user_id);
-	if (shop_exec(shop_plan(&plan_lock_cart,
-							"SELECT id FROM shop.cart"
-							" WHERE user_id = $1 AND checked_out_at IS NULL"
-							" FOR UPDATE",
-							1, argtypes),
-				  values, NULL, false, 0) == 0)
-		return 0;
-	return shop_get_int64(0, 1, NULL);
-}
-
-/*
  * The cart's lines, ascending by sku_id (each SKU is one line already).
  */
 static OrderLine *
@@ -182,7 +161,7 @@ shop_create_order(PG_FUNCTION_ARGS)
 	Datum		result;
 
 	SPI_connect();
-	cart_id = lock_open_cart(user_id);
+	cart_id = cart_lock_open(user_id, false);
 	if (key != NULL && find_order_by_key(user_id, key))
 		result = shop_row_datum(fcinfo, outer, 0);
 	else

@@ -24,7 +24,6 @@
 #include "utils/resowner.h"
 
 static SPIPlanPtr plan_reserve_line;
-static SPIPlanPtr plan_sku_state;
 
 /* Running totals of the lines reserved so far. */
 typedef struct ReserveTotals
@@ -52,38 +51,6 @@ report_shortage(const char *code, const OrderLine *line, int64 available)
 			 errmsg("insufficient stock for SKU \"%s\"", code),
 			 errdetail("Requested %d, available %lld.", line->qty,
 					   (long long) Max(available, 0))));
-}
-
-/*
- * After a failed reservation, say why: unknown or unsellable SKUs are
- * errors; a shortage is returned with the current available count.
- */
-static char *
-diagnose_line(const OrderLine *line, int64 *available)
-{
-	static const Oid argtypes[] = {INT8OID};
-	Datum		values[1];
-	char	   *code;
-
-	values[0] = Int64GetDatum(line->sku_id);
-	if (shop_exec(shop_plan(&plan_sku_state,
-							"SELECT s.code, s.is_active AND p.is_active,"
-							"       s.on_hand - s.reserved"
-							"  FROM shop.sku s JOIN shop.product p ON p.id = s.product_id"
-							" WHERE s.id = $1",
-							1, argtypes),
-				  values, NULL, false, 1) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("SKU %lld does not exist", (long long) line->sku_id)));
-	code = shop_get_text(0, 1);
-	if (!shop_get_bool(0, 2))
-		ereport(ERROR,
-				(errcode(ERRCODE_SHOP_NOT_FOR_SALE),
-				 errmsg("SKU \"%s\" is not for sale", code),
-				 errdetail("The SKU or its product is inactive.")));
-	*available = shop_get_int64(0, 3, NULL);
-	return code;
 }
 
 /*
@@ -156,7 +123,8 @@ reserve_line(int64 order_id, const OrderLine *line, ReserveTotals *totals,
 						  shop_get_text(0, 2));
 			return LINE_RESERVED;
 		}
-		code = diagnose_line(line, &available);
+		/* unknown and unsellable SKUs raise here; else it is a shortage */
+		code = sku_for_sale(line->sku_id, 0, &available, NULL);
 		if (available < line->qty)
 		{
 			if (raise_on_short)

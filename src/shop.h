@@ -69,6 +69,14 @@ extern text *shop_text_arg(FunctionCallInfo fcinfo, int argno,
 extern int64 shop_int64_arg(FunctionCallInfo fcinfo, int argno, const char *name);
 extern int32 shop_int32_arg(FunctionCallInfo fcinfo, int argno, const char *name);
 
+/* sku.c: a SKU's sale state */
+extern char *sku_for_sale(int64 sku_id, int64 cart_id, int64 *available,
+						  int32 *in_cart);
+extern int64 sku_expired_holdings(int64 sku_id);
+
+/* cart.c: the user's open cart */
+extern int64 cart_lock_open(text *user_id, bool create);
+
 /* order_lines.c: parse and normalise order lines */
 extern OrderLine *lines_from_jsonb(Datum items, int *nlines);
 extern void lines_normalise(OrderLine *lines, int *nlines);

@@ -64,9 +64,11 @@ SELECT expires_at - created_at AS ttl FROM shop.orders WHERE id = :t3;
 RESET shop.reservation_ttl;
 SET shop.reservation_ttl = 0;
 
--- pg_cron runs jobs from database "postgres" in the test cluster, not here
+-- pg_cron cannot schedule from this database: SH007 (the message and hint
+-- depend on how the server runs pg_cron, so only the code is compared)
+\set VERBOSITY sqlstate
 SELECT shop.shop_schedule_expiry();
-\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
 
 SELECT * FROM shop.shop_check_invariants();
 

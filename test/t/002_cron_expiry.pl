@@ -30,6 +30,15 @@ is($node->safe_psql('postgres',
 	q{SELECT count(*) FROM cron.job WHERE command = 'SELECT shop.shop_expire_pending()'}),
 	'1', 'exactly one job runs the sweep');
 
+# from a database pg_cron does not run from, the error says what to run there
+$node->safe_psql('postgres', 'CREATE DATABASE other');
+$node->safe_psql('other', 'CREATE EXTENSION shop');
+my ($rc, $out, $err) = $node->psql('other', q{SELECT shop.shop_schedule_expiry('*/5 * * * *')});
+isnt($rc, 0, 'scheduling from another database fails');
+like($err, qr/pg_cron runs jobs from database "postgres", not "other"/, 'it names both databases');
+like($err, qr/cron\.schedule_in_database\('shop-expire-pending', '\*\/5 \* \* \* \*', 'SELECT shop\.shop_expire_pending\(\)', 'other'\)/,
+	'its hint is the call to run in the cron database');
+
 # the job is stored, not held in memory: it survives a restart
 $node->restart;
 

@@ -152,6 +152,16 @@ SELECT r->>'result' AS result, r->>'order_status' AS status, r->>'review' AS rev
   FROM wh_mock('ev-32', 'payment.succeeded', :'o5', 1, 'KRW', 'pay-32') r;
 SELECT * FROM wh_stock;
 
+-- An order cancelled on purpose (by the customer or the shop, not by
+-- expiry or a failed payment) is never sold behind their back: refund.
+SELECT id AS o8 FROM shop.shop_buy_now('wh-u8', jsonb_build_array(jsonb_build_object('sku_id', :sku_a, 'qty', 1))) \gset
+SELECT status FROM shop.shop_release(:o8, 'customer_cancelled');
+SELECT r->>'result' AS result, r->>'order_status' AS status, r->>'review' AS review
+  FROM wh_mock('ev-33', 'payment.succeeded', :'o8', 500, 'KRW', 'pay-33') r;
+SELECT * FROM wh_order(:o8);
+SELECT reason, detail FROM shop.orders_needing_review WHERE order_id = :o8;
+SELECT * FROM wh_stock;
+
 ------------------------------------------------------------------------------
 -- Rule 6: events for orders that do not exist are accepted as unmatched.
 ------------------------------------------------------------------------------
@@ -160,7 +170,12 @@ SELECT r->>'result' AS result, r->>'order_id' AS order_id, r->>'order_status' AS
 SELECT r->>'result' AS result FROM wh_mock('ev-41', 'payment.failed', 'ORD-7', NULL, NULL, NULL) r;
 SELECT r->>'result' AS result FROM wh_mock('ev-42', 'payment.succeeded', NULL, 500, 'KRW', 'pay-42') r;
 SELECT event_id, event_type, kind, order_ref, amount, currency, payment_id, note
-  FROM shop.unmatched_payments WHERE provider = 'mock-rules' ORDER BY event_id;
+  FROM shop.unmatched_payments WHERE provider = 'mock-rules' AND event_id <> 'ev-44' ORDER BY event_id;
+-- an order reference too long to be an id is recorded as unmatched (the
+-- payload keeps it), not refused: a refusal would be retried forever
+SELECT r->>'result' AS result FROM wh_mock('ev-44', 'payment.succeeded', repeat('9', 300), 500, 'KRW', 'pay-44') r;
+SELECT order_ref IS NULL AS ref_dropped, length(payload #>> '{data,order_id}') AS ref_in_payload
+  FROM shop.payment_log WHERE provider = 'mock-rules' AND event_id = 'ev-44';
 -- and an event type nobody handles is recorded and ignored
 SELECT r->>'result' AS result FROM wh_mock('ev-43', 'payment.refunded', :'o1', 1000, 'KRW', 'pay-1') r;
 

@@ -204,6 +204,10 @@ SELECT wh_try('mock-sig', shop.shop_sign_mock('mock-sig', 'bad-3', '[1, 2]'), '[
 SELECT wh_try('mock-sig', shop.shop_sign_mock('mock-sig', 'bad-4', '"text"'), '"text"');
 SELECT wh_try('mock-sig', shop.shop_sign_mock('mock-sig', 'bad-5', ''), '');
 
+-- an id header too long to be a key is refused before anything else: SH013
+SELECT wh_try('mock-sig', shop.shop_sign_mock('mock-sig', 'x', '{}')
+	|| jsonb_build_object('webhook-id', repeat('x', 257)), '{}');
+
 -- stale and future timestamps relative to now (signed in the database)
 SELECT wh_try('mock-sig', shop.shop_sign_mock('mock-sig', 'old-1', '{}', now() - interval '301 seconds'), '{}');
 SELECT wh_try('mock-sig', shop.shop_sign_mock('mock-sig', 'new-1', '{}', now() + interval '301 seconds'), '{}');

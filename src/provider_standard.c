@@ -203,6 +203,18 @@ standard_sign(const WebhookSecret *secret, const char *msg_id, int64 timestamp,
 }
 
 /*
+ * The optional text field the option (or else default_path) points at.
+ */
+static char *
+mapped_text(Jsonb *body, Jsonb *opts, const char *option,
+			const char *const *default_path, int depth)
+{
+	return webhook_json_string(webhook_json_path(body, opts, option,
+												 default_path, depth),
+							   NULL);
+}
+
+/*
  * Map the verified body to the normalised event with the provider's
  * field mapping.  The event id is the webhook-id header (the scheme's
  * idempotency key) unless event_id_path names a body field.
@@ -222,9 +234,7 @@ standard_parse(const WebhookProvider *provider, const WebhookRequest *request,
 				(errcode(ERRCODE_SHOP_WEBHOOK_BAD_BODY),
 				 errmsg("webhook event has no event id")));
 
-	event->type = webhook_json_string(webhook_json_path(body, opts, "type_path",
-														default_type_path, 1),
-									  "event type");
+	event->type = mapped_text(body, opts, "type_path", default_type_path, 1);
 	if (webhook_json_string_in(opts, "paid_types", default_paid_types, event->type))
 		event->kind = WEBHOOK_EVENT_PAID;
 	else if (webhook_json_string_in(opts, "failed_types", default_failed_types,
@@ -233,18 +243,12 @@ standard_parse(const WebhookProvider *provider, const WebhookRequest *request,
 	else
 		event->kind = WEBHOOK_EVENT_OTHER;
 
-	event->order_ref = webhook_json_string(webhook_json_path(body, opts, "order_id_path",
-															 default_order_path, 2),
-										   "order id");
+	event->order_ref = mapped_text(body, opts, "order_id_path", default_order_path, 2);
 	event->has_amount = webhook_json_amount(webhook_json_path(body, opts, "amount_path",
 															  default_amount_path, 2),
 											&event->amount);
-	event->currency = webhook_json_string(webhook_json_path(body, opts, "currency_path",
-															default_currency_path, 2),
-										  "currency");
-	event->payment_id = webhook_json_string(webhook_json_path(body, opts, "payment_id_path",
-															  default_payment_path, 2),
-											"payment id");
+	event->currency = mapped_text(body, opts, "currency_path", default_currency_path, 2);
+	event->payment_id = mapped_text(body, opts, "payment_id_path", default_payment_path, 2);
 }
 
 const WebhookKind webhook_kind_standard = {

@@ -158,8 +158,7 @@ stripe_parse(const WebhookProvider *provider, const WebhookRequest *request,
 
 	event->event_id = webhook_json_string(webhook_json_get(body, id_path, 1),
 										  "event id");
-	event->type = webhook_json_string(webhook_json_get(body, type_path, 1),
-									  "event type");
+	event->type = webhook_json_string(webhook_json_get(body, type_path, 1), NULL);
 	if (event->event_id == NULL || *event->event_id == '\0' || event->type == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_WEBHOOK_BAD_BODY),
@@ -171,8 +170,7 @@ stripe_parse(const WebhookProvider *provider, const WebhookRequest *request,
 
 	type = event->type;
 	session = strncmp(type, "checkout.session.", 17) == 0;
-	payment_status = webhook_json_string(webhook_json_get(body, status_path, 3),
-										 "payment_status");
+	payment_status = webhook_json_string(webhook_json_get(body, status_path, 3), NULL);
 	if (strcmp(type, "payment_intent.succeeded") == 0 ||
 		strcmp(type, "checkout.session.async_payment_succeeded") == 0 ||
 		(strcmp(type, "checkout.session.completed") == 0 &&
@@ -185,18 +183,15 @@ stripe_parse(const WebhookProvider *provider, const WebhookRequest *request,
 	else
 		event->kind = WEBHOOK_EVENT_OTHER;
 
-	event->order_ref = webhook_json_string(webhook_json_get(body, order_path, 4),
-										   "metadata.order_id");
-	event->currency = webhook_json_string(webhook_json_get(body, currency_path, 3),
-										  "currency");
+	event->order_ref = webhook_json_string(webhook_json_get(body, order_path, 4), NULL);
+	event->currency = webhook_json_string(webhook_json_get(body, currency_path, 3), NULL);
 	if (session)
 	{
 		/* a session pays through its PaymentIntent: use that id, so the
 		 * session and intent events of one payment agree */
 		event->has_amount = webhook_json_amount(webhook_json_get(body, total_path, 3),
 												&event->amount);
-		event->payment_id = webhook_json_string(webhook_json_get(body, intent_path, 3),
-												"payment_intent");
+		event->payment_id = webhook_json_string(webhook_json_get(body, intent_path, 3), NULL);
 	}
 	else
 	{
@@ -207,8 +202,7 @@ stripe_parse(const WebhookProvider *provider, const WebhookRequest *request,
 		event->payment_id = NULL;
 	}
 	if (event->payment_id == NULL)
-		event->payment_id = webhook_json_string(webhook_json_get(body, object_id_path, 3),
-												"object id");
+		event->payment_id = webhook_json_string(webhook_json_get(body, object_id_path, 3), NULL);
 }
 
 const WebhookKind webhook_kind_stripe = {

@@ -58,6 +58,7 @@ typedef struct LockedOrder
 	int64		amount;
 	char	   *currency;
 	char	   *payment_id;		/* external_payment_id, NULL if none */
+	char	   *reason;			/* status_reason, NULL if none */
 } LockedOrder;
 
 /* What applying an event did, for the log row and the response. */
@@ -311,7 +312,8 @@ lock_order(int64 id, LockedOrder *order)
 
 	values[0] = Int64GetDatum(id);
 	if (shop_exec(shop_plan(&plan_lock_order,
-							"SELECT status, amount, currency::text, external_payment_id"
+							"SELECT status, amount, currency::text, external_payment_id,"
+							"       status_reason"
 							"  FROM shop.orders WHERE id = $1 FOR UPDATE",
 							1, argtypes),
 				  values, NULL, false, 0) == 0)
@@ -321,6 +323,7 @@ lock_order(int64 id, LockedOrder *order)
 	order->amount = shop_get_int64(0, 2, NULL);
 	order->currency = shop_get_text(0, 3);
 	order->payment_id = shop_get_text(0, 4);
+	order->reason = shop_get_text(0, 5);
 	return true;
 }
 
@@ -544,7 +547,22 @@ apply_paid(const WebhookProvider *provider, const WebhookEvent *event,
 		return;
 	}
 
-	/* paid after the order was released: sell it if the stock is still there */
+	/*
+	 * Paid after the order was released.  Released by time (expired) or by
+	 * a failed attempt the customer then retried: the customer still wants
+	 * it, so sell it if the stock is still there.  Cancelled on purpose
+	 * (by the customer or the shop): never sell it behind their back.
+	 */
+	if (order->reason == NULL ||
+		(strcmp(order->reason, "expired") != 0 &&
+		 strcmp(order->reason, "payment_failed") != 0))
+	{
+		out->review = "refund_required";
+		out->note = psprintf("payment arrived after the order was %s (%s); it is not sold again",
+							 order->status, order->reason ? order->reason : "no reason");
+		flag_review(order->id, out->review, provider, event, out->note);
+		return;
+	}
 	short_sku = rereserve_order(order->id);
 	if (short_sku == 0)
 	{

@@ -249,7 +249,10 @@ webhook_json_path(Jsonb *doc, Jsonb *options, const char *option,
 
 /*
  * A JSON string or number as a C string (NULL for anything else or a
- * missing value).  Ids longer than WEBHOOK_MAX_ID_LEN are refused.
+ * missing value).  A value longer than WEBHOOK_MAX_ID_LEN is refused (SH014)
+ * when what names a field the event cannot do without (its id); any other
+ * field that long reads as absent, so the event is still recorded (the
+ * payload keeps the value) instead of being refused and retried forever.
  */
 char *
 webhook_json_string(JsonbValue *v, const char *what)
@@ -265,12 +268,14 @@ webhook_json_string(JsonbValue *v, const char *what)
 												NumericGetDatum(v->val.numeric)));
 	else
 		return NULL;
-	if (strlen(s) > WEBHOOK_MAX_ID_LEN)
+	if (strlen(s) <= WEBHOOK_MAX_ID_LEN)
+		return s;
+	if (what != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_WEBHOOK_BAD_BODY),
 				 errmsg("%s in the webhook body is longer than %d bytes",
 						what, WEBHOOK_MAX_ID_LEN)));
-	return s;
+	return NULL;
 }
 
 /*

@@ -96,7 +96,7 @@ typedef struct WebhookEvent
 typedef struct WebhookKind
 {
 	const char *name;
-	/* raise SH022023 unless secret is usable; return its HMAC key bytes */
+	/* raise 22023 unless secret is usable; return its HMAC key bytes */
 	WebhookSecret (*parse_secret) (const char *secret);
 	/* raise SH011/SH012/SH013 unless the request is authentic and fresh */
 	void		(*verify) (const WebhookProvider *provider,

@@ -1,0 +1,1102 @@
+/*
+ * webhook.c
+ *		Payment webhooks: verify, record and apply one provider event in one
+ *		transaction; register providers; confirm a payment only for the
+ *		order's exact amount.
+ *
+ * shop_handle_webhook() runs the rules in this order:
+ *	1. the provider kind verifies signature and timestamp (provider_*.c);
+ *	   any failure raises before anything is written;
+ *	2. the event is claimed by inserting its payment_log row: a second copy,
+ *	   even a concurrent one, meets the unique (provider, event_id) and
+ *	   returns "duplicate" without touching the order;
+ *	3. the order row is locked (FOR UPDATE, waiting: a transient lock or
+ *	   serialization error propagates, the provider retries, and the retry
+ *	   finds nothing claimed because the claim rolled back with the error);
+ *	4. the event is applied by the transition table in WEBHOOKS.md.
+ * Lock order is the core's: order row first, then SKU rows ascending.
+ */
+#include "webhook.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(shop_handle_webhook);
+PG_FUNCTION_INFO_V1(shop_set_provider);
+PG_FUNCTION_INFO_V1(shop_confirm_paid_checked);
+
+static SPIPlanPtr plan_provider;
+static SPIPlanPtr plan_secrets;
+static SPIPlanPtr plan_claim;
+static SPIPlanPtr plan_duplicate;
+static SPIPlanPtr plan_lock_order;
+static SPIPlanPtr plan_mark_paid;
+static SPIPlanPtr plan_mark_failed;
+static SPIPlanPtr plan_order_lines;
+static SPIPlanPtr plan_rereserve_line;
+static SPIPlanPtr plan_unreserve_line;
+static SPIPlanPtr plan_review;
+static SPIPlanPtr plan_finish_log;
+static SPIPlanPtr plan_response;
+static SPIPlanPtr plan_lock_provider;
+static SPIPlanPtr plan_upsert_provider;
+static SPIPlanPtr plan_drop_secrets;
+static SPIPlanPtr plan_retire_secrets;
+static SPIPlanPtr plan_add_secret;
+static SPIPlanPtr plan_purge_secrets;
+static SPIPlanPtr plan_provider_summary;
+static SPIPlanPtr plan_order_summary_checked;
+
+/* The locked order an event is about. */
+typedef struct LockedOrder
+{
+	int64		id;
+	char	   *status;
+	int64		amount;
+	char	   *currency;
+	char	   *payment_id;		/* external_payment_id, NULL if none */
+	char	   *reason;			/* status_reason, NULL if none */
+} LockedOrder;
+
+/* What applying an event did, for the log row and the response. */
+typedef struct Outcome
+{
+	const char *result;			/* processed | ignored | unmatched */
+	int64		order_id;		/* 0 when no order */
+	const char *status;			/* the order's status afterwards */
+	const char *review;			/* amount_mismatch | refund_required | NULL */
+	char	   *note;			/* one line for the DBA views */
+} Outcome;
+
+/* Option keys every kind accepts. */
+static const char *const common_option_keys[] = {
+	"tolerance_seconds", "rotation_grace_seconds", NULL
+};
+
+/*
+ * Copy the jsonb in column 1 of the SPI result's first row out of SPI
+ * memory, so it survives SPI_finish.
+ */
+Datum
+webhook_jsonb_result(void)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								  1, &isnull);
+
+	if (isnull)
+		elog(ERROR, "shop: jsonb result is null");
+	return SPI_datumTransfer(d, false, -1);
+}
+
+/*
+ * Load provider name with its active secrets, newest first; SH010 when no
+ * such provider is registered.
+ */
+WebhookProvider *
+webhook_load_provider(text *name)
+{
+	static const Oid argtypes[] = {TEXTOID};
+	WebhookProvider *provider = palloc0(sizeof(WebhookProvider));
+	Datum		values[1];
+	bool		isnull;
+	uint64		n;
+	uint64		i;
+
+	values[0] = PointerGetDatum(name);
+	if (shop_exec(shop_plan(&plan_provider,
+							"SELECT kind, options FROM shop.payment_provider"
+							" WHERE name = $1",
+							1, argtypes),
+				  values, NULL, true, 0) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SHOP_WEBHOOK_UNKNOWN_PROVIDER),
+				 errmsg("payment provider \"%s\" is not registered",
+						text_to_cstring(name)),
+				 errhint("Register it with shop.shop_set_provider().")));
+	provider->name = text_to_cstring(name);
+	provider->kind = webhook_kind_by_name(shop_get_text(0, 1));
+	if (provider->kind == NULL)
+		elog(ERROR, "shop: provider \"%s\" has an unknown kind", provider->name);
+	provider->options = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0],
+														 SPI_tuptable->tupdesc,
+														 2, &isnull));
+	provider->tolerance = webhook_option_int(provider->options, "tolerance_seconds",
+											 WEBHOOK_DEFAULT_TOLERANCE);
+
+	n = shop_exec(shop_plan(&plan_secrets,
+							"SELECT secret FROM shop.payment_provider_secret"
+							" WHERE provider = $1"
+							"   AND (retires_at IS NULL OR retires_at > now())"
+							" ORDER BY added_at DESC, id DESC",
+							1, argtypes),
+				  values, NULL, true, 0);
+	provider->nsecrets = (int) n;
+	provider->secrets = palloc(sizeof(WebhookSecret) * Max(n, 1));
+	for (i = 0; i < n; i++)
+		provider->secrets[i] = provider->kind->parse_secret(shop_get_text(i, 1));
+	return provider;
+}
+
+/*
+ * The body as jsonb; SH014 when it is not a JSON object.  jsonb_in runs in
+ * a subtransaction so its data errors can be reported as SH014; other
+ * errors (cancel, out of memory) are raised as they are.  The parser's
+ * detail is dropped: it quotes the body.
+ */
+static Jsonb *
+parse_body(const char *body, int len)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	char	   *cstr = pnstrdup(body, len);
+	Jsonb	   *result = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(cstr)));
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+			ReThrowError(edata);
+		ereport(ERROR,
+				(errcode(ERRCODE_SHOP_WEBHOOK_BAD_BODY),
+				 errmsg("webhook body is not valid JSON")));
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+
+	if (!JB_ROOT_IS_OBJECT(result))
+		ereport(ERROR,
+				(errcode(ERRCODE_SHOP_WEBHOOK_BAD_BODY),
+				 errmsg("webhook body must be a JSON object")));
+	return result;
+}
+
+/*
+ * The event's kind as stored in payment_log.kind.
+ */
+static const char *
+kind_name(WebhookEventKind kind)
+{
+	switch (kind)
+	{
+		case WEBHOOK_EVENT_PAID:
+			return "paid";
+		case WEBHOOK_EVENT_FAILED:
+			return "failed";
+		default:
+			return "other";
+	}
+}
+
+/*
+ * Text datum or null marker for an optional string.
+ */
+static void
+set_text(Datum *values, char *nulls, int i, const char *s)
+{
+	values[i] = s ? CStringGetTextDatum(s) : (Datum) 0;
+	nulls[i] = s ? ' ' : 'n';
+}
+
+/*
+ * Claim the event by inserting its log row; returns the row id, or 0 when
+ * (provider, event_id) is already recorded.  A concurrent claim of the
+ * same event waits here for the first to commit (then 0) or abort.
+ */
+static int64
+claim_event(const WebhookProvider *provider, const WebhookEvent *event,
+			Jsonb *payload)
+{
+	static const Oid argtypes[] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID,
+	TEXTOID, INT8OID, TEXTOID, TEXTOID};
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+	set_text(values, nulls, 0, provider->name);
+	set_text(values, nulls, 1, event->event_id);
+	set_text(values, nulls, 2, kind_name(event->kind));
+	values[3] = JsonbPGetDatum(payload);
+	set_text(values, nulls, 4, event->type);
+	set_text(values, nulls, 5, event->order_ref);
+	values[6] = Int64GetDatum(event->amount);
+	nulls[6] = event->has_amount ? ' ' : 'n';
+	set_text(values, nulls, 7, event->currency);
+	set_text(values, nulls, 8, event->payment_id);
+	if (shop_exec(shop_plan(&plan_claim,
+							"INSERT INTO shop.payment_log"
+							"  (provider, event_id, kind, payload, event_type,"
+							"   order_ref, amount, currency, payment_id)"
+							" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+							" ON CONFLICT (provider, event_id) DO NOTHING"
+							" RETURNING id",
+							9, argtypes),
+				  values, nulls, false, 0) == 0)
+		return 0;
+	return shop_get_int64(0, 1, NULL);
+}
+
+/*
+ * The outcome of an event already recorded: its order and that order's
+ * current status.
+ */
+static void
+duplicate_outcome(const WebhookProvider *provider, const WebhookEvent *event,
+				  Outcome *out)
+{
+	static const Oid argtypes[] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	bool		isnull;
+
+	values[0] = CStringGetTextDatum(provider->name);
+	values[1] = CStringGetTextDatum(event->event_id);
+	out->result = "duplicate";
+	if (shop_exec(shop_plan(&plan_duplicate,
+							"SELECT l.order_id, o.status"
+							"  FROM shop.payment_log l"
+							"  LEFT JOIN shop.orders o ON o.id = l.order_id"
+							" WHERE l.provider = $1 AND l.event_id = $2",
+							2, argtypes),
+				  values, NULL, false, 0) == 0)
+		elog(ERROR, "shop: duplicate event has no log row");
+	out->order_id = shop_get_int64(0, 1, &isnull);
+	out->status = shop_get_text(0, 2);
+}
+
+/*
+ * The order id an event names, or 0 when the reference is missing or not
+ * an order id at all (both are unmatched).
+ */
+static int64
+order_ref_id(const char *ref)
+{
+	int64		id = 0;
+	const char *p;
+
+	if (ref == NULL || *ref == '\0' || strlen(ref) > 18)
+		return 0;
+	for (p = ref; *p; p++)
+	{
+		if (*p < '0' || *p > '9')
+			return 0;
+		id = id * 10 + (*p - '0');
+	}
+	return id;
+}
+
+/*
+ * Lock order id and read what the rules need; false when it does not exist.
+ */
+static bool
+lock_order(int64 id, LockedOrder *order)
+{
+	static const Oid argtypes[] = {INT8OID};
+	Datum		values[1];
+
+	values[0] = Int64GetDatum(id);
+	if (shop_exec(shop_plan(&plan_lock_order,
+							"SELECT status, amount, currency::text, external_payment_id,"
+							"       status_reason"
+							"  FROM shop.orders WHERE id = $1 FOR UPDATE",
+							1, argtypes),
+				  values, NULL, false, 0) == 0)
+		return false;
+	order->id = id;
+	order->status = shop_get_text(0, 1);
+	order->amount = shop_get_int64(0, 2, NULL);
+	order->currency = shop_get_text(0, 3);
+	order->payment_id = shop_get_text(0, 4);
+	order->reason = shop_get_text(0, 5);
+	return true;
+}
+
+/*
+ * Whether a payment of amount in currency (any case) is exactly the
+ * order's snapshot; if not, *why says what differs.
+ */
+static bool
+payment_matches(const LockedOrder *order, bool has_amount, int64 amount,
+				const char *currency, char **why)
+{
+	char		upper[4];
+	int			i;
+
+	if (!has_amount || currency == NULL)
+	{
+		*why = psprintf("the payment carries no %s; the order is %lld %s",
+						!has_amount ? "amount" : "currency",
+						(long long) order->amount, order->currency);
+		return false;
+	}
+	for (i = 0; i < 3 && currency[i] != '\0'; i++)
+		upper[i] = pg_toupper((unsigned char) currency[i]);
+	upper[i] = '\0';
+	if (amount != order->amount || strlen(currency) != 3 ||
+		strcmp(upper, order->currency) != 0)
+	{
+		*why = psprintf("paid %lld %s, the order is %lld %s",
+						(long long) amount, currency,
+						(long long) order->amount, order->currency);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Mark the locked order PAID, its reservations already consumed.
+ */
+static void
+mark_paid(int64 order_id, const char *payment_id, const char *reason)
+{
+	static const Oid argtypes[] = {INT8OID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+
+	values[0] = Int64GetDatum(order_id);
+	set_text(values, nulls, 1, payment_id);
+	set_text(values, nulls, 2, reason);
+	shop_exec(shop_plan(&plan_mark_paid,
+						"UPDATE shop.orders"
+						"   SET status = 'PAID', external_payment_id = $2,"
+						"       status_reason = $3, updated_at = now()"
+						" WHERE id = $1",
+						3, argtypes),
+			  values, nulls, false, 0);
+}
+
+/*
+ * Sell a locked PENDING order: consume its reservations, mark it PAID.
+ */
+static void
+confirm_locked(int64 order_id, const char *payment_id)
+{
+	order_settle(order_id, true);
+	mark_paid(order_id, payment_id, NULL);
+}
+
+/*
+ * Record that a person must look at the order (the event's row in
+ * shop.order_review, listed by shop.orders_needing_review).
+ */
+static void
+flag_review(int64 order_id, const char *reason, const WebhookProvider *provider,
+			const WebhookEvent *event, const char *detail)
+{
+	static const Oid argtypes[] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[5];
+
+	values[0] = Int64GetDatum(order_id);
+	values[1] = CStringGetTextDatum(reason);
+	values[2] = CStringGetTextDatum(provider->name);
+	values[3] = CStringGetTextDatum(event->event_id);
+	values[4] = CStringGetTextDatum(detail);
+	shop_exec(shop_plan(&plan_review,
+						"INSERT INTO shop.order_review"
+						"  (order_id, reason, provider, event_id, detail)"
+						" VALUES ($1, $2, $3, $4, $5)",
+						5, argtypes),
+			  values, NULL, false, 0);
+}
+
+/*
+ * Check and reserve one line of a released order again in one statement,
+ * reactivating the line's released reservation.  False (nothing changed)
+ * when the SKU has too little available stock or is no longer for sale.
+ */
+static bool
+rereserve_line(int64 order_id, const OrderLine *line)
+{
+	static const Oid argtypes[] = {INT8OID, INT8OID, INT4OID};
+	Datum		values[3];
+
+	values[0] = Int64GetDatum(order_id);
+	values[1] = Int64GetDatum(line->sku_id);
+	values[2] = Int32GetDatum(line->qty);
+	return shop_exec(shop_plan(&plan_rereserve_line,
+							   "WITH s AS ("
+							   "  UPDATE shop.sku s SET reserved = s.reserved + $3"
+							   "    FROM shop.product p"
+							   "   WHERE s.id = $2 AND p.id = s.product_id"
+							   "     AND s.is_active AND p.is_active"
+							   "     AND s.on_hand - s.reserved >= $3"
+							   "  RETURNING s.id)"
+							   " INSERT INTO shop.stock_reservation AS r"
+							   "        (order_id, sku_id, qty)"
+							   " SELECT $1, s.id, $3 FROM s"
+							   " ON CONFLICT (order_id, sku_id) DO UPDATE"
+							   "   SET state = 'active', qty = excluded.qty,"
+							   "       state_changed_at = now()"
+							   "   WHERE r.state = 'released'"
+							   " RETURNING r.id",
+							   3, argtypes),
+					 values, NULL, false, 0) == 1;
+}
+
+/*
+ * Give back lines[0 .. n-1], reserved by rereserve_line() in this
+ * transaction (their SKU rows are locked already, so no new lock is taken).
+ */
+static void
+unreserve_lines(int64 order_id, const OrderLine *lines, int n)
+{
+	static const Oid argtypes[] = {INT8OID, INT8OID};
+	Datum		values[2];
+	int			i;
+
+	values[0] = Int64GetDatum(order_id);
+	for (i = 0; i < n; i++)
+	{
+		values[1] = Int64GetDatum(lines[i].sku_id);
+		shop_exec(shop_plan(&plan_unreserve_line,
+							"WITH r AS ("
+							"  UPDATE shop.stock_reservation"
+							"     SET state = 'released', state_changed_at = now()"
+							"   WHERE order_id = $1 AND sku_id = $2 AND state = 'active'"
+							"  RETURNING sku_id, qty)"
+							" UPDATE shop.sku s SET reserved = s.reserved - r.qty"
+							"   FROM r WHERE s.id = r.sku_id",
+							2, argtypes),
+				  values, NULL, false, 0);
+	}
+}
+
+/*
+ * First attempt: every line in ascending sku_id inside a subtransaction,
+ * so that a short line undoes the lines before it together with their SKU
+ * locks; errors other than a shortage (lock timeout, cancel) propagate.
+ * Returns 0 when all lines are reserved, else the first short SKU's id.
+ */
+static int64
+rereserve_attempt(int64 order_id, const OrderLine *lines, int n)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile int64 short_sku = 0;
+	int			i;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		for (i = 0; i < n && short_sku == 0; i++)
+			if (!rereserve_line(order_id, &lines[i]))
+				short_sku = lines[i].sku_id;
+		if (short_sku == 0)
+			ReleaseCurrentSubTransaction();
+		else
+			RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return short_sku;
+}
+
+/*
+ * Second attempt after releasing expired orders that hold these SKUs (the
+ * core's inline reclaim: a stopped pg_cron must not turn a late payment
+ * into a refund).  Their counter moves and this order's reservations run
+ * in one merged ascending pass over sku_id, as in reserve.c, so SKU locks
+ * stay in global order.  The releases must stand even when a line is still
+ * short, so instead of a subtransaction the lines reserved before the short
+ * one are given back explicitly.  Returns 0 or the first short SKU's id.
+ */
+static int64
+rereserve_reclaiming(int64 order_id, const OrderLine *lines, int n,
+					 const SkuDelta *released, int nreleased)
+{
+	int64		short_sku = 0;
+	int			nreserved = 0;
+	int			i = 0;
+	int			j = 0;
+
+	while (i < n || j < nreleased)
+	{
+		if (j < nreleased && (i >= n || released[j].sku_id <= lines[i].sku_id))
+		{
+			settle_apply_one(released[j].sku_id, released[j].qty, false);
+			j++;
+			continue;
+		}
+		if (short_sku == 0)
+		{
+			if (rereserve_line(order_id, &lines[i]))
+				nreserved++;
+			else
+				short_sku = lines[i].sku_id;
+		}
+		i++;
+	}
+	if (short_sku != 0)
+		unreserve_lines(order_id, lines, nreserved);
+	return short_sku;
+}
+
+/*
+ * Reserve every line of a released order again, all or nothing, in
+ * ascending sku_id (the order row is locked already).  Returns 0 when all
+ * lines are reserved, else the id of a SKU that is short.
+ */
+static int64
+rereserve_order(int64 order_id)
+{
+	static const Oid argtypes[] = {INT8OID};
+	Datum		values[1];
+	OrderLine  *lines;
+	int64	   *expired;
+	int			nexpired;
+	SkuDelta   *released;
+	int			nreleased;
+	int64		short_sku;
+	uint64		n;
+	uint64		i;
+
+	values[0] = Int64GetDatum(order_id);
+	n = shop_exec(shop_plan(&plan_order_lines,
+							"SELECT sku_id, qty FROM shop.order_item"
+							" WHERE order_id = $1 ORDER BY sku_id",
+							1, argtypes),
+				  values, NULL, false, 0);
+	lines = palloc(sizeof(OrderLine) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		lines[i].sku_id = shop_get_int64(i, 1, NULL);
+		lines[i].qty = (int32) shop_get_int64(i, 2, NULL);
+	}
+
+	short_sku = rereserve_attempt(order_id, lines, (int) n);
+	if (short_sku == 0)
+		return 0;
+
+	/* no SKU locks are held here: the subtransaction dropped them */
+	expired = expiry_lock_orders(lines, (int) n, SHOP_RECLAIM_BATCH, &nexpired);
+	if (nexpired == 0)
+		return short_sku;
+	released = expiry_release_locked(expired, nexpired, &nreleased);
+	return rereserve_reclaiming(order_id, lines, (int) n, released, nreleased);
+}
+
+/*
+ * Apply a paid event to the locked order.
+ */
+static void
+apply_paid(const WebhookProvider *provider, const WebhookEvent *event,
+		   LockedOrder *order, Outcome *out)
+{
+	char	   *why;
+	int64		short_sku;
+	const char *payment_id = event->payment_id ? event->payment_id : event->event_id;
+
+	out->result = "processed";
+	if (strcmp(order->status, "PAID") == 0)
+	{
+		if (event->payment_id == NULL || order->payment_id == NULL ||
+			strcmp(event->payment_id, order->payment_id) == 0)
+		{
+			/* the same payment reported again (another event type) */
+			out->result = "ignored";
+			out->note = pstrdup("order is already PAID by this payment");
+			return;
+		}
+		/* a second, different payment for a sold order: give it back */
+		out->review = "refund_required";
+		out->note = psprintf("order is already PAID by payment %s; payment %s must be refunded",
+							 order->payment_id, event->payment_id);
+		flag_review(order->id, out->review, provider, event, out->note);
+		return;
+	}
+	if (!payment_matches(order, event->has_amount, event->amount,
+						 event->currency, &why))
+	{
+		/* never sell for a different amount: a person decides */
+		out->review = "amount_mismatch";
+		out->note = why;
+		flag_review(order->id, out->review, provider, event, out->note);
+		return;
+	}
+	if (strcmp(order->status, "CANCELLED") != 0 &&
+		strcmp(order->status, "FAILED") != 0)
+	{
+		confirm_locked(order->id, payment_id);
+		out->status = "PAID";
+		return;
+	}
+
+	/*
+	 * Paid after the order was released.  Released by time (expired) or by
+	 * a failed attempt the customer then retried: the customer still wants
+	 * it, so sell it if the stock is still there.  Cancelled on purpose
+	 * (by the customer or the shop): never sell it behind their back.
+	 */
+	if (order->reason == NULL ||
+		(strcmp(order->reason, "expired") != 0 &&
+		 strcmp(order->reason, "payment_failed") != 0))
+	{
+		out->review = "refund_required";
+		out->note = psprintf("payment arrived after the order was %s (%s); it is not sold again",
+							 order->status, order->reason ? order->reason : "no reason");
+		flag_review(order->id, out->review, provider, event, out->note);
+		return;
+	}
+	short_sku = rereserve_order(order->id);
+	if (short_sku == 0)
+	{
+		order_settle(order->id, true);
+		mark_paid(order->id, payment_id, "paid_after_release");
+		out->status = "PAID";
+		out->note = psprintf("payment arrived after the order was %s; stock reserved again",
+							 order->status);
+		return;
+	}
+	out->review = "refund_required";
+	out->note = psprintf("payment arrived after the order was %s and SKU %lld is no longer available",
+						 order->status, (long long) short_sku);
+	flag_review(order->id, out->review, provider, event, out->note);
+}
+
+/*
+ * Apply a failed event to the locked order: release a pending order;
+ * anything already settled stays as it is.
+ */
+static void
+apply_failed(LockedOrder *order, Outcome *out)
+{
+	static const Oid argtypes[] = {INT8OID};
+	Datum		values[1];
+
+	if (strcmp(order->status, "PAID") == 0)
+	{
+		out->result = "ignored";
+		out->note = pstrdup("failure reported for a PAID order; nothing changed");
+		return;
+	}
+	if (strcmp(order->status, "CANCELLED") == 0 ||
+		strcmp(order->status, "FAILED") == 0)
+	{
+		out->result = "ignored";
+		out->note = psprintf("order is already %s", order->status);
+		return;
+	}
+	order_settle(order->id, false);
+	values[0] = Int64GetDatum(order->id);
+	shop_exec(shop_plan(&plan_mark_failed,
+						"UPDATE shop.orders"
+						"   SET status = 'FAILED', status_reason = 'payment_failed',"
+						"       updated_at = now()"
+						" WHERE id = $1",
+						1, argtypes),
+			  values, NULL, false, 0);
+	out->result = "processed";
+	out->status = "FAILED";
+}
+
+/*
+ * Write the outcome into the event's log row.
+ */
+static void
+finish_log(int64 log_id, const Outcome *out)
+{
+	static const Oid argtypes[] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+
+	values[0] = Int64GetDatum(log_id);
+	values[1] = Int64GetDatum(out->order_id);
+	nulls[1] = out->order_id != 0 ? ' ' : 'n';
+	set_text(values, nulls, 2, out->result);
+	set_text(values, nulls, 3, out->review);
+	set_text(values, nulls, 4, out->note);
+	shop_exec(shop_plan(&plan_finish_log,
+						"UPDATE shop.payment_log"
+						"   SET order_id = $2, result = $3, review = $4, note = $5,"
+						"       processed = true"
+						" WHERE id = $1",
+						5, argtypes),
+			  values, nulls, false, 0);
+}
+
+/*
+ * Record and apply a verified, parsed event.
+ */
+static void
+process_event(const WebhookProvider *provider, const WebhookEvent *event,
+			  Jsonb *payload, Outcome *out)
+{
+	int64		log_id = claim_event(provider, event, payload);
+	int64		order_id;
+	LockedOrder order;
+
+	if (log_id == 0)
+	{
+		duplicate_outcome(provider, event, out);
+		return;
+	}
+	if (event->kind == WEBHOOK_EVENT_OTHER)
+	{
+		out->result = "ignored";
+		out->note = psprintf("event type %s is not handled",
+							 event->type ? event->type : "(none)");
+	}
+	else if ((order_id = order_ref_id(event->order_ref)) == 0 ||
+			 !lock_order(order_id, &order))
+	{
+		/* dead letter: accepted, kept for a person, never retried forever */
+		out->result = "unmatched";
+		out->note = event->order_ref
+			? psprintf("no order %s", event->order_ref)
+			: pstrdup("the event names no order");
+	}
+	else
+	{
+		out->order_id = order.id;
+		out->status = order.status;
+		if (event->kind == WEBHOOK_EVENT_PAID)
+			apply_paid(provider, event, &order, out);
+		else
+			apply_failed(&order, out);
+	}
+	finish_log(log_id, out);
+}
+
+/*
+ * shop_handle_webhook(provider text, headers jsonb, body text) returns jsonb
+ *
+ * {"result": processed|duplicate|ignored|unmatched, "event_id", "order_id",
+ *  "order_status"} plus "review" when a person must look at the order.
+ */
+Datum
+shop_handle_webhook(PG_FUNCTION_ARGS)
+{
+	static const Oid argtypes[] = {TEXTOID, TEXTOID, INT8OID, TEXTOID, TEXTOID};
+	text	   *name = shop_text_arg(fcinfo, 0, "provider", true);
+	WebhookRequest request;
+	WebhookProvider *provider;
+	WebhookEvent event;
+	Outcome		out;
+	Jsonb	   *payload;
+	text	   *body;
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Datum		result;
+
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("headers and body must not be null")));
+	request.headers = PG_GETARG_JSONB_P(1);
+	if (!JB_ROOT_IS_OBJECT(request.headers))
+		ereport(ERROR,
+				(errcode(ERRCODE_SHOP_WEBHOOK_BAD_HEADERS),
+				 errmsg("headers must be a JSON object of header names and values")));
+	body = PG_GETARG_TEXT_PP(2);
+	request.body = VARDATA_ANY(body);
+	request.body_len = VARSIZE_ANY_EXHDR(body);
+	request.now = (GetCurrentTransactionStartTimestamp() +
+				   (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY) /
+		USECS_PER_SEC;
+	memset(&event, 0, sizeof(event));
+	memset(&out, 0, sizeof(out));
+
+	SPI_connect();
+	provider = webhook_load_provider(name);
+	provider->kind->verify(provider, &request);
+	payload = parse_body(request.body, request.body_len);
+	provider->kind->parse(provider, &request, payload, &event);
+	process_event(provider, &event, payload, &out);
+
+	set_text(values, nulls, 0, out.result);
+	set_text(values, nulls, 1, event.event_id);
+	values[2] = Int64GetDatum(out.order_id);
+	nulls[2] = out.order_id != 0 ? ' ' : 'n';
+	set_text(values, nulls, 3, out.status);
+	set_text(values, nulls, 4, out.review);
+	shop_exec(shop_plan(&plan_response,
+						"SELECT pg_catalog.jsonb_build_object("
+						"  'result', $1, 'event_id', $2, 'order_id', $3,"
+						"  'order_status', $4)"
+						" OPERATOR(pg_catalog.||) CASE WHEN $5 IS NULL"
+						"   THEN '{}'::pg_catalog.jsonb"
+						"   ELSE pg_catalog.jsonb_build_object('review', $5) END",
+						5, argtypes),
+			  values, nulls, true, 0);
+	result = webhook_jsonb_result();
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * Whether key is in the NULL-terminated list keys.
+ */
+static bool
+key_in(const char *key, const char *const *keys)
+{
+	int			i;
+
+	for (i = 0; keys[i] != NULL; i++)
+		if (strcmp(keys[i], key) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Check one option's value: integers in range, key paths and type lists
+ * as arrays of non-empty strings.
+ */
+static void
+check_option(const char *key, JsonbValue *v)
+{
+	bool		ok = false;
+
+	if (strcmp(key, "tolerance_seconds") == 0 ||
+		strcmp(key, "rotation_grace_seconds") == 0)
+	{
+		int64		n;
+		int64		min = strcmp(key, "tolerance_seconds") == 0 ? 1 : 0;
+
+		ok = webhook_json_amount(v, &n) && v->type == jbvNumeric &&
+			n >= min && n <= PG_INT32_MAX;
+		if (!ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option %s must be a whole number of seconds between %lld and %d",
+							key, (long long) min, PG_INT32_MAX)));
+		return;
+	}
+	if (v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data))
+	{
+		int			n = JsonContainerSize(v->val.binary.data);
+		int			i;
+
+		ok = n <= 16;
+		for (i = 0; i < n && ok; i++)
+		{
+			JsonbValue *e = getIthJsonbValueFromContainer(v->val.binary.data, i);
+
+			ok = e->type == jbvString && e->val.string.len > 0;
+		}
+	}
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option %s must be an array of at most 16 non-empty strings", key),
+				 errhint("A path is the list of object keys, e.g. [\"data\", \"order_id\"].")));
+}
+
+/*
+ * Refuse options that are not an object of known, well-formed keys for
+ * kind: a typo must not silently fall back to a default.
+ */
+static void
+check_options(Jsonb *options, const WebhookKind *kind)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *key = NULL;
+
+	if (!JB_ROOT_IS_OBJECT(options))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("options must be a JSON object")));
+	it = JsonbIteratorInit(&options->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+			if (!key_in(key, common_option_keys) && !key_in(key, kind->option_keys))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("unknown option \"%s\" for provider kind %s",
+								key, kind->name)));
+		}
+		else if (tok == WJB_VALUE)
+			check_option(key, &v);
+	}
+}
+
+/*
+ * shop_set_provider(name text, kind text, secret text, options jsonb)
+ *		returns jsonb
+ *
+ * Registers or updates a provider.  secret becomes its newest secret; every
+ * other secret stays valid for rotation_grace_seconds (default one day) and
+ * is then dropped, so a secret is rotated by adding the new one and letting
+ * the old one lapse.  Changing the kind drops all old secrets: they belong
+ * to another scheme.  Returns the provider without its secrets.
+ */
+Datum
+shop_set_provider(PG_FUNCTION_ARGS)
+{
+	static const Oid name_types[] = {TEXTOID};
+	static const Oid upsert_types[] = {TEXTOID, TEXTOID, JSONBOID};
+	static const Oid retire_types[] = {TEXTOID, TEXTOID, INT8OID};
+	static const Oid secret_types[] = {TEXTOID, TEXTOID};
+	text	   *name = shop_text_arg(fcinfo, 0, "name", true);
+	text	   *kind_text = shop_text_arg(fcinfo, 1, "kind", true);
+	text	   *secret = shop_text_arg(fcinfo, 2, "secret", true);
+	char	   *kind_name_str = text_to_cstring(kind_text);
+	const WebhookKind *kind = webhook_kind_by_name(kind_name_str);
+	Jsonb	   *options;
+	Datum		values[3];
+	Datum		result;
+	int64		grace;
+
+	if (kind == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown provider kind \"%s\"", kind_name_str),
+				 errhint("Kinds are stripe, standard and mock.")));
+	options = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
+	if (options == NULL)
+		options = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	check_options(options, kind);
+	kind->parse_secret(text_to_cstring(secret));
+	grace = webhook_option_int(options, "rotation_grace_seconds",
+							   WEBHOOK_DEFAULT_ROTATION_GRACE);
+
+	SPI_connect();
+	values[0] = PointerGetDatum(name);
+	/* serialise concurrent updates of one provider */
+	if (shop_exec(shop_plan(&plan_lock_provider,
+							"SELECT kind FROM shop.payment_provider"
+							" WHERE name = $1 FOR UPDATE",
+							1, name_types),
+				  values, NULL, false, 0) == 1 &&
+		strcmp(shop_get_text(0, 1), kind->name) != 0)
+		shop_exec(shop_plan(&plan_drop_secrets,
+							"DELETE FROM shop.payment_provider_secret WHERE provider = $1",
+							1, name_types),
+				  values, NULL, false, 0);
+
+	values[1] = CStringGetTextDatum(kind->name);
+	values[2] = JsonbPGetDatum(options);
+	shop_exec(shop_plan(&plan_upsert_provider,
+						"INSERT INTO shop.payment_provider (name, kind, options)"
+						" VALUES ($1, $2, $3)"
+						" ON CONFLICT (name) DO UPDATE"
+						"   SET kind = excluded.kind, options = excluded.options,"
+						"       updated_at = now()",
+						3, upsert_types),
+			  values, NULL, false, 0);
+
+	values[1] = PointerGetDatum(secret);
+	values[2] = Int64GetDatum(grace);
+	shop_exec(shop_plan(&plan_retire_secrets,
+						"UPDATE shop.payment_provider_secret"
+						"   SET retires_at = LEAST(COALESCE(retires_at, 'infinity'),"
+						"                          now() + $3 * interval '1 second')"
+						" WHERE provider = $1 AND secret <> $2",
+						3, retire_types),
+			  values, NULL, false, 0);
+	shop_exec(shop_plan(&plan_add_secret,
+						"INSERT INTO shop.payment_provider_secret (provider, secret)"
+						" VALUES ($1, $2)"
+						" ON CONFLICT (provider, secret) DO UPDATE"
+						"   SET retires_at = NULL, added_at = now()",
+						2, secret_types),
+			  values, NULL, false, 0);
+	shop_exec(shop_plan(&plan_purge_secrets,
+						"DELETE FROM shop.payment_provider_secret"
+						" WHERE provider = $1 AND retires_at <= now()",
+						1, name_types),
+			  values, NULL, false, 0);
+
+	shop_exec(shop_plan(&plan_provider_summary,
+						"SELECT pg_catalog.jsonb_build_object("
+						"  'name', p.name, 'kind', p.kind, 'options', p.options,"
+						"  'active_secrets', (SELECT pg_catalog.count(*)"
+						"     FROM shop.payment_provider_secret s"
+						"    WHERE s.provider = p.name))"
+						"  FROM shop.payment_provider p WHERE p.name = $1",
+						1, name_types),
+			  values, NULL, false, 0);
+	result = webhook_jsonb_result();
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * shop_confirm_paid(order_id bigint, external_payment_id text,
+ *					 amount bigint, currency text) returns order_summary
+ *
+ * The core confirm, refusing (SH015) a payment whose amount or currency
+ * (compared case-insensitively) differs from the order's snapshot.  A PAID
+ * order is returned unchanged; a CANCELLED or FAILED one is refused (SH004)
+ * as in the core: late payments go through the webhook.
+ */
+Datum
+shop_confirm_paid_checked(PG_FUNCTION_ARGS)
+{
+	static const Oid argtypes[] = {INT8OID};
+	int64		order_id = shop_int64_arg(fcinfo, 0, "order_id");
+	text	   *payment_id = shop_text_arg(fcinfo, 1, "external_payment_id", true);
+	int64		amount = shop_int64_arg(fcinfo, 2, "amount");
+	text	   *currency = shop_text_arg(fcinfo, 3, "currency", true);
+	MemoryContext outer = CurrentMemoryContext;
+	LockedOrder order;
+	Datum		values[1];
+	Datum		result;
+	char	   *why;
+
+	SPI_connect();
+	if (!lock_order(order_id, &order))
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("order %lld does not exist", (long long) order_id)));
+	if (!payment_matches(&order, true, amount, text_to_cstring(currency), &why))
+		ereport(ERROR,
+				(errcode(ERRCODE_SHOP_PAYMENT_MISMATCH),
+				 errmsg("payment does not match order %lld", (long long) order_id),
+				 errdetail("%s.", why),
+				 errhint("Nothing was confirmed; refund or investigate the payment.")));
+	if (strcmp(order.status, "CANCELLED") == 0 || strcmp(order.status, "FAILED") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SHOP_WRONG_ORDER_STATE),
+				 errmsg("order %lld is %s and cannot be confirmed",
+						(long long) order_id, order.status),
+				 errdetail("Its reserved stock was already given back."),
+				 errhint("Refund the payment, or re-reserve through the payment webhook.")));
+	if (strcmp(order.status, "PAID") != 0)
+		confirm_locked(order_id, text_to_cstring(payment_id));
+
+	values[0] = Int64GetDatum(order_id);
+	shop_exec(shop_plan(&plan_order_summary_checked,
+						"SELECT id, status, amount, currency, expires_at"
+						"  FROM shop.orders WHERE id = $1",
+						1, argtypes),
+			  values, NULL, false, 0);
+	result = shop_row_datum(fcinfo, outer, 0);
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}

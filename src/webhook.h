@@ -1,0 +1,153 @@
+/*
+ * webhook.h
+ *		Payment webhooks: the provider interface and shared helpers.
+ *
+ * A provider kind (stripe, standard, mock; one provider_*.c file each) does
+ * two things: verify a request's signature and timestamp against the
+ * provider's active secrets, and parse the verified body into one
+ * normalised WebhookEvent.  webhook.c does everything after that (record,
+ * deduplicate, apply to the order) the same way for every kind.
+ */
+#ifndef WEBHOOK_H
+#define WEBHOOK_H
+
+#include "shop.h"
+
+#include "utils/jsonb.h"
+
+/*
+ * Webhook SQLSTATEs (class SH, continuing shop.h's numbering at 010).  Part
+ * of the API: the HTTP layer maps SH010..SH014 to 400, never renumber one.
+ */
+#define ERRCODE_SHOP_WEBHOOK_UNKNOWN_PROVIDER	MAKE_SQLSTATE('S','H','0','1','0')
+#define ERRCODE_SHOP_WEBHOOK_BAD_SIGNATURE		MAKE_SQLSTATE('S','H','0','1','1')
+#define ERRCODE_SHOP_WEBHOOK_STALE_TIMESTAMP	MAKE_SQLSTATE('S','H','0','1','2')
+#define ERRCODE_SHOP_WEBHOOK_BAD_HEADERS		MAKE_SQLSTATE('S','H','0','1','3')
+#define ERRCODE_SHOP_WEBHOOK_BAD_BODY			MAKE_SQLSTATE('S','H','0','1','4')
+#define ERRCODE_SHOP_PAYMENT_MISMATCH			MAKE_SQLSTATE('S','H','0','1','5')
+
+/* Default timestamp tolerance, seconds (Stripe's and Standard Webhooks'). */
+#define WEBHOOK_DEFAULT_TOLERANCE	300
+
+/* Default time an older secret stays valid after a new one is added. */
+#define WEBHOOK_DEFAULT_ROTATION_GRACE	(24 * 60 * 60)
+
+/* Most signatures one header may carry; more is an attack, not rotation. */
+#define WEBHOOK_MAX_SIGNATURES	16
+
+/* Longest identifier (event id, payment id, order reference) we store. */
+#define WEBHOOK_MAX_ID_LEN	256
+
+/* HMAC-SHA256 digest length. */
+#define WEBHOOK_DIGEST_LEN	32
+
+/* What an event means for an order. */
+typedef enum WebhookEventKind
+{
+	WEBHOOK_EVENT_OTHER,		/* not about payment success or failure */
+	WEBHOOK_EVENT_PAID,
+	WEBHOOK_EVENT_FAILED
+} WebhookEventKind;
+
+/* One active secret, as the raw HMAC key bytes. */
+typedef struct WebhookSecret
+{
+	char	   *key;
+	int			len;
+} WebhookSecret;
+
+/* A registered provider with its active secrets, loaded per request. */
+typedef struct WebhookProvider
+{
+	char	   *name;
+	const struct WebhookKind *kind;
+	Jsonb	   *options;
+	int64		tolerance;		/* seconds either side of now */
+	int			nsecrets;
+	WebhookSecret *secrets;		/* newest first */
+} WebhookProvider;
+
+/* The request as received: headers (JSON object) and the raw body bytes. */
+typedef struct WebhookRequest
+{
+	Jsonb	   *headers;
+	const char *body;
+	int			body_len;
+	int64		now;			/* unix seconds, the transaction's now() */
+} WebhookRequest;
+
+/*
+ * The normalised event.  Strings are NULL when the event does not carry
+ * them; a paid event without amount or currency can never confirm.
+ */
+typedef struct WebhookEvent
+{
+	char	   *event_id;
+	char	   *type;			/* the provider's event type */
+	WebhookEventKind kind;
+	char	   *order_ref;		/* order reference as sent */
+	bool		has_amount;
+	int64		amount;
+	char	   *currency;
+	char	   *payment_id;		/* the provider's payment id */
+} WebhookEvent;
+
+/* A provider kind: one per provider_*.c file. */
+typedef struct WebhookKind
+{
+	const char *name;
+	/* raise 22023 unless secret is usable; return its HMAC key bytes */
+	WebhookSecret (*parse_secret) (const char *secret);
+	/* raise SH011/SH012/SH013 unless the request is authentic and fresh */
+	void		(*verify) (const WebhookProvider *provider,
+						   const WebhookRequest *request);
+	/* fill event from the verified body (a JSON object); SH014 if unusable */
+	void		(*parse) (const WebhookProvider *provider,
+						  const WebhookRequest *request,
+						  Jsonb *body, WebhookEvent *event);
+	/* option keys this kind accepts besides the common ones */
+	const char *const *option_keys;
+} WebhookKind;
+
+extern const WebhookKind webhook_kind_stripe;
+extern const WebhookKind webhook_kind_standard;
+extern const WebhookKind webhook_kind_mock;
+
+/* webhook.c: the provider registry */
+extern WebhookProvider *webhook_load_provider(text *name);
+extern Datum webhook_jsonb_result(void);
+
+/* webhook_util.c: crypto, headers, JSON access */
+extern const WebhookKind *webhook_kind_by_name(const char *name);
+extern void webhook_hmac_sha256(const char *key, int keylen,
+								const char *const *parts, const int *lens,
+								int nparts, uint8 *digest);
+extern bool webhook_digest_equal(const uint8 *a, const uint8 *b, int len);
+extern char *webhook_header(const WebhookRequest *request, const char *name);
+extern int64 webhook_parse_timestamp(const char *value, const char *header);
+extern void webhook_check_timestamp(const WebhookProvider *provider,
+									const WebhookRequest *request,
+									int64 timestamp);
+extern void webhook_no_match(const WebhookProvider *provider);
+extern JsonbValue *webhook_json_get(Jsonb *doc, const char *const *path,
+									int depth);
+extern JsonbValue *webhook_json_path(Jsonb *doc, Jsonb *options,
+									 const char *option,
+									 const char *const *default_path,
+									 int default_depth);
+extern char *webhook_json_string(JsonbValue *v, const char *what);
+extern bool webhook_json_amount(JsonbValue *v, int64 *amount);
+extern bool webhook_json_string_in(Jsonb *options, const char *option,
+								   const char *const *defaults,
+								   const char *value);
+extern int64 webhook_option_int(Jsonb *options, const char *key,
+								int64 default_value);
+
+/* provider_standard.c: the Standard Webhooks scheme, shared with mock */
+extern WebhookSecret standard_parse_secret(const char *secret);
+extern void standard_verify(const WebhookProvider *provider,
+							const WebhookRequest *request);
+extern char *standard_sign(const WebhookSecret *secret, const char *msg_id,
+						   int64 timestamp, const char *body, int body_len);
+
+#endif							/* WEBHOOK_H */

@@ -109,7 +109,9 @@ CREATE TABLE shop.stock_reservation (
 CREATE INDEX stock_reservation_active_sku_idx ON shop.stock_reservation (sku_id, order_id)
 	WHERE state = 'active';
 
--- Incoming payment-provider events, one row per (provider, event_id).
+-- Incoming payment-provider events, one row per (provider, event_id): the
+-- raw payload, the normalised event, and what processing did (webhook.c).
+-- order_id stays NULL for unmatched events; order_ref keeps what was sent.
 CREATE TABLE shop.payment_log (
 	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	provider	text NOT NULL,
@@ -119,9 +121,22 @@ CREATE TABLE shop.payment_log (
 	payload		jsonb NOT NULL,
 	received_at	timestamptz NOT NULL DEFAULT now(),
 	processed	boolean NOT NULL DEFAULT false,
+	event_type	text,
+	order_ref	text,
+	amount		bigint,
+	currency	text,
+	payment_id	text,
+	result		text CONSTRAINT payment_log_result_check
+		CHECK (result IN ('processed', 'ignored', 'unmatched')),
+	review		text CONSTRAINT payment_log_review_check
+		CHECK (review IN ('amount_mismatch', 'refund_required')),
+	note		text,
 	UNIQUE (provider, event_id)
 );
 CREATE INDEX payment_log_order_idx ON shop.payment_log (order_id);
+CREATE INDEX payment_log_received_idx ON shop.payment_log (received_at);
+CREATE INDEX payment_log_unmatched_idx ON shop.payment_log (received_at)
+	WHERE result = 'unmatched';
 
 -- Keep user data in pg_dump output (extension member tables are otherwise skipped).
 SELECT pg_catalog.pg_extension_config_dump('shop.product', '');

@@ -1,7 +1,6 @@
 -- shop install script, part 5: payment webhooks.
 --
--- Providers and their secrets, the normalised event columns of payment_log,
--- orders flagged for a person, the webhook API and the DBA views.  Part 4
+-- Providers and their secrets, orders flagged for a person, the webhook API and the DBA views.  Part 4
 -- (privileges) ran before this file, so it revokes its own objects at the end.
 
 -- A provider endpoint: its kind says how requests are signed and how events
@@ -26,25 +25,6 @@ CREATE TABLE shop.payment_provider_secret (
 	retires_at	timestamptz,
 	UNIQUE (provider, secret)
 );
-
--- The normalised event next to the raw payload, and what processing did.
--- order_id stays NULL for unmatched events; order_ref keeps what was sent.
-ALTER TABLE shop.payment_log
-	ADD COLUMN event_type	text,
-	ADD COLUMN order_ref	text,
-	ADD COLUMN amount		bigint,
-	ADD COLUMN currency		text,
-	ADD COLUMN payment_id	text,
-	ADD COLUMN result		text
-		CONSTRAINT payment_log_result_check
-		CHECK (result IN ('processed', 'ignored', 'unmatched')),
-	ADD COLUMN review		text
-		CONSTRAINT payment_log_review_check
-		CHECK (review IN ('amount_mismatch', 'refund_required')),
-	ADD COLUMN note			text;
-CREATE INDEX payment_log_received_idx ON shop.payment_log (received_at);
-CREATE INDEX payment_log_unmatched_idx ON shop.payment_log (received_at)
-	WHERE result = 'unmatched';
 
 -- Orders a person must look at: money arrived that the shop cannot simply
 -- book (wrong amount, or no stock left for a late payment).  One row per

@@ -48,8 +48,10 @@ INSERT INTO shop.sku (id, product_id, code, on_hand) VALUES (9001, 9001, 'SCHEMA
 SELECT has_schema('shop', 'the extension creates schema shop');
 SELECT tables_are('shop',
 	ARRAY['product', 'sku', 'stock_adjustment', 'cart', 'cart_item', 'orders',
-		  'order_item', 'stock_reservation', 'payment_log'],
-	'schema shop has exactly the tables of issue #2');
+		  'order_item', 'stock_reservation', 'payment_log',
+		  -- payment webhooks (issue #3)
+		  'payment_provider', 'payment_provider_secret', 'order_review'],
+	'schema shop has exactly the tables of issues #2 and #3');
 
 -- Columns and types: money is bigint minor units, currency char(3),
 -- user ids opaque text, times timestamptz.  set_eq: order does not matter.
@@ -101,7 +103,11 @@ SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.stock_reservation')$$,
 SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.payment_log')$$,
 	$$VALUES ('id', 'bigint', true), ('provider', 'text', true), ('event_id', 'text', true),
 			 ('order_id', 'bigint', false), ('kind', 'text', true), ('payload', 'jsonb', true),
-			 ('received_at', 'timestamp with time zone', true), ('processed', 'boolean', true)$$,
+			 ('received_at', 'timestamp with time zone', true), ('processed', 'boolean', true),
+			 -- the normalised event and its outcome (issue #3)
+			 ('event_type', 'text', false), ('order_ref', 'text', false), ('amount', 'bigint', false),
+			 ('currency', 'text', false), ('payment_id', 'text', false), ('result', 'text', false),
+			 ('review', 'text', false), ('note', 'text', false)$$,
 	'shop.payment_log columns and types');
 
 -- Column defaults the functions rely on.
@@ -266,8 +272,10 @@ SELECT is_indexed('shop', 'cart_item', 'sku_id', 'cart lines by SKU are indexed'
 
 -- Views for DBAs -----------------------------------------------------------
 
-SELECT views_are('shop', ARRAY['sku_stock', 'active_reservations', 'expiring_orders'],
-	'schema shop has exactly the three DBA views');
+SELECT views_are('shop', ARRAY['sku_stock', 'active_reservations', 'expiring_orders',
+		  -- payment webhooks (issue #3)
+		  'webhook_events', 'unmatched_payments', 'orders_needing_review', 'payment_providers'],
+	'schema shop has exactly the DBA views of issues #2 and #3');
 SELECT set_eq($$SELECT col, typ FROM pg_temp.cols('shop.sku_stock')$$,
 	$$VALUES ('sku_id', 'bigint'), ('code', 'text'), ('product_id', 'bigint'),
 			 ('product_name', 'text'), ('on_hand', 'bigint'), ('reserved', 'bigint'),
@@ -329,8 +337,10 @@ SELECT functions_are('shop',
 	ARRAY['shop_cart_add', 'shop_cart_set_qty', 'shop_cart_remove', 'shop_cart',
 		  'shop_create_order', 'shop_buy_now', 'shop_confirm_paid', 'shop_release',
 		  'shop_expire_pending', 'shop_adjust_stock', 'shop_check_invariants',
-		  'shop_schedule_expiry'],
-	'schema shop has exactly the API functions of issue #2');
+		  'shop_schedule_expiry',
+		  -- payment webhooks (issue #3)
+		  'shop_handle_webhook', 'shop_set_provider', 'shop_sign_mock'],
+	'schema shop has exactly the API functions of issues #2 and #3');
 SELECT has_function('shop', 'shop_cart_add', ARRAY['text', 'bigint', 'integer']);
 SELECT has_function('shop', 'shop_cart_set_qty', ARRAY['text', 'bigint', 'integer']);
 SELECT has_function('shop', 'shop_cart_remove', ARRAY['text', 'bigint']);
@@ -362,7 +372,12 @@ SELECT set_eq($$
 	('shop_expire_pending', 'max_orders integer DEFAULT 1000', 'integer'),
 	('shop_adjust_stock', 'sku_id bigint, delta integer, reason text', 'shop.stock_level'),
 	('shop_check_invariants', '', 'SETOF shop.invariant_violation'),
-	('shop_schedule_expiry', 'schedule text DEFAULT ''* * * * *''::text', 'bigint')
+	('shop_schedule_expiry', 'schedule text DEFAULT ''* * * * *''::text', 'bigint'),
+	-- payment webhooks (issue #3)
+	('shop_confirm_paid', 'order_id bigint, external_payment_id text, amount bigint, currency text', 'shop.order_summary'),
+	('shop_handle_webhook', 'provider text, headers jsonb, body text', 'jsonb'),
+	('shop_set_provider', 'name text, kind text, secret text, options jsonb DEFAULT ''{}''::jsonb', 'jsonb'),
+	('shop_sign_mock', 'provider text, event_id text, body text, at timestamp with time zone DEFAULT NULL::timestamp with time zone', 'jsonb')
 	$$,
 	'every API function has the documented arguments, defaults and result');
 -- Defaults work: the short forms resolve to the documented functions.

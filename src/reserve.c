@@ -15,6 +15,11 @@
  * these SKUs.  The releases and the new reservations are then applied in one
  * merged ascending pass over sku_id, so even the reclaim takes SKU locks in
  * order.  A stopped cron job may delay housekeeping, never a sale.
+ *
+ * Two callers: a new order (reserve_order_lines: writes the price snapshot,
+ * raises SH001 when short) and a released order paid late (reserve_order_
+ * again, webhook.c: reactivates its released reservations, reports a short
+ * SKU instead of raising, and keeps the reclaimed orders released).
  */
 #include "shop.h"
 
@@ -24,21 +29,20 @@
 #include "utils/resowner.h"
 
 static SPIPlanPtr plan_reserve_line;
+static SPIPlanPtr plan_reserve_again;
+static SPIPlanPtr plan_unreserve_line;
 
-/* Running totals of the lines reserved so far. */
-typedef struct ReserveTotals
+/* One reservation job: the order, its normalised lines, and the mode. */
+typedef struct ReserveJob
 {
-	int64		amount;
+	int64		order_id;
+	const OrderLine *lines;
+	int			nlines;
+	bool		again;			/* reactivate a released order's lines */
+	int64		amount;			/* new orders: running totals */
 	char		currency[4];
 	int			nreserved;
-} ReserveTotals;
-
-/* What one line's reservation found. */
-typedef enum LineOutcome
-{
-	LINE_RESERVED,
-	LINE_SHORT
-} LineOutcome;
+} ReserveJob;
 
 /*
  * Raise the insufficient-stock error for a line.
@@ -58,43 +62,42 @@ report_shortage(const char *code, const OrderLine *line, int64 available)
  * a second currency.
  */
 static void
-add_to_totals(ReserveTotals *totals, const OrderLine *line, int64 price,
+add_to_totals(ReserveJob *job, const OrderLine *line, int64 price,
 			  const char *currency)
 {
 	int64		line_total;
 
-	if (totals->nreserved == 0)
-		strlcpy(totals->currency, currency, sizeof(totals->currency));
-	else if (strcmp(totals->currency, currency) != 0)
+	if (job->nreserved == 0)
+		strlcpy(job->currency, currency, sizeof(job->currency));
+	else if (strcmp(job->currency, currency) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_MIXED_CURRENCY),
 				 errmsg("an order cannot mix currencies %s and %s",
-						totals->currency, currency),
+						job->currency, currency),
 				 errhint("Place a separate order per currency.")));
 	if (pg_mul_s64_overflow(price, line->qty, &line_total) ||
-		pg_add_s64_overflow(totals->amount, line_total, &totals->amount))
+		pg_add_s64_overflow(job->amount, line_total, &job->amount))
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("order amount is out of range")));
-	totals->nreserved++;
 }
 
 /*
- * Check and reserve one line in one statement, recording its snapshot and
- * reservation row.  Returns LINE_SHORT (with nothing changed) when stock is
- * short; with raise_on_short it raises instead.
+ * Check and reserve one line of a new order in one statement, recording
+ * its price snapshot and reservation row.  Returns false (nothing changed)
+ * when stock is short; with raise_on_short it raises instead.  Unknown and
+ * unsellable SKUs always raise.
  */
-static LineOutcome
-reserve_line(int64 order_id, const OrderLine *line, ReserveTotals *totals,
-			 bool raise_on_short)
+static bool
+reserve_new_line(ReserveJob *job, const OrderLine *line, bool raise_on_short)
 {
 	static const Oid argtypes[] = {INT8OID, INT8OID, INT4OID};
 	Datum		values[3];
-	int64		available;
-	char	   *code;
+	int64		available = 0;
+	char	   *code = NULL;
 	int			tries;
 
-	values[0] = Int64GetDatum(order_id);
+	values[0] = Int64GetDatum(job->order_id);
 	values[1] = Int64GetDatum(line->sku_id);
 	values[2] = Int32GetDatum(line->qty);
 	/* a retry covers stock freed between the failed UPDATE and the diagnosis */
@@ -119,70 +122,148 @@ reserve_line(int64 order_id, const OrderLine *line, ReserveTotals *totals,
 								3, argtypes),
 					  values, NULL, false, 0) == 1)
 		{
-			add_to_totals(totals, line, shop_get_int64(0, 1, NULL),
+			add_to_totals(job, line, shop_get_int64(0, 1, NULL),
 						  shop_get_text(0, 2));
-			return LINE_RESERVED;
+			return true;
 		}
 		/* unknown and unsellable SKUs raise here; else it is a shortage */
 		code = sku_for_sale(line->sku_id, 0, &available, NULL);
 		if (available < line->qty)
-		{
-			if (raise_on_short)
-				report_shortage(code, line, available);
-			return LINE_SHORT;
-		}
+			break;
 	}
-	report_shortage(code, line, available);
-	return LINE_SHORT;			/* keep compiler quiet */
+	if (raise_on_short)
+		report_shortage(code, line, available);
+	return false;
 }
 
 /*
- * Reserve every line, first giving back the expired orders' stock (deltas,
- * may be empty) in the same ascending sku_id pass.  Returns false at the
- * first short line unless raise_on_short.
+ * Check and reserve one line of a released order again in one statement,
+ * reactivating its released reservation row.  Returns false (nothing
+ * changed) when the SKU is short or no longer for sale: the price was
+ * agreed long ago, only the stock matters now.
  */
 static bool
-reserve_pass(int64 order_id, const OrderLine *lines, int nlines,
-			 const SkuDelta *released, int nreleased,
-			 ReserveTotals *totals, bool raise_on_short)
+reserve_again_line(ReserveJob *job, const OrderLine *line)
+{
+	static const Oid argtypes[] = {INT8OID, INT8OID, INT4OID};
+	Datum		values[3];
+
+	values[0] = Int64GetDatum(job->order_id);
+	values[1] = Int64GetDatum(line->sku_id);
+	values[2] = Int32GetDatum(line->qty);
+	return shop_exec(shop_plan(&plan_reserve_again,
+							   "WITH s AS ("
+							   "  UPDATE shop.sku s SET reserved = s.reserved + $3"
+							   "    FROM shop.product p"
+							   "   WHERE s.id = $2 AND p.id = s.product_id"
+							   "     AND s.is_active AND p.is_active"
+							   "     AND s.on_hand - s.reserved >= $3"
+							   "  RETURNING s.id)"
+							   " INSERT INTO shop.stock_reservation AS r"
+							   "        (order_id, sku_id, qty)"
+							   " SELECT $1, s.id, $3 FROM s"
+							   " ON CONFLICT (order_id, sku_id) DO UPDATE"
+							   "   SET state = 'active', qty = excluded.qty,"
+							   "       state_changed_at = now()"
+							   "   WHERE r.state = 'released'"
+							   " RETURNING r.id",
+							   3, argtypes),
+					 values, NULL, false, 0) == 1;
+}
+
+/*
+ * Reserve one line in the job's mode; false when short (see above).
+ */
+static bool
+reserve_line(ReserveJob *job, const OrderLine *line, bool raise_on_short)
+{
+	bool		ok;
+
+	ok = job->again ? reserve_again_line(job, line)
+		: reserve_new_line(job, line, raise_on_short);
+	if (ok)
+		job->nreserved++;
+	return ok;
+}
+
+/*
+ * Give back the first n lines, reserved by this job's last pass (their SKU
+ * rows are locked already, so no lock is taken out of order).
+ */
+static void
+unreserve_lines(const ReserveJob *job, int n)
+{
+	static const Oid argtypes[] = {INT8OID, INT8OID};
+	Datum		values[2];
+	int			i;
+
+	values[0] = Int64GetDatum(job->order_id);
+	for (i = 0; i < n; i++)
+	{
+		values[1] = Int64GetDatum(job->lines[i].sku_id);
+		shop_exec(shop_plan(&plan_unreserve_line,
+							"WITH r AS ("
+							"  UPDATE shop.stock_reservation"
+							"     SET state = 'released', state_changed_at = now()"
+							"   WHERE order_id = $1 AND sku_id = $2 AND state = 'active'"
+							"  RETURNING sku_id, qty)"
+							" UPDATE shop.sku s SET reserved = s.reserved - r.qty"
+							"   FROM r WHERE s.id = r.sku_id",
+							2, argtypes),
+				  values, NULL, false, 0);
+	}
+}
+
+/*
+ * Reserve every line, giving back the expired orders' stock (released, may
+ * be empty) in the same ascending sku_id pass.  Every release is applied
+ * even after a short line (its reservation rows are already marked).
+ * Returns the index of the first short line, or -1 when all are reserved.
+ */
+static int
+reserve_pass(ReserveJob *job, const SkuDelta *released, int nreleased,
+			 bool raise_on_short)
 {
 	int			i = 0;
 	int			j = 0;
+	int			short_line = -1;
 
-	while (i < nlines || j < nreleased)
+	job->amount = 0;
+	job->nreserved = 0;
+	while (i < job->nlines || j < nreleased)
 	{
 		if (j < nreleased &&
-			(i >= nlines || released[j].sku_id <= lines[i].sku_id))
+			(i >= job->nlines || released[j].sku_id <= job->lines[i].sku_id))
 		{
 			settle_apply_one(released[j].sku_id, released[j].qty, false);
 			j++;
 			continue;
 		}
-		if (reserve_line(order_id, &lines[i], totals, raise_on_short) == LINE_SHORT)
-			return false;
+		if (short_line < 0 && !reserve_line(job, &job->lines[i], raise_on_short))
+			short_line = i;
 		i++;
 	}
-	return true;
+	return short_line;
 }
 
 /*
- * First attempt inside a subtransaction, so that a shortage can be undone
- * together with the SKU row locks it took.  Returns true when reserved.
+ * First attempt inside a subtransaction, so that a shortage is undone
+ * together with the SKU row locks it took.  Returns the short line's index
+ * or -1.
  */
-static bool
-reserve_attempt(int64 order_id, const OrderLine *lines, int nlines,
-				ReserveTotals *totals)
+static int
+reserve_attempt(ReserveJob *job)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
-	bool		ok = false;
+	int			short_line = -1;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		ok = reserve_pass(order_id, lines, nlines, NULL, 0, totals, false);
-		if (ok)
+		short_line = reserve_pass(job, NULL, 0, false);
+		if (short_line < 0)
 			ReleaseCurrentSubTransaction();
 		else
 			RollbackAndReleaseCurrentSubTransaction();
@@ -203,34 +284,66 @@ reserve_attempt(int64 order_id, const OrderLine *lines, int nlines,
 	PG_END_TRY();
 	MemoryContextSwitchTo(cxt);
 	CurrentResourceOwner = owner;
-	return ok;
+	return short_line;
 }
 
 /*
- * Reserve lines (normalised: ascending sku_id, each SKU once) for order_id,
- * all or nothing, reclaiming expired orders' stock when short.  Sets the
- * order amount and currency; raises SH001 when stock is really short.
+ * Run a job: the attempt, and on a shortage the reclaim and a second pass.
+ * Returns -1 when every line is reserved, else the index of a short line
+ * (nothing of this order is reserved then; reclaimed orders stay released).
+ */
+static int
+reserve_job(ReserveJob *job, bool raise_on_short)
+{
+	int64	   *expired;
+	int			nexpired;
+	SkuDelta   *released = NULL;
+	int			nreleased = 0;
+	int			short_line;
+
+	short_line = reserve_attempt(job);
+	if (short_line < 0)
+		return -1;
+
+	/* no SKU locks are held here: the subtransaction dropped them */
+	expired = expiry_lock_orders(job->lines, job->nlines, SHOP_RECLAIM_BATCH,
+								 &nexpired);
+	if (nexpired == 0 && !raise_on_short)
+		return short_line;
+	if (nexpired > 0)
+		released = expiry_release_locked(expired, nexpired, &nreleased);
+	short_line = reserve_pass(job, released, nreleased, raise_on_short);
+	if (short_line >= 0)
+		unreserve_lines(job, short_line);
+	return short_line;
+}
+
+/*
+ * Reserve the lines (normalised: ascending sku_id, each SKU once) of a new
+ * order, all or nothing, reclaiming expired orders' stock when short.  Sets
+ * the order amount and currency; raises SH001 when stock is really short.
  */
 void
 reserve_order_lines(int64 order_id, OrderLine *lines, int nlines,
 					int64 *amount, char *currency)
 {
-	ReserveTotals totals = {0};
+	ReserveJob	job = {.order_id = order_id,.lines = lines,.nlines = nlines};
 
-	if (!reserve_attempt(order_id, lines, nlines, &totals))
-	{
-		int64	   *expired;
-		int			nexpired;
-		SkuDelta   *released = NULL;
-		int			nreleased = 0;
+	reserve_job(&job, true);
+	*amount = job.amount;
+	strlcpy(currency, job.currency, 4);
+}
 
-		/* no SKU locks are held here: the subtransaction dropped them */
-		expired = expiry_lock_orders(lines, nlines, SHOP_RECLAIM_BATCH, &nexpired);
-		if (nexpired > 0)
-			released = expiry_release_locked(expired, nexpired, &nreleased);
-		memset(&totals, 0, sizeof(totals));
-		reserve_pass(order_id, lines, nlines, released, nreleased, &totals, true);
-	}
-	*amount = totals.amount;
-	strlcpy(currency, totals.currency, 4);
+/*
+ * Reserve the lines of a released (CANCELLED or FAILED) order again, all
+ * or nothing, reclaiming expired orders' stock when short.  Returns 0 when
+ * reserved, else the id of a SKU that is short or no longer for sale.
+ */
+int64
+reserve_order_again(int64 order_id, OrderLine *lines, int nlines)
+{
+	ReserveJob	job = {.order_id = order_id,.lines = lines,.nlines = nlines,.again = true};
+	int			short_line = reserve_job(&job, false);
+
+	return short_line < 0 ? 0 : lines[short_line].sku_id;
 }

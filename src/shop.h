@@ -100,5 +100,6 @@ extern void order_settle(int64 order_id, bool consume);
 /* reserve.c: reserve order lines, all or nothing */
 extern void reserve_order_lines(int64 order_id, OrderLine *lines, int nlines,
 								int64 *amount, char *currency);
+extern int64 reserve_order_again(int64 order_id, OrderLine *lines, int nlines);
 
 #endif							/* SHOP_H */

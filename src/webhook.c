@@ -37,8 +37,6 @@ static SPIPlanPtr plan_lock_order;
 static SPIPlanPtr plan_mark_paid;
 static SPIPlanPtr plan_mark_failed;
 static SPIPlanPtr plan_order_lines;
-static SPIPlanPtr plan_rereserve_line;
-static SPIPlanPtr plan_unreserve_line;
 static SPIPlanPtr plan_review;
 static SPIPlanPtr plan_finish_log;
 static SPIPlanPtr plan_response;
@@ -417,155 +415,9 @@ flag_review(int64 order_id, const char *reason, const WebhookProvider *provider,
 }
 
 /*
- * Check and reserve one line of a released order again in one statement,
- * reactivating the line's released reservation.  False (nothing changed)
- * when the SKU has too little available stock or is no longer for sale.
- */
-static bool
-rereserve_line(int64 order_id, const OrderLine *line)
-{
-	static const Oid argtypes[] = {INT8OID, INT8OID, INT4OID};
-	Datum		values[3];
-
-	values[0] = Int64GetDatum(order_id);
-	values[1] = Int64GetDatum(line->sku_id);
-	values[2] = Int32GetDatum(line->qty);
-	return shop_exec(shop_plan(&plan_rereserve_line,
-							   "WITH s AS ("
-							   "  UPDATE shop.sku s SET reserved = s.reserved + $3"
-							   "    FROM shop.product p"
-							   "   WHERE s.id = $2 AND p.id = s.product_id"
-							   "     AND s.is_active AND p.is_active"
-							   "     AND s.on_hand - s.reserved >= $3"
-							   "  RETURNING s.id)"
-							   " INSERT INTO shop.stock_reservation AS r"
-							   "        (order_id, sku_id, qty)"
-							   " SELECT $1, s.id, $3 FROM s"
-							   " ON CONFLICT (order_id, sku_id) DO UPDATE"
-							   "   SET state = 'active', qty = excluded.qty,"
-							   "       state_changed_at = now()"
-							   "   WHERE r.state = 'released'"
-							   " RETURNING r.id",
-							   3, argtypes),
-					 values, NULL, false, 0) == 1;
-}
-
-/*
- * Give back lines[0 .. n-1], reserved by rereserve_line() in this
- * transaction (their SKU rows are locked already, so no new lock is taken).
- */
-static void
-unreserve_lines(int64 order_id, const OrderLine *lines, int n)
-{
-	static const Oid argtypes[] = {INT8OID, INT8OID};
-	Datum		values[2];
-	int			i;
-
-	values[0] = Int64GetDatum(order_id);
-	for (i = 0; i < n; i++)
-	{
-		values[1] = Int64GetDatum(lines[i].sku_id);
-		shop_exec(shop_plan(&plan_unreserve_line,
-							"WITH r AS ("
-							"  UPDATE shop.stock_reservation"
-							"     SET state = 'released', state_changed_at = now()"
-							"   WHERE order_id = $1 AND sku_id = $2 AND state = 'active'"
-							"  RETURNING sku_id, qty)"
-							" UPDATE shop.sku s SET reserved = s.reserved - r.qty"
-							"   FROM r WHERE s.id = r.sku_id",
-							2, argtypes),
-				  values, NULL, false, 0);
-	}
-}
-
-/*
- * First attempt: every line in ascending sku_id inside a subtransaction,
- * so that a short line undoes the lines before it together with their SKU
- * locks; errors other than a shortage (lock timeout, cancel) propagate.
- * Returns 0 when all lines are reserved, else the first short SKU's id.
- */
-static int64
-rereserve_attempt(int64 order_id, const OrderLine *lines, int n)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile int64 short_sku = 0;
-	int			i;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		for (i = 0; i < n && short_sku == 0; i++)
-			if (!rereserve_line(order_id, &lines[i]))
-				short_sku = lines[i].sku_id;
-		if (short_sku == 0)
-			ReleaseCurrentSubTransaction();
-		else
-			RollbackAndReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		ReThrowError(edata);
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
-	return short_sku;
-}
-
-/*
- * Second attempt after releasing expired orders that hold these SKUs (the
- * core's inline reclaim: a stopped pg_cron must not turn a late payment
- * into a refund).  Their counter moves and this order's reservations run
- * in one merged ascending pass over sku_id, as in reserve.c, so SKU locks
- * stay in global order.  The releases must stand even when a line is still
- * short, so instead of a subtransaction the lines reserved before the short
- * one are given back explicitly.  Returns 0 or the first short SKU's id.
- */
-static int64
-rereserve_reclaiming(int64 order_id, const OrderLine *lines, int n,
-					 const SkuDelta *released, int nreleased)
-{
-	int64		short_sku = 0;
-	int			nreserved = 0;
-	int			i = 0;
-	int			j = 0;
-
-	while (i < n || j < nreleased)
-	{
-		if (j < nreleased && (i >= n || released[j].sku_id <= lines[i].sku_id))
-		{
-			settle_apply_one(released[j].sku_id, released[j].qty, false);
-			j++;
-			continue;
-		}
-		if (short_sku == 0)
-		{
-			if (rereserve_line(order_id, &lines[i]))
-				nreserved++;
-			else
-				short_sku = lines[i].sku_id;
-		}
-		i++;
-	}
-	if (short_sku != 0)
-		unreserve_lines(order_id, lines, nreserved);
-	return short_sku;
-}
-
-/*
- * Reserve every line of a released order again, all or nothing, in
- * ascending sku_id (the order row is locked already).  Returns 0 when all
- * lines are reserved, else the id of a SKU that is short.
+ * Reserve every line of a released order again, all or nothing, with the
+ * core's reservation code (reserve.c; the order row is locked already).
+ * Returns 0 when all lines are reserved, else the id of a SKU that is short.
  */
 static int64
 rereserve_order(int64 order_id)
@@ -573,11 +425,6 @@ rereserve_order(int64 order_id)
 	static const Oid argtypes[] = {INT8OID};
 	Datum		values[1];
 	OrderLine  *lines;
-	int64	   *expired;
-	int			nexpired;
-	SkuDelta   *released;
-	int			nreleased;
-	int64		short_sku;
 	uint64		n;
 	uint64		i;
 
@@ -594,16 +441,7 @@ rereserve_order(int64 order_id)
 		lines[i].qty = (int32) shop_get_int64(i, 2, NULL);
 	}
 
-	short_sku = rereserve_attempt(order_id, lines, (int) n);
-	if (short_sku == 0)
-		return 0;
-
-	/* no SKU locks are held here: the subtransaction dropped them */
-	expired = expiry_lock_orders(lines, (int) n, SHOP_RECLAIM_BATCH, &nexpired);
-	if (nexpired == 0)
-		return short_sku;
-	released = expiry_release_locked(expired, nexpired, &nreleased);
-	return rereserve_reclaiming(order_id, lines, (int) n, released, nreleased);
+	return reserve_order_again(order_id, lines, (int) n);
 }
 
 /*

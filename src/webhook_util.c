@@ -378,3 +378,19 @@ webhook_option_int(Jsonb *options, const char *key, int64 default_value)
 	return DatumGetInt64(DirectFunctionCall1(numeric_int8,
 											 NumericGetDatum(v->val.numeric)));
 }
+
+/*
+ * Copy the jsonb in column 1 of the SPI result's first row out of SPI
+ * memory, so it survives SPI_finish.
+ */
+Datum
+webhook_jsonb_result(void)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								  1, &isnull);
+
+	if (isnull)
+		elog(ERROR, "shop: jsonb result is null");
+	return SPI_datumTransfer(d, false, -1);
+}

@@ -12,7 +12,7 @@
  *	3. the order row is locked (FOR UPDATE, waiting: a transient lock or
  *	   serialization error propagates, the provider retries, and the retry
  *	   finds nothing claimed because the claim rolled back with the error);
- *	4. the event is applied by the transition table in WEBHOOKS.md.
+ *	4. the event is applied by the transition table in the README ("How an event changes its order").
  * Providers are registered and loaded in webhook_provider.c.
  * Lock order is the core's: order row first, then SKU rows ascending.
  */

@@ -4,7 +4,7 @@
 -- (privileges) ran before this file, so it revokes its own objects at the end.
 
 -- A provider endpoint: its kind says how requests are signed and how events
--- are read (src/provider_*.c); options tune it (WEBHOOKS.md lists them).
+-- are read (src/provider_*.c); options tune it (README, "Payment webhooks", lists them).
 CREATE TABLE shop.payment_provider (
 	name		text PRIMARY KEY CHECK (name <> ''),
 	kind		text NOT NULL CHECK (kind IN ('stripe', 'standard', 'mock')),

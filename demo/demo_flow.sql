@@ -11,8 +11,18 @@ SELECT id AS alice_order, status, amount, currency FROM shop.shop_create_order('
 SELECT :alice_order AS order_id, :'status' AS status, :amount AS amount;
 SELECT code, on_hand, reserved, available FROM shop.sku_stock ORDER BY sku_id;
 
-\echo '== the payment provider confirms: the reservation is consumed'
-SELECT id, status, amount FROM shop.shop_confirm_paid(:alice_order, 'pay_demo_1');
+\echo '== the payment provider sends a signed webhook: the order is paid, the reservation consumed'
+-- the demo's local "mock" provider signs like Standard Webhooks (demo secret only)
+SELECT shop.shop_set_provider('mock', 'mock', 'whsec_ZGVtby1vbmx5LXNlY3JldC1kby1ub3QtdXNlLTEyMzQ1Njc4') AS provider;
+SELECT format('{"type": "payment.succeeded", "data": {"order_id": "%s", "amount": %s, "currency": "KRW", "payment_id": "pay_demo_1"}}',
+			  :alice_order, :amount) AS body \gset
+SELECT shop.shop_handle_webhook('mock', shop.shop_sign_mock('mock', 'evt_demo_1', :'body'), :'body') AS webhook;
+\echo '== the provider retries the same event: nothing changes'
+SELECT shop.shop_handle_webhook('mock', shop.shop_sign_mock('mock', 'evt_demo_1', :'body'), :'body') ->> 'result' AS retry;
+\echo '== a forged event (wrong signature) is refused with SH011'
+\set ON_ERROR_STOP 0
+SELECT shop.shop_handle_webhook('mock', shop.shop_sign_mock('mock', 'evt_forged', :'body'), replace(:'body', '45000', '1'));
+\set ON_ERROR_STOP 1
 SELECT code, on_hand, reserved, available FROM shop.sku_stock ORDER BY sku_id;
 
 \echo '== bob buys now, then cancels: the reservation is released'

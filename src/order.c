@@ -104,7 +104,6 @@ cart_lines(int64 cart_id, int *nlines)
 	Datum		values[1];
 	OrderLine  *lines;
 	uint64		n;
-	uint64		i;
 
 	values[0] = Int64GetDatum(cart_id);
 	n = shop_exec(shop_plan(&plan_cart_lines,
@@ -116,12 +115,7 @@ cart_lines(int64 cart_id, int *nlines)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("an order may have at most %d lines", SHOP_MAX_ORDER_LINES)));
-	lines = palloc(sizeof(OrderLine) * Max(n, 1));
-	for (i = 0; i < n; i++)
-	{
-		lines[i].sku_id = shop_get_int64(i, 1, NULL);
-		lines[i].qty = (int32) shop_get_int64(i, 2, NULL);
-	}
+	lines = shop_result_lines(n);
 	*nlines = (int) n;
 	return lines;
 }

@@ -270,16 +270,7 @@ reserve_attempt(ReserveJob *job)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		/* save the error, undo the subtransaction, then raise it again */
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		ReThrowError(edata);
+		ReThrowError(shop_subxact_abort(cxt, owner));
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(cxt);

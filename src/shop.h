@@ -13,6 +13,7 @@
 
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "utils/resowner.h"
 
 /*
  * Shop-specific SQLSTATEs (class SH).  They are part of the API: clients
@@ -68,6 +69,8 @@ extern text *shop_text_arg(FunctionCallInfo fcinfo, int argno,
 						   const char *name, bool required);
 extern int64 shop_int64_arg(FunctionCallInfo fcinfo, int argno, const char *name);
 extern int32 shop_int32_arg(FunctionCallInfo fcinfo, int argno, const char *name);
+extern ErrorData *shop_subxact_abort(MemoryContext cxt, ResourceOwner owner);
+extern OrderLine *shop_result_lines(uint64 n);
 
 /* sku.c: a SKU's sale state */
 extern char *sku_for_sale(int64 sku_id, int64 cart_id, int64 *available,

@@ -9,11 +9,13 @@
 #include "shop.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/resowner.h"
 #include "utils/tuplestore.h"
 
 /*
@@ -242,4 +244,41 @@ shop_int32_arg(FunctionCallInfo fcinfo, int argno, const char *name)
 {
 	require_arg(fcinfo, argno, name);
 	return PG_GETARG_INT32(argno);
+}
+
+/*
+ * In a PG_CATCH block around an internal subtransaction: save the error,
+ * roll the subtransaction back (dropping its row locks), restore the
+ * caller's memory context and resource owner, and return the error for the
+ * caller to raise again or translate.
+ */
+ErrorData *
+shop_subxact_abort(MemoryContext cxt, ResourceOwner owner)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return edata;
+}
+
+/*
+ * Rows (sku_id, qty) of the last SPI result as order lines.
+ */
+OrderLine *
+shop_result_lines(uint64 n)
+{
+	OrderLine  *lines = palloc(sizeof(OrderLine) * Max(n, 1));
+	uint64		i;
+
+	for (i = 0; i < n; i++)
+	{
+		lines[i].sku_id = shop_get_int64(i, 1, NULL);
+		lines[i].qty = (int32) shop_get_int64(i, 2, NULL);
+	}
+	return lines;
 }

@@ -83,14 +83,8 @@ parse_body(const char *body, int len)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = shop_subxact_abort(cxt, owner);
 
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
 		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
 			ReThrowError(edata);
 		ereport(ERROR,
@@ -346,7 +340,6 @@ rereserve_order(int64 order_id)
 	Datum		values[1];
 	OrderLine  *lines;
 	uint64		n;
-	uint64		i;
 
 	values[0] = Int64GetDatum(order_id);
 	n = shop_exec(shop_plan(&plan_order_lines,
@@ -354,12 +347,7 @@ rereserve_order(int64 order_id)
 							" WHERE order_id = $1 ORDER BY sku_id",
 							1, argtypes),
 				  values, NULL, false, 0);
-	lines = palloc(sizeof(OrderLine) * Max(n, 1));
-	for (i = 0; i < n; i++)
-	{
-		lines[i].sku_id = shop_get_int64(i, 1, NULL);
-		lines[i].qty = (int32) shop_get_int64(i, 2, NULL);
-	}
+	lines = shop_result_lines(n);
 
 	return reserve_order_again(order_id, lines, (int) n);
 }

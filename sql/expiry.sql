@@ -87,3 +87,19 @@ SELECT (o).status FROM shop.shop_create_order('tom') o;
 SELECT status, status_reason FROM shop.orders WHERE id = :t4;
 SELECT on_hand, reserved FROM shop.sku WHERE id = 403;
 SELECT * FROM shop.shop_check_invariants();
+
+-- the reclaim targets the SKUs that are short: 150 older expired orders
+-- holding a plentiful SKU must not hide the one expired order holding the
+-- scarce one (each reclaim releases at most 100 orders)
+INSERT INTO shop.product (id, name, price) VALUES (404, 'Plenty', 100), (405, 'Scarce', 100);
+INSERT INTO shop.sku (id, product_id, code, on_hand) VALUES (404, 404, 'PLENTY', 1000), (405, 405, 'SCARCE', 1);
+SELECT count(shop.shop_buy_now('old-' || g, '[{"sku_id": 404, "qty": 1}]')) AS old_orders FROM generate_series(1, 150) g;
+SELECT (o).id AS t5 FROM shop.shop_buy_now('holder', '[{"sku_id": 405, "qty": 1}]') o \gset
+UPDATE shop.orders SET expires_at = now() - interval '1 hour' + id * interval '1 second'
+ WHERE user_id LIKE 'old-%' OR id = :t5;
+SELECT (o).status FROM shop.shop_buy_now('both', '[{"sku_id": 404, "qty": 1}, {"sku_id": 405, "qty": 1}]') o;
+SELECT status, status_reason FROM shop.orders WHERE id = :t5;
+SELECT count(*) FILTER (WHERE status = 'PENDING') AS old_still_pending FROM shop.orders WHERE user_id LIKE 'old-%';
+SELECT sku_id, on_hand, reserved FROM shop.sku_stock WHERE sku_id IN (404, 405) ORDER BY sku_id;
+SELECT shop.shop_expire_pending() AS swept;
+SELECT * FROM shop.shop_check_invariants();

@@ -45,8 +45,11 @@ report_cron_missing(const char *schedule)
 				 errmsg("pg_cron runs jobs from database \"%s\", not \"%s\"",
 						cron_db, this_db),
 				 errhint("In database \"%s\" run: SELECT cron.schedule_in_database("
-						 "'%s', '%s', '%s', '%s');",
-						 cron_db, SHOP_CRON_JOB, schedule, SHOP_CRON_COMMAND, this_db)));
+						 "%s, %s, %s, %s);",
+						 cron_db, quote_literal_cstr(SHOP_CRON_JOB),
+						 quote_literal_cstr(schedule),
+						 quote_literal_cstr(SHOP_CRON_COMMAND),
+						 quote_literal_cstr(this_db))));
 	ereport(ERROR,
 			(errcode(ERRCODE_SHOP_CRON_UNAVAILABLE),
 			 errmsg("pg_cron is not installed in database \"%s\"", this_db),

@@ -21,11 +21,11 @@ static SPIPlanPtr plan_lock_expired_for_skus;
 static SPIPlanPtr plan_mark_expired;
 
 /*
- * Lock up to limit expired PENDING orders, oldest first.  With lines, only
- * orders holding one of their SKUs.  Returns the locked order ids.
+ * Lock up to limit expired PENDING orders, oldest first.  With skus, only
+ * orders holding one of those SKUs.  Returns the locked order ids.
  */
 int64 *
-expiry_lock_orders(const OrderLine *lines, int nlines, int limit, int *norders)
+expiry_lock_orders(const int64 *skus, int nskus, int limit, int *norders)
 {
 	static const Oid any_types[] = {INT4OID};
 	static const Oid sku_types[] = {INT4OID, INT8ARRAYOID};
@@ -35,7 +35,7 @@ expiry_lock_orders(const OrderLine *lines, int nlines, int limit, int *norders)
 	uint64		i;
 
 	values[0] = Int32GetDatum(limit);
-	if (lines == NULL)
+	if (skus == NULL)
 		n = shop_exec(shop_plan(&plan_lock_expired,
 								"SELECT id FROM shop.orders"
 								" WHERE status = 'PENDING' AND expires_at <= now()"
@@ -45,11 +45,7 @@ expiry_lock_orders(const OrderLine *lines, int nlines, int limit, int *norders)
 					  values, NULL, false, 0);
 	else
 	{
-		int64	   *skus = palloc(sizeof(int64) * nlines);
-
-		for (i = 0; i < (uint64) nlines; i++)
-			skus[i] = lines[i].sku_id;
-		values[1] = shop_int64_array(skus, nlines);
+		values[1] = shop_int64_array(skus, nskus);
 		n = shop_exec(shop_plan(&plan_lock_expired_for_skus,
 								"SELECT o.id FROM shop.orders o"
 								" WHERE o.status = 'PENDING' AND o.expires_at <= now()"

@@ -42,6 +42,8 @@ typedef struct ReserveJob
 	int64		amount;			/* new orders: running totals */
 	char		currency[4];
 	int			nreserved;
+	int64	   *short_skus;		/* SKUs the first attempt found short */
+	int			nshort;
 } ReserveJob;
 
 /*
@@ -217,12 +219,15 @@ unreserve_lines(const ReserveJob *job, int n)
 /*
  * Reserve every line, giving back the expired orders' stock (released, may
  * be empty) in the same ascending sku_id pass.  Every release is applied
- * even after a short line (its reservation rows are already marked).
- * Returns the index of the first short line, or -1 when all are reserved.
+ * even after a short line (its reservation rows are already marked).  With
+ * find_all, lines after a short one are still tried, and every short SKU is
+ * recorded in job->short_skus; without it, reserving stops at the first
+ * short line, so the lines reserved are a prefix.  Returns the index of the
+ * first short line, or -1 when all are reserved.
  */
 static int
 reserve_pass(ReserveJob *job, const SkuDelta *released, int nreleased,
-			 bool raise_on_short)
+			 bool raise_on_short, bool find_all)
 {
 	int			i = 0;
 	int			j = 0;
@@ -239,8 +244,14 @@ reserve_pass(ReserveJob *job, const SkuDelta *released, int nreleased,
 			j++;
 			continue;
 		}
-		if (short_line < 0 && !reserve_line(job, &job->lines[i], raise_on_short))
-			short_line = i;
+		if ((short_line < 0 || find_all) &&
+			!reserve_line(job, &job->lines[i], raise_on_short))
+		{
+			if (short_line < 0)
+				short_line = i;
+			if (find_all)
+				job->short_skus[job->nshort++] = job->lines[i].sku_id;
+		}
 		i++;
 	}
 	return short_line;
@@ -248,8 +259,8 @@ reserve_pass(ReserveJob *job, const SkuDelta *released, int nreleased,
 
 /*
  * First attempt inside a subtransaction, so that a shortage is undone
- * together with the SKU row locks it took.  Returns the short line's index
- * or -1.
+ * together with the SKU row locks it took.  Finds every short SKU (for the
+ * reclaim to target).  Returns the first short line's index or -1.
  */
 static int
 reserve_attempt(ReserveJob *job)
@@ -262,7 +273,7 @@ reserve_attempt(ReserveJob *job)
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		short_line = reserve_pass(job, NULL, 0, false);
+		short_line = reserve_pass(job, NULL, 0, false, true);
 		if (short_line < 0)
 			ReleaseCurrentSubTransaction();
 		else
@@ -292,18 +303,23 @@ reserve_job(ReserveJob *job, bool raise_on_short)
 	int			nreleased = 0;
 	int			short_line;
 
+	job->short_skus = palloc(sizeof(int64) * Max(job->nlines, 1));
+	job->nshort = 0;
 	short_line = reserve_attempt(job);
 	if (short_line < 0)
 		return -1;
 
-	/* no SKU locks are held here: the subtransaction dropped them */
-	expired = expiry_lock_orders(job->lines, job->nlines, SHOP_RECLAIM_BATCH,
-								 &nexpired);
+	/*
+	 * No SKU locks are held here: the subtransaction dropped them.  Release
+	 * the expired orders that hold the short SKUs, oldest first.
+	 */
+	expired = expiry_lock_orders(job->short_skus, job->nshort,
+								 SHOP_RECLAIM_BATCH, &nexpired);
 	if (nexpired == 0 && !raise_on_short)
 		return short_line;
 	if (nexpired > 0)
 		released = expiry_release_locked(expired, nexpired, &nreleased);
-	short_line = reserve_pass(job, released, nreleased, raise_on_short);
+	short_line = reserve_pass(job, released, nreleased, raise_on_short, false);
 	if (short_line >= 0)
 		unreserve_lines(job, short_line);
 	return short_line;

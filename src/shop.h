@@ -91,7 +91,7 @@ extern void settle_apply_one(int64 sku_id, int64 qty, bool consume);
 extern void settle_apply(const SkuDelta *deltas, int ndeltas, bool consume);
 
 /* expiry.c: find and release expired orders */
-extern int64 *expiry_lock_orders(const OrderLine *lines, int nlines,
+extern int64 *expiry_lock_orders(const int64 *skus, int nskus,
 								 int limit, int *norders);
 extern SkuDelta *expiry_release_locked(const int64 *order_ids, int norders,
 									   int *ndeltas);

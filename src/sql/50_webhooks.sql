@@ -52,12 +52,17 @@ SELECT pg_catalog.pg_extension_config_dump('shop.payment_provider_secret', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.order_review', '');
 
 -- API: Webhooks
+--
+-- The functions that take a secret or a raw body set log_min_error_statement
+-- to panic: when they refuse a request, the server log gets the error but
+-- not the statement, which would quote the secret or the body.
 
 CREATE FUNCTION shop.shop_handle_webhook(provider text, headers jsonb, body text)
 	RETURNS jsonb
 	AS 'MODULE_PATHNAME', 'shop_handle_webhook'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp;
+	SET search_path = pg_catalog, pg_temp
+	SET log_min_error_statement = panic;
 COMMENT ON FUNCTION shop.shop_handle_webhook(text, jsonb, text) IS
 	'verify, record and apply one payment provider event; returns {"result": processed|duplicate|ignored|unmatched, "event_id", "order_id", "order_status"[, "review"]}; SH010-SH014 when the request is refused (nothing recorded)';
 
@@ -66,7 +71,8 @@ CREATE FUNCTION shop.shop_set_provider(name text, kind text, secret text,
 	RETURNS jsonb
 	AS 'MODULE_PATHNAME', 'shop_set_provider'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp;
+	SET search_path = pg_catalog, pg_temp
+	SET log_min_error_statement = panic;
 COMMENT ON FUNCTION shop.shop_set_provider(text, text, text, jsonb) IS
 	'register or update a payment provider (kind stripe, standard or mock); secret becomes the newest, older secrets stay valid for options.rotation_grace_seconds (default 86400)';
 
@@ -75,7 +81,8 @@ CREATE FUNCTION shop.shop_sign_mock(provider text, event_id text, body text,
 	RETURNS jsonb
 	AS 'MODULE_PATHNAME', 'shop_sign_mock'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp;
+	SET search_path = pg_catalog, pg_temp
+	SET log_min_error_statement = panic;
 COMMENT ON FUNCTION shop.shop_sign_mock(text, text, text, timestamptz) IS
 	'the webhook headers a mock provider sends with body (Standard Webhooks signature under its newest secret, timestamp at or now); refuses non-mock providers';
 

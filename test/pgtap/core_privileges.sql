@@ -22,8 +22,13 @@ SELECT is_empty($$
 SELECT is_empty($$
 	SELECT p.oid::regprocedure::text, p.proconfig::text FROM pg_catalog.pg_proc p
 	 WHERE p.pronamespace = 'shop'::regnamespace
-	   AND p.proconfig IS DISTINCT FROM ARRAY['search_path=pg_catalog, pg_temp']$$,
-	'every function in schema shop has exactly SET search_path = pg_catalog, pg_temp');
+	   AND p.proconfig IS DISTINCT FROM ARRAY['search_path=pg_catalog, pg_temp']
+	   -- the functions that take a secret or a raw body also keep the
+	   -- failing statement out of the server log
+	   AND NOT (p.proname IN ('shop_handle_webhook', 'shop_set_provider', 'shop_sign_mock')
+				AND p.proconfig = ARRAY['search_path=pg_catalog, pg_temp',
+										'log_min_error_statement=panic'])$$,
+	'every function in schema shop has exactly SET search_path = pg_catalog, pg_temp (and log_min_error_statement = panic where it sees secrets)');
 -- the same, spelled with pgTAP's own check for the two most exposed entry points
 SELECT is_definer('shop', 'shop_buy_now', ARRAY['text', 'jsonb', 'text'],
 	'shop_buy_now is SECURITY DEFINER');

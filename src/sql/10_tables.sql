@@ -108,6 +108,10 @@ CREATE TABLE shop.stock_reservation (
 );
 CREATE INDEX stock_reservation_active_sku_idx ON shop.stock_reservation (sku_id, order_id)
 	WHERE state = 'active';
+-- Settling an order flips its active reservations; this keeps that lookup
+-- on the order even before the first ANALYZE (found by the benchmark).
+CREATE INDEX stock_reservation_active_order_idx ON shop.stock_reservation (order_id)
+	WHERE state = 'active';
 
 -- Incoming payment-provider events, one row per (provider, event_id): the
 -- raw payload, the normalised event, and what processing did (webhook.c).

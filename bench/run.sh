@@ -16,6 +16,7 @@
 #   BENCH_EXPIRED [100000]        expired PENDING orders for the expiry scenario
 #   BENCH_SWEEP_CAP [6]           most seconds one expiry sweep may take
 #   BENCH_MEMORY_CALLS [10000]    API calls before the memory reading
+#   BENCH_HISTORY [100000]        PAID orders (3 lines, from checked-out carts) loaded once
 set -euo pipefail
 
 started=$(date +%s.%N)
@@ -35,6 +36,7 @@ SWEEP_CAP=${BENCH_SWEEP_CAP:-6}
 SWEEP_PRE=3			# seconds of load before the sweep starts (1 s warm-up + baseline)
 SWEEP_POST=1		# seconds of load kept after the sweep cap
 MEMORY_CALLS=${BENCH_MEMORY_CALLS:-10000}
+HISTORY=${BENCH_HISTORY:-100000}
 SCARCE_UNITS=100
 SCARCE_CAP=20		# a scarce run ends when its clients have stopped; this is a safety cap
 
@@ -81,13 +83,14 @@ PSQL=(psql -X -q -v ON_ERROR_STOP=1 -d bench)
 
 psql -X -q -d postgres -c "CREATE DATABASE bench"
 "${PSQL[@]}" -f "$bench/sql/setup.sql" -f "$bench/peers/plpgsql.sql"
-"${PSQL[@]}" -c "VACUUM ANALYZE"
+log "load $HISTORY history orders (realistic table sizes and statistics)"
+"${PSQL[@]}" -c "CALL bench.load_history($HISTORY)" -c "VACUUM ANALYZE"
 
 # The settings the report quotes.
 {
 	echo "command: make bench (bash bench/run.sh)"
 	echo "BENCH_DURATION=$DUR BENCH_WARMUP=$WARM BENCH_CLIENTS=\"$CLIENTS\" BENCH_IMPLS=\"$IMPLS\""
-	echo "BENCH_SCENARIOS=\"$SCENARIOS\" BENCH_EXPIRED=$EXPIRED BENCH_SWEEP_CAP=$SWEEP_CAP BENCH_MEMORY_CALLS=$MEMORY_CALLS BENCH_PORT=$PORT"
+	echo "BENCH_SCENARIOS=\"$SCENARIOS\" BENCH_HISTORY=$HISTORY BENCH_EXPIRED=$EXPIRED BENCH_SWEEP_CAP=$SWEEP_CAP BENCH_MEMORY_CALLS=$MEMORY_CALLS BENCH_PORT=$PORT"
 	echo "git: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$root" diff --quiet HEAD -- 2>/dev/null || echo ' (+ uncommitted changes)')"
 	echo "machine: $(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, $(uname -sr)"
 	echo "server: $(postgres --version 2>/dev/null || "$bindir/postgres" --version)"
@@ -107,7 +110,9 @@ query_mode() { if [ "$1" = orm ]; then echo simple; else echo prepared; fi; }
 # Reset data and flush dirty pages, so every run starts from the same state
 # and no checkpoint of the previous run lands in this one.
 reset_db() {
-	"${PSQL[@]}" -c "CALL bench.reset()" -c "VACUUM ANALYZE shop.sku, shop.orders, shop.cart" -c "CHECKPOINT"
+	"${PSQL[@]}" -c "CALL bench.reset()" \
+		-c "VACUUM ANALYZE shop.sku, shop.orders, shop.order_item, shop.stock_reservation, shop.cart, shop.cart_item" \
+		-c "CHECKPOINT"
 }
 
 # run_pgbench DIR SECONDS CLIENTS SCRIPT MODE [pgbench args...]

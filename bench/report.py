@@ -258,6 +258,8 @@ gp = ["set terminal pngcairo size 1400,1000 font 'sans,10'" ,
       "set logscale x 2", "set xtics (1, 8, 32, 64)", "set xrange [0.8:80]", "set grid",
       "set key top left", "set xlabel 'clients'", "set yrange [0:*]"]
 for k, sc in enumerate(SCENARIOS):
+    if not any(get(sc, i, c) for i in IMPLS for c in CLIENTS):
+        continue  # a partial run (BENCH_SCENARIOS) has nothing to draw here
     gp.append("set title \"%s\"" % titles[sc])
     gp.append("plot " + ", ".join(
         "'%s' index %d using 1:%d with linespoints lw 2 pt 7 title '%s'" % (dat, k, j + 2, i)

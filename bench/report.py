@@ -369,6 +369,14 @@ for i in IMPLS:
 nsc = sum(1 for k in R if k[0] == "scarce")
 L.append("| scarce: zero oversell in every implementation | %d runs checked; oversold or inconsistent: %s | %s |" % (
     nsc, ", ".join(over) or "none", "yes" if nsc and not over else "**no**"))
+inv_bad = []
+for (sc, i, c), r in R.items():
+    v = r.get("invariants") if sc in ("hot", "spread") else r.get("check", {}).get(
+        "invariant_violations" if sc == "expiry" else "invariant_violations")
+    if v not in ("0", 0):
+        inv_bad.append("%s/%s@%d: %s" % (sc, i, c, v))
+L.append("| `shop_check_invariants()` empty after every run | %d runs; with violations: %s | %s |" % (
+    len(R), ", ".join(sorted(inv_bad)) or "none", "yes" if not inv_bad else "**no**"))
 dl = sum(r.get("errors", {}).get("sqlstates", Counter()).get("40P01", 0)
          + r.get("sweep_errors", {}).get("sqlstates", Counter()).get("40P01", 0) for r in R.values())
 L.append("| deadlocks (40P01) must be zero | %d in the whole run | %s |" % (dl, "yes" if dl == 0 else "**no**"))
@@ -436,20 +444,21 @@ L.append("The load (spread cycles of the same implementation) starts %gs before 
          "statement per transaction, orm one order per transaction (the seed's per-order statements). "
          "A sweep is capped (BENCH_SWEEP_CAP); *left* > 0 means it did not finish within the cap." % args.sweep_pre)
 L.append("")
-L.append("| impl | load clients | cleared | left | sweep s | orders/s swept | batch p50 / p99 / max ms | load before cycles/s | load during cycles/s | dip | load p99 before / during ms | errors load / sweep |")
-L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+L.append("| impl | load clients | cleared | left | sweep s | orders/s swept | batch p50 / p99 / max ms | load before cycles/s | load during cycles/s | dip | load p99 before / during ms | errors load / sweep | invariant violations after |")
+L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
 for i in IMPLS:
     for c in CLIENTS:
         r = R.get(("expiry", i, c))
         if not r:
             continue
-        L.append("| %s | %d | %s | %s | %s | %s | %s / %s / %s | %s | %s | %s | %s / %s | %s / %s |" % (
+        L.append("| %s | %d | %s | %s | %s | %s | %s / %s / %s | %s | %s | %s | %s / %s | %s / %s | %s |" % (
             i, c, fnum(r.get("cleared")), fnum(r.get("left")), fnum(r.get("sweep_s"), 2),
             fnum(r.get("sweep_rate")), fms(r.get("batch_p50")), fms(r.get("batch_p99")), fms(r.get("batch_max")),
             fnum(r.get("base_cps"), 1), fnum(r.get("during_cps"), 1),
             ("%.0f%%" % (100 * r["dip"])) if r.get("dip") is not None else "–",
             fms(r.get("base_p99")), fms(r.get("during_p99")),
-            fmt_states(r["errors"]), fmt_states(r["sweep_errors"])))
+            fmt_states(r["errors"]), fmt_states(r["sweep_errors"]),
+            r["check"].get("invariant_violations", "?")))
 L.append("")
 
 # memory

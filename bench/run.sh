@@ -137,10 +137,13 @@ run_pgbench() {
 hot_args=(-D sku=10001 "-D" "pname=Hot item" -D pcode=HOT-001 -D price=10000)
 scarce_args=(-D sku=10002 "-D" "pname=Scarce item" -D pcode=SCARCE-001 -D price=10000)
 
+# Implementations are the innermost loop: a burst of outside load on the
+# machine then hits the runs of one scenario and client count alike, and
+# cancels out in their ratios.
 for sc in $SCENARIOS; do
-	for impl in $IMPLS; do
-		mode=$(query_mode "$impl")
-		for c in $CLIENTS; do
+	for c in $CLIENTS; do
+		for impl in $IMPLS; do
+			mode=$(query_mode "$impl")
 			dir=$tmp/runs/$sc/$impl/$c
 			case $sc in
 			hot | spread)

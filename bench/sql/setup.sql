@@ -76,7 +76,7 @@ $$;
 CREATE PROCEDURE bench.load_expired(n int)
 LANGUAGE sql AS $$
 	INSERT INTO shop.orders (user_id, status, amount, expires_at, created_at, updated_at)
-	SELECT 'exp' || g, 'PENDING', 1000 + ((g % 10000 + 1) % 90) * 100,
+	SELECT 'exp' || g, 'PENDING', 0,
 		   now() - interval '1 hour', now() - interval '2 hours', now() - interval '2 hours'
 	  FROM generate_series(1, n) g;
 	INSERT INTO shop.order_item (order_id, sku_id, product_name, sku_code, unit_price, qty)
@@ -89,6 +89,9 @@ LANGUAGE sql AS $$
 	SELECT i.order_id, i.sku_id, i.qty, now() - interval '2 hours'
 	  FROM shop.order_item i JOIN shop.orders o ON o.id = i.order_id
 	 WHERE o.user_id LIKE 'exp%';
+	UPDATE shop.orders o SET amount = i.unit_price * i.qty
+	  FROM shop.order_item i
+	 WHERE i.order_id = o.id AND o.user_id LIKE 'exp%';
 	UPDATE shop.sku s SET reserved = s.reserved + h.qty
 	  FROM (SELECT sku_id, sum(qty) AS qty FROM shop.stock_reservation
 			 WHERE state = 'active' GROUP BY sku_id) h

@@ -67,13 +67,14 @@ log "build and install the extension ($(pg_config --version), $(pg_config --pkgl
 make -C "$root" -s >/dev/null
 make -C "$root" -s install >/dev/null
 
-# --- fresh cluster
-cluster=$tmp/cluster
-bash "$bench/cluster.sh" stop "$cluster" 2>/dev/null || true
+# --- fresh cluster, in /tmp: the server runs as "postgres", which may not be
+# able to reach a clone under /root
 rm -rf "$tmp"
 mkdir -p "$tmp/runs"
-chmod 755 "$tmp"
-cleanup() { bash "$bench/cluster.sh" stop "$cluster"; }
+clusterdir=$(mktemp -d /tmp/shop-bench.XXXXXX)
+chmod 755 "$clusterdir"
+cluster=$clusterdir/cluster
+cleanup() { bash "$bench/cluster.sh" stop "$cluster"; rm -rf "$clusterdir"; }
 trap cleanup EXIT
 log "start cluster in $cluster (port $PORT)"
 bash "$bench/cluster.sh" start "$cluster" "$PORT"

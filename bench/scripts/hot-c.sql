@@ -1,0 +1,8 @@
+-- hot / scarce, implementation c: one cycle = add to cart -> create order ->
+-- confirm paid, by a distinct user; one round trip (and transaction) per call.
+-- Variables: sku (-D), n (-D n=0, per-client counter).
+\set n :n + 1
+\set uid :client_id * 1000000000 + :n
+SELECT shop.shop_cart_add(:uid::text, :sku, 1);
+SELECT id AS oid FROM shop.shop_create_order(:uid::text) \gset
+SELECT shop.shop_confirm_paid(:oid, 'tx_bench');

@@ -1,0 +1,26 @@
+-- spread, implementation limit: only the writes one 3-line order needs, no
+-- logic, no extra reads, fewest round trips (see hot-limit.sql): one
+-- statement reserves the 3 SKUs and inserts the order, its 3 lines and 3
+-- reservations; one statement confirms.  The SKU UPDATEs join a VALUES list
+-- (a nested loop in ascending id order): "WHERE id IN (...)" is planned as a
+-- bitmap heap scan, which locks rows in physical order and deadlocked with
+-- the expiry sweeper.
+\set n :n + 1
+\set uid :client_id * 1000000000 + :n
+\set s1 random(1, 3333)
+\set s2 random(3334, 6666)
+\set s3 random(6667, 10000)
+\set p1 1000 + (:s1 % 90) * 100
+\set p2 1000 + (:s2 % 90) * 100
+\set p3 1000 + (:s3 % 90) * 100
+\set amount :p1 + :p2 + :p3
+WITH s AS (UPDATE shop.sku k SET reserved = k.reserved + 1 FROM (VALUES (:s1::bigint), (:s2::bigint), (:s3::bigint)) v(id)
+             WHERE k.id = v.id AND k.on_hand - k.reserved >= 1 RETURNING k.id, k.code),
+ o AS (INSERT INTO shop.orders (user_id, status, amount, expires_at) VALUES (:uid::text, 'PENDING', :amount, now() + interval '20 minutes') RETURNING id),
+ i AS (INSERT INTO shop.order_item (order_id, sku_id, product_name, sku_code, unit_price, qty) SELECT o.id, s.id, 'Product ' || s.id, s.code, 1000 + (s.id % 90) * 100, 1 FROM o, s),
+ r AS (INSERT INTO shop.stock_reservation (order_id, sku_id, qty) SELECT o.id, s.id, 1 FROM o, s)
+SELECT id AS oid FROM o \gset
+WITH s AS (UPDATE shop.sku k SET on_hand = k.on_hand - 1, reserved = k.reserved - 1 FROM (VALUES (:s1::bigint), (:s2::bigint), (:s3::bigint)) v(id)
+             WHERE k.id = v.id),
+ r AS (UPDATE shop.stock_reservation SET state = 'consumed', state_changed_at = now() WHERE order_id = :oid AND state = 'active')
+UPDATE shop.orders SET status = 'PAID', external_payment_id = 'tx_bench', updated_at = now() WHERE id = :oid;

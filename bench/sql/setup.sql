@@ -63,7 +63,7 @@ CREATE PROCEDURE bench.reset()
 LANGUAGE sql AS $$
 	DELETE FROM shop.order_item WHERE order_id > (SELECT orders FROM bench.watermark);
 	DELETE FROM shop.stock_reservation WHERE order_id > (SELECT orders FROM bench.watermark);
-	TRUNCATE shop.payment_log;
+	TRUNCATE shop.order_review, shop.payment_log;
 	DELETE FROM shop.orders WHERE id > (SELECT orders FROM bench.watermark);
 	DELETE FROM shop.cart_item WHERE cart_id > (SELECT cart FROM bench.watermark);
 	DELETE FROM shop.cart WHERE id > (SELECT cart FROM bench.watermark);

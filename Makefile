@@ -14,7 +14,9 @@ OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 # The install script is assembled from the ordered pieces in src/sql/.
 SCRIPT_PARTS = $(sort $(wildcard src/sql/*.sql))
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
-DATA = $(wildcard $(EXTENSION)--*--*.sql)
+# Frozen install scripts of earlier versions (CREATE EXTENSION shop VERSION
+# '0.1' must keep working) and the upgrade scripts between versions.
+DATA = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*.sql))
 
 PG_CFLAGS = -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
 

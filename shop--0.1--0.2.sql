@@ -25,3 +25,110 @@ BEGIN
 	END IF;
 END
 $$;
+
+-- Order vocabulary.  A release reason decides what a late payment may do,
+-- so it is a checked set (src/order_status.c) instead of free text.  0.1
+-- accepted any text: such reasons move to the new status_note column, and
+-- the order counts as cancelled on purpose, the one reason a late payment
+-- never acts on (as the 0.2 code also reads unknown reasons).
+ALTER TABLE shop.orders ADD COLUMN status_note text;
+UPDATE shop.orders
+   SET status_note = status_reason, status_reason = 'cancelled'
+ WHERE status_reason NOT IN ('cancelled', 'customer_cancelled', 'shop_cancelled',
+							 'payment_failed', 'expired', 'paid_after_release');
+ALTER TABLE shop.orders ADD CONSTRAINT orders_status_reason_check CHECK (status_reason IN
+		('cancelled', 'customer_cancelled', 'shop_cancelled', 'payment_failed',
+		 'expired', 'paid_after_release'));
+
+-- payment_log.processed was true on every committed row: it said nothing.
+ALTER TABLE shop.payment_log DROP COLUMN processed;
+
+-- Views order nothing (callers do); same columns as in 0.1.
+CREATE OR REPLACE VIEW shop.webhook_events AS
+SELECT l.id,
+	   l.received_at,
+	   l.provider,
+	   l.event_id,
+	   l.event_type,
+	   l.kind,
+	   l.result,
+	   l.review,
+	   l.order_id,
+	   o.status AS order_status,
+	   l.order_ref,
+	   l.amount,
+	   l.currency,
+	   l.payment_id,
+	   l.note
+  FROM shop.payment_log l
+  LEFT JOIN shop.orders o ON o.id OPERATOR(pg_catalog.=) l.order_id
+;
+COMMENT ON VIEW shop.webhook_events IS 'payment provider events with what processing did (ORDER BY received_at DESC for newest first)';
+
+CREATE OR REPLACE VIEW shop.unmatched_payments AS
+SELECT l.id,
+	   l.received_at,
+	   l.provider,
+	   l.event_id,
+	   l.event_type,
+	   l.kind,
+	   l.order_ref,
+	   l.amount,
+	   l.currency,
+	   l.payment_id,
+	   l.note,
+	   l.payload
+  FROM shop.payment_log l
+ WHERE l.result OPERATOR(pg_catalog.=) 'unmatched'
+;
+COMMENT ON VIEW shop.unmatched_payments IS 'dead letters: events naming no known order, accepted so the provider stops retrying';
+
+CREATE OR REPLACE VIEW shop.orders_needing_review AS
+SELECT r.id AS review_id,
+	   r.order_id,
+	   r.reason,
+	   r.detail,
+	   o.status AS order_status,
+	   o.amount AS order_amount,
+	   o.currency AS order_currency,
+	   l.amount AS paid_amount,
+	   l.currency AS paid_currency,
+	   l.payment_id,
+	   r.provider,
+	   r.event_id,
+	   r.created_at
+  FROM shop.order_review r
+  JOIN shop.orders o ON o.id OPERATOR(pg_catalog.=) r.order_id
+  JOIN shop.payment_log l ON l.provider OPERATOR(pg_catalog.=) r.provider
+						 AND l.event_id OPERATOR(pg_catalog.=) r.event_id
+ WHERE r.resolved_at IS NULL
+;
+COMMENT ON VIEW shop.orders_needing_review IS 'open review flags: amount_mismatch (never confirmed) and refund_required (paid but not sellable)';
+
+COMMENT ON VIEW shop.webhook_events IS 'payment provider events with what processing did (ORDER BY received_at DESC for newest first)';
+
+-- pg_dump keeps the id sequences' values with the rows (restored databases
+-- must not hand out ids their rows already have).
+SELECT pg_catalog.pg_extension_config_dump('shop.product_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.sku_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.stock_adjustment_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.cart_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.orders_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.order_item_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.stock_reservation_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.payment_log_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.payment_provider_secret_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.order_review_id_seq', '');
+
+-- Function behaviour changed in C (same signatures): comments say how.
+COMMENT ON FUNCTION shop.shop_confirm_paid(bigint, text) IS
+	'mark a PENDING order PAID and consume its reservations; a PAID order is returned unchanged for the same payment id, refused (SH016) for another';
+COMMENT ON FUNCTION shop.shop_release(bigint, text) IS
+	'cancel a PENDING order and give its reserved stock back; reason is cancelled, customer_cancelled, shop_cancelled or payment_failed (status FAILED); a CANCELLED or FAILED order is returned unchanged';
+COMMENT ON FUNCTION shop.shop_confirm_paid(bigint, text, bigint, text) IS
+	'shop_confirm_paid that refuses (SH015) when amount or currency (case-insensitive) differ from the order''s snapshot; a PAID order is returned unchanged for the same payment id, refused (SH016) for another';
+
+-- Privileges, last as in the install script: nothing for PUBLIC.
+REVOKE ALL ON ALL TABLES IN SCHEMA shop FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA shop FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop FROM PUBLIC;

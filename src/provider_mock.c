@@ -17,7 +17,9 @@
 
 PG_FUNCTION_INFO_V1(shop_sign_mock);
 
-static SPIPlanPtr plan_headers;
+/* 1970-01-01 and 10000-01-01 00:00 UTC as TimestampTz */
+#define MOCK_MIN_AT	((TimestampTz) (UNIX_EPOCH_JDATE - POSTGRES_EPOCH_JDATE) * USECS_PER_DAY)
+#define MOCK_END_AT	(MOCK_MIN_AT + INT64CONST(253402300800) * USECS_PER_SEC)
 
 static const char *const mock_option_keys[] = {NULL};
 
@@ -51,7 +53,6 @@ const WebhookKind webhook_kind_mock = {
 Datum
 shop_sign_mock(PG_FUNCTION_ARGS)
 {
-	static const Oid argtypes[] = {TEXTOID, TEXTOID, TEXTOID};
 	text	   *name = shop_text_arg(fcinfo, 0, "provider", true);
 	text	   *event_id = shop_text_arg(fcinfo, 1, "event_id", true);
 	text	   *body;
@@ -59,7 +60,8 @@ shop_sign_mock(PG_FUNCTION_ARGS)
 	WebhookProvider *provider;
 	int64		timestamp;
 	char	   *msg_id;
-	Datum		values[3];
+	MemoryContext outer = CurrentMemoryContext;
+	JsonResult	res;
 	Datum		result;
 
 	if (PG_ARGISNULL(2))
@@ -69,17 +71,17 @@ shop_sign_mock(PG_FUNCTION_ARGS)
 	body = PG_GETARG_TEXT_PP(2);
 	at = PG_ARGISNULL(3) ? GetCurrentTransactionStartTimestamp()
 		: PG_GETARG_TIMESTAMPTZ(3);
-	if (TIMESTAMP_NOT_FINITE(at))
+	/*
+	 * Seconds since 1970, rounded down.  The range is what a
+	 * webhook-timestamp header can carry (webhook_parse_timestamp: at most
+	 * 12 digits); checking it first also keeps the conversion from
+	 * overflowing for timestamps near the end of PostgreSQL's range.
+	 */
+	if (TIMESTAMP_NOT_FINITE(at) || at < MOCK_MIN_AT || at >= MOCK_END_AT)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("at must be a finite timestamp")));
-	/* floor division: a time before 1970 is refused below anyway */
-	timestamp = (at + (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY) /
-		USECS_PER_SEC;
-	if (timestamp < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("at must not be before 1970")));
+				 errmsg("at must be a timestamp from 1970 to 9999")));
+	timestamp = (at - MOCK_MIN_AT) / USECS_PER_SEC;
 	msg_id = text_to_cstring(event_id);
 
 	SPI_connect();
@@ -95,18 +97,13 @@ shop_sign_mock(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("provider \"%s\" has no active secret", provider->name)));
 
-	values[0] = CStringGetTextDatum(msg_id);
-	values[1] = CStringGetTextDatum(psprintf("%lld", (long long) timestamp));
-	values[2] = CStringGetTextDatum(standard_sign(&provider->secrets[0], msg_id,
-												  timestamp, VARDATA_ANY(body),
-												  VARSIZE_ANY_EXHDR(body)));
-	shop_exec(shop_plan(&plan_headers,
-						"SELECT pg_catalog.jsonb_build_object("
-						"  'webhook-id', $1, 'webhook-timestamp', $2,"
-						"  'webhook-signature', $3)",
-						3, argtypes),
-			  values, NULL, true, 0);
-	result = webhook_jsonb_result();
+	json_result_begin(&res, outer);
+	json_result_text(&res, "webhook-id", msg_id);
+	json_result_text(&res, "webhook-timestamp", psprintf("%lld", (long long) timestamp));
+	json_result_text(&res, "webhook-signature",
+					 standard_sign(&provider->secrets[0], msg_id, timestamp,
+								   VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body)));
+	result = json_result_end(&res);
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }

@@ -137,8 +137,6 @@ standard_verify(const WebhookProvider *provider, const WebhookRequest *request)
 	int64		timestamp;
 	const char *parts[5];
 	int			lens[5];
-	int			s;
-	int			c;
 
 	if (strlen(msg_id) > WEBHOOK_MAX_ID_LEN)
 		ereport(ERROR,
@@ -161,20 +159,9 @@ standard_verify(const WebhookProvider *provider, const WebhookRequest *request)
 	lens[3] = 1;
 	parts[4] = request->body;
 	lens[4] = request->body_len;
-	for (s = 0; s < provider->nsecrets; s++)
-	{
-		uint8		expected[WEBHOOK_DIGEST_LEN];
-
-		webhook_hmac_sha256(provider->secrets[s].key, provider->secrets[s].len,
-							parts, lens, 5, expected);
-		for (c = 0; c < ncandidates; c++)
-			if (webhook_digest_equal(expected, candidates[c], WEBHOOK_DIGEST_LEN))
-			{
-				webhook_check_timestamp(provider, request, timestamp);
-				return;
-			}
-	}
-	webhook_no_match(provider);
+	webhook_verify_hmac(provider, request, parts, lens, 5,
+						(const uint8 (*)[WEBHOOK_DIGEST_LEN]) candidates,
+						ncandidates, timestamp);
 }
 
 /*

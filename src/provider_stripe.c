@@ -62,8 +62,6 @@ stripe_verify(const WebhookProvider *provider, const WebhookRequest *request)
 	int64		timestamp;
 	const char *parts[3];
 	int			lens[3];
-	int			s;
-	int			c;
 
 	if (header == NULL || *header == '\0')
 		ereport(ERROR,
@@ -118,20 +116,9 @@ stripe_verify(const WebhookProvider *provider, const WebhookRequest *request)
 	lens[1] = 1;
 	parts[2] = request->body;
 	lens[2] = request->body_len;
-	for (s = 0; s < provider->nsecrets; s++)
-	{
-		uint8		expected[WEBHOOK_DIGEST_LEN];
-
-		webhook_hmac_sha256(provider->secrets[s].key, provider->secrets[s].len,
-							parts, lens, 3, expected);
-		for (c = 0; c < ncandidates; c++)
-			if (webhook_digest_equal(expected, candidates[c], WEBHOOK_DIGEST_LEN))
-			{
-				webhook_check_timestamp(provider, request, timestamp);
-				return;
-			}
-	}
-	webhook_no_match(provider);
+	webhook_verify_hmac(provider, request, parts, lens, 3,
+						(const uint8 (*)[WEBHOOK_DIGEST_LEN]) candidates,
+						ncandidates, timestamp);
 }
 
 /*

@@ -143,6 +143,13 @@ reserve_new_line(ReserveJob *job, const OrderLine *line, bool raise_on_short)
  * reactivating its released reservation row.  Returns false (nothing
  * changed) when the SKU is short or no longer for sale: the price was
  * agreed long ago, only the stock matters now.
+ *
+ * The SKU counter moves only when the line's reservation row is absent or
+ * released, i.e. exactly when the insert below writes a row: otherwise the
+ * upsert's conflict arm would write nothing while the counter kept the
+ * increment (a line whose reservation is still active or consumed: only
+ * possible once invariants are broken, and then nothing must get worse).
+ * The order row is locked, so no one else changes its reservations.
  */
 static bool
 reserve_again_line(ReserveJob *job, const OrderLine *line)
@@ -160,6 +167,9 @@ reserve_again_line(ReserveJob *job, const OrderLine *line)
 							   "   WHERE s.id = $2 AND p.id = s.product_id"
 							   "     AND s.is_active AND p.is_active"
 							   "     AND s.on_hand - s.reserved >= $3"
+							   "     AND NOT EXISTS (SELECT FROM shop.stock_reservation x"
+							   "                      WHERE x.order_id = $1 AND x.sku_id = $2"
+							   "                        AND x.state <> 'released')"
 							   "  RETURNING s.id)"
 							   " INSERT INTO shop.stock_reservation AS r"
 							   "        (order_id, sku_id, qty)"

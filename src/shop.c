@@ -7,21 +7,32 @@
 #include <limits.h>
 
 #include "utils/guc.h"
+#include "utils/memutils.h"
 
 PG_MODULE_MAGIC;
 
+/*
+ * PostgreSQL 15 is what shop is built and tested with (README,
+ * "Installation").  Older servers lack APIs it uses (pg_hmac_error,
+ * MarkGUCPrefixReserved); refuse them here with a clear message rather than
+ * with a compiler error deep in some file.
+ */
 #if PG_VERSION_NUM < 150000
-#define MarkGUCPrefixReserved(x) EmitWarningsOnPlaceholders(x)
+#error "shop requires PostgreSQL 15 or later"
 #endif
 
 /* How long a PENDING order holds its stock, in seconds. */
 int			shop_reservation_ttl = 20 * 60;
 
+/* Largest webhook body shop_handle_webhook() reads, in bytes. */
+int			shop_webhook_max_body = 1024 * 1024;
+
 void		_PG_init(void);
 
 /*
- * Define the shop.* settings.  reservation_ttl is superuser-settable only:
- * an API role must not be able to hold stock longer than the shop allows.
+ * Define the shop.* settings, superuser-settable only: an API role must not
+ * be able to hold stock longer than the shop allows, nor make the webhook
+ * function read bodies of any size.
  */
 void
 _PG_init(void)
@@ -33,6 +44,14 @@ _PG_init(void)
 							&shop_reservation_ttl,
 							20 * 60, 1, INT_MAX,
 							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("shop.webhook_max_body_bytes",
+							"Largest payment webhook body that is read.",
+							"A longer body is refused with SH014 before its "
+							"signature is computed or it is parsed.",
+							&shop_webhook_max_body,
+							1024 * 1024, 1024, MaxAllocSize / 2,
+							PGC_SUSET, GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("shop");
 }

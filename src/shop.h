@@ -26,6 +26,15 @@
 #define ERRCODE_SHOP_MIXED_CURRENCY			MAKE_SQLSTATE('S','H','0','0','5')
 #define ERRCODE_SHOP_STOCK_BELOW_RESERVED	MAKE_SQLSTATE('S','H','0','0','6')
 #define ERRCODE_SHOP_CRON_UNAVAILABLE		MAKE_SQLSTATE('S','H','0','0','7')
+/* SH010..SH015 are the webhook codes (webhook.h) */
+#define ERRCODE_SHOP_PAYMENT_MISMATCH		MAKE_SQLSTATE('S','H','0','1','5')
+#define ERRCODE_SHOP_PAID_TWICE				MAKE_SQLSTATE('S','H','0','1','6')
+
+/*
+ * The columns of type shop.order_summary, in order: every query that
+ * returns an order to a caller selects exactly these.
+ */
+#define SHOP_ORDER_SUMMARY	"id, status, amount, currency, expires_at"
 
 /* Longest user_id, idempotency key or reason we accept. */
 #define SHOP_MAX_TEXT_ARG	256
@@ -36,8 +45,9 @@
 /* Most expired orders one inline reclaim releases. */
 #define SHOP_RECLAIM_BATCH	100
 
-/* GUC shop.reservation_ttl, in seconds (shop.c). */
+/* GUCs (shop.c): shop.reservation_ttl in seconds, the webhook body limit */
 extern int	shop_reservation_ttl;
+extern int	shop_webhook_max_body;
 
 /* One order line: a SKU and how many units. */
 typedef struct OrderLine
@@ -52,6 +62,47 @@ typedef struct SkuDelta
 	int64		sku_id;
 	int64		qty;
 } SkuDelta;
+
+/* The order vocabulary (order_status.c); names as in the CHECK constraints. */
+typedef enum OrderStatus
+{
+	ORDER_CREATED,				/* only inside the creating transaction */
+	ORDER_PENDING,				/* stock reserved, awaiting payment */
+	ORDER_PAID,					/* stock consumed */
+	ORDER_CANCELLED,			/* stock given back */
+	ORDER_FAILED				/* stock given back: the payment failed */
+} OrderStatus;
+
+typedef enum OrderReason
+{
+	REASON_NONE,				/* status_reason NULL */
+	REASON_CANCELLED,			/* released on purpose, by whom not said */
+	REASON_CUSTOMER_CANCELLED,	/* released on purpose by the customer */
+	REASON_SHOP_CANCELLED,		/* released on purpose by the shop */
+	REASON_PAYMENT_FAILED,		/* the payment failed (status FAILED) */
+	REASON_EXPIRED,				/* time ran out (expiry code only) */
+	REASON_PAID_AFTER_RELEASE	/* PAID: a late payment re-reserved it */
+} OrderReason;
+
+extern const char *order_status_name(OrderStatus status);
+extern OrderStatus order_status_from_name(const char *name);
+extern const char *order_reason_name(OrderReason reason);
+extern OrderReason order_reason_from_name(const char *name);
+extern OrderReason order_release_reason_arg(text *arg);
+extern OrderStatus order_release_status(OrderReason reason);
+extern bool order_status_released(OrderStatus status);
+extern bool order_reason_resellable(OrderReason reason);
+
+/* An order row locked FOR UPDATE, with what the transitions decide on. */
+typedef struct LockedOrder
+{
+	int64		id;
+	OrderStatus status;
+	OrderReason reason;
+	int64		amount;
+	char		currency[4];
+	char	   *payment_id;		/* external_payment_id, NULL if none */
+} LockedOrder;
 
 /* spi_util.c: kept plans, arguments, results */
 extern SPIPlanPtr shop_plan(SPIPlanPtr *slot, const char *sql,
@@ -96,8 +147,14 @@ extern int64 *expiry_lock_orders(const int64 *skus, int nskus,
 extern SkuDelta *expiry_release_locked(const int64 *order_ids, int norders,
 									   int *ndeltas);
 
-/* order_state.c: lock and settle one order */
-extern char *order_lock_status(int64 order_id);
+/* order_state.c: lock an order and move it along */
+extern bool order_lock(int64 order_id, LockedOrder *order);
+extern bool order_payment_matches(const LockedOrder *order, bool has_amount,
+								  int64 amount, const char *currency,
+								  char **why);
+extern void order_confirm_locked(int64 order_id, const char *payment_id,
+								 OrderReason reason);
+extern void order_release_locked(int64 order_id, OrderReason reason);
 extern void order_settle(int64 order_id, bool consume);
 
 /* reserve.c: reserve order lines, all or nothing */

@@ -37,8 +37,8 @@ refuse_adjustment(int64 sku_id, int32 delta)
 	reserved = shop_get_int64(0, 3, NULL);
 	ereport(ERROR,
 			(errcode(ERRCODE_SHOP_STOCK_BELOW_RESERVED),
-			 errmsg("cannot write off %d units of SKU \"%s\"", -delta,
-					shop_get_text(0, 1)),
+			 errmsg("cannot write off %lld units of SKU \"%s\"",
+					-(long long) delta, shop_get_text(0, 1)),
 			 errdetail("on_hand is %lld and %lld are reserved by pending orders; "
 					   "at most %lld can be written off.",
 					   (long long) on_hand, (long long) reserved,

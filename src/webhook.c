@@ -18,6 +18,7 @@
  */
 #include "webhook.h"
 
+#include "access/detoast.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
@@ -26,29 +27,12 @@
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(shop_handle_webhook);
-PG_FUNCTION_INFO_V1(shop_confirm_paid_checked);
 
 static SPIPlanPtr plan_claim;
 static SPIPlanPtr plan_duplicate;
-static SPIPlanPtr plan_lock_order;
-static SPIPlanPtr plan_mark_paid;
-static SPIPlanPtr plan_mark_failed;
 static SPIPlanPtr plan_order_lines;
 static SPIPlanPtr plan_review;
 static SPIPlanPtr plan_finish_log;
-static SPIPlanPtr plan_response;
-static SPIPlanPtr plan_order_summary_checked;
-
-/* The locked order an event is about. */
-typedef struct LockedOrder
-{
-	int64		id;
-	char	   *status;
-	int64		amount;
-	char	   *currency;
-	char	   *payment_id;		/* external_payment_id, NULL if none */
-	char	   *reason;			/* status_reason, NULL if none */
-} LockedOrder;
 
 /* What applying an event did, for the log row and the response. */
 typedef struct Outcome
@@ -85,8 +69,19 @@ parse_body(const char *body, int len)
 	{
 		ErrorData  *edata = shop_subxact_abort(cxt, owner);
 
-		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+		/*
+		 * Data errors, and limits the body itself runs into (nesting too
+		 * deep for the stack, 54001; too large, 54000), are the body's
+		 * fault: SH014, never the transient class, or the provider would
+		 * resend it forever.
+		 */
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION &&
+			ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_PROGRAM_LIMIT_EXCEEDED)
 			ReThrowError(edata);
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_PROGRAM_LIMIT_EXCEEDED)
+			ereport(ERROR,
+					(errcode(ERRCODE_SHOP_WEBHOOK_BAD_BODY),
+					 errmsg("webhook body is too deeply nested or too large to read")));
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_WEBHOOK_BAD_BODY),
 				 errmsg("webhook body is not valid JSON")));
@@ -215,96 +210,6 @@ order_ref_id(const char *ref)
 }
 
 /*
- * Lock order id and read what the rules need; false when it does not exist.
- */
-static bool
-lock_order(int64 id, LockedOrder *order)
-{
-	static const Oid argtypes[] = {INT8OID};
-	Datum		values[1];
-
-	values[0] = Int64GetDatum(id);
-	if (shop_exec(shop_plan(&plan_lock_order,
-							"SELECT status, amount, currency::text, external_payment_id,"
-							"       status_reason"
-							"  FROM shop.orders WHERE id = $1 FOR UPDATE",
-							1, argtypes),
-				  values, NULL, false, 0) == 0)
-		return false;
-	order->id = id;
-	order->status = shop_get_text(0, 1);
-	order->amount = shop_get_int64(0, 2, NULL);
-	order->currency = shop_get_text(0, 3);
-	order->payment_id = shop_get_text(0, 4);
-	order->reason = shop_get_text(0, 5);
-	return true;
-}
-
-/*
- * Whether a payment of amount in currency (any case) is exactly the
- * order's snapshot; if not, *why says what differs.
- */
-static bool
-payment_matches(const LockedOrder *order, bool has_amount, int64 amount,
-				const char *currency, char **why)
-{
-	char		upper[4];
-	int			i;
-
-	if (!has_amount || currency == NULL)
-	{
-		*why = psprintf("the payment carries no %s; the order is %lld %s",
-						!has_amount ? "amount" : "currency",
-						(long long) order->amount, order->currency);
-		return false;
-	}
-	for (i = 0; i < 3 && currency[i] != '\0'; i++)
-		upper[i] = pg_toupper((unsigned char) currency[i]);
-	upper[i] = '\0';
-	if (amount != order->amount || strlen(currency) != 3 ||
-		strcmp(upper, order->currency) != 0)
-	{
-		*why = psprintf("paid %lld %s, the order is %lld %s",
-						(long long) amount, currency,
-						(long long) order->amount, order->currency);
-		return false;
-	}
-	return true;
-}
-
-/*
- * Mark the locked order PAID, its reservations already consumed.
- */
-static void
-mark_paid(int64 order_id, const char *payment_id, const char *reason)
-{
-	static const Oid argtypes[] = {INT8OID, TEXTOID, TEXTOID};
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
-
-	values[0] = Int64GetDatum(order_id);
-	set_text(values, nulls, 1, payment_id);
-	set_text(values, nulls, 2, reason);
-	shop_exec(shop_plan(&plan_mark_paid,
-						"UPDATE shop.orders"
-						"   SET status = 'PAID', external_payment_id = $2,"
-						"       status_reason = $3, updated_at = now()"
-						" WHERE id = $1",
-						3, argtypes),
-			  values, nulls, false, 0);
-}
-
-/*
- * Sell a locked PENDING order: consume its reservations, mark it PAID.
- */
-static void
-confirm_locked(int64 order_id, const char *payment_id)
-{
-	order_settle(order_id, true);
-	mark_paid(order_id, payment_id, NULL);
-}
-
-/*
  * Record that a person must look at the order (the event's row in
  * shop.order_review, listed by shop.orders_needing_review).
  */
@@ -364,8 +269,9 @@ apply_paid(const WebhookProvider *provider, const WebhookEvent *event,
 	const char *payment_id = event->payment_id ? event->payment_id : event->event_id;
 
 	out->result = "processed";
-	if (strcmp(order->status, "PAID") == 0)
+	if (order->status == ORDER_PAID)
 	{
+		/* the one rule for a paid order (order_state.c) */
 		if (event->payment_id == NULL || order->payment_id == NULL ||
 			strcmp(event->payment_id, order->payment_id) == 0)
 		{
@@ -381,8 +287,8 @@ apply_paid(const WebhookProvider *provider, const WebhookEvent *event,
 		flag_review(order->id, out->review, provider, event, out->note);
 		return;
 	}
-	if (!payment_matches(order, event->has_amount, event->amount,
-						 event->currency, &why))
+	if (!order_payment_matches(order, event->has_amount, event->amount,
+							   event->currency, &why))
 	{
 		/* never sell for a different amount: a person decides */
 		out->review = "amount_mismatch";
@@ -390,11 +296,10 @@ apply_paid(const WebhookProvider *provider, const WebhookEvent *event,
 		flag_review(order->id, out->review, provider, event, out->note);
 		return;
 	}
-	if (strcmp(order->status, "CANCELLED") != 0 &&
-		strcmp(order->status, "FAILED") != 0)
+	if (!order_status_released(order->status))
 	{
-		confirm_locked(order->id, payment_id);
-		out->status = "PAID";
+		order_confirm_locked(order->id, payment_id, REASON_NONE);
+		out->status = order_status_name(ORDER_PAID);
 		return;
 	}
 
@@ -404,29 +309,28 @@ apply_paid(const WebhookProvider *provider, const WebhookEvent *event,
 	 * it, so sell it if the stock is still there.  Cancelled on purpose
 	 * (by the customer or the shop): never sell it behind their back.
 	 */
-	if (order->reason == NULL ||
-		(strcmp(order->reason, "expired") != 0 &&
-		 strcmp(order->reason, "payment_failed") != 0))
+	if (!order_reason_resellable(order->reason))
 	{
 		out->review = "refund_required";
 		out->note = psprintf("payment arrived after the order was %s (%s); it is not sold again",
-							 order->status, order->reason ? order->reason : "no reason");
+							 order_status_name(order->status),
+							 order->reason != REASON_NONE
+							 ? order_reason_name(order->reason) : "no reason");
 		flag_review(order->id, out->review, provider, event, out->note);
 		return;
 	}
 	short_sku = rereserve_order(order->id);
 	if (short_sku == 0)
 	{
-		order_settle(order->id, true);
-		mark_paid(order->id, payment_id, "paid_after_release");
-		out->status = "PAID";
+		order_confirm_locked(order->id, payment_id, REASON_PAID_AFTER_RELEASE);
+		out->status = order_status_name(ORDER_PAID);
 		out->note = psprintf("payment arrived after the order was %s; stock reserved again",
-							 order->status);
+							 order_status_name(order->status));
 		return;
 	}
 	out->review = "refund_required";
 	out->note = psprintf("payment arrived after the order was %s and SKU %lld is no longer available",
-						 order->status, (long long) short_sku);
+						 order_status_name(order->status), (long long) short_sku);
 	flag_review(order->id, out->review, provider, event, out->note);
 }
 
@@ -437,33 +341,21 @@ apply_paid(const WebhookProvider *provider, const WebhookEvent *event,
 static void
 apply_failed(LockedOrder *order, Outcome *out)
 {
-	static const Oid argtypes[] = {INT8OID};
-	Datum		values[1];
-
-	if (strcmp(order->status, "PAID") == 0)
+	if (order->status == ORDER_PAID)
 	{
 		out->result = "ignored";
 		out->note = pstrdup("failure reported for a PAID order; nothing changed");
 		return;
 	}
-	if (strcmp(order->status, "CANCELLED") == 0 ||
-		strcmp(order->status, "FAILED") == 0)
+	if (order_status_released(order->status))
 	{
 		out->result = "ignored";
-		out->note = psprintf("order is already %s", order->status);
+		out->note = psprintf("order is already %s", order_status_name(order->status));
 		return;
 	}
-	order_settle(order->id, false);
-	values[0] = Int64GetDatum(order->id);
-	shop_exec(shop_plan(&plan_mark_failed,
-						"UPDATE shop.orders"
-						"   SET status = 'FAILED', status_reason = 'payment_failed',"
-						"       updated_at = now()"
-						" WHERE id = $1",
-						1, argtypes),
-			  values, NULL, false, 0);
+	order_release_locked(order->id, REASON_PAYMENT_FAILED);
 	out->result = "processed";
-	out->status = "FAILED";
+	out->status = order_status_name(ORDER_FAILED);
 }
 
 /*
@@ -484,8 +376,7 @@ finish_log(int64 log_id, const Outcome *out)
 	set_text(values, nulls, 4, out->note);
 	shop_exec(shop_plan(&plan_finish_log,
 						"UPDATE shop.payment_log"
-						"   SET order_id = $2, result = $3, review = $4, note = $5,"
-						"       processed = true"
+						"   SET order_id = $2, result = $3, review = $4, note = $5"
 						" WHERE id = $1",
 						5, argtypes),
 			  values, nulls, false, 0);
@@ -514,7 +405,7 @@ process_event(const WebhookProvider *provider, const WebhookEvent *event,
 							 event->type ? event->type : "(none)");
 	}
 	else if ((order_id = order_ref_id(event->order_ref)) == 0 ||
-			 !lock_order(order_id, &order))
+			 !order_lock(order_id, &order))
 	{
 		/* dead letter: accepted, kept for a person, never retried forever */
 		out->result = "unmatched";
@@ -525,7 +416,7 @@ process_event(const WebhookProvider *provider, const WebhookEvent *event,
 	else
 	{
 		out->order_id = order.id;
-		out->status = order.status;
+		out->status = order_status_name(order.status);
 		if (event->kind == WEBHOOK_EVENT_PAID)
 			apply_paid(provider, event, &order, out);
 		else
@@ -543,16 +434,15 @@ process_event(const WebhookProvider *provider, const WebhookEvent *event,
 Datum
 shop_handle_webhook(PG_FUNCTION_ARGS)
 {
-	static const Oid argtypes[] = {TEXTOID, TEXTOID, INT8OID, TEXTOID, TEXTOID};
 	text	   *name = shop_text_arg(fcinfo, 0, "provider", true);
+	MemoryContext outer = CurrentMemoryContext;
+	JsonResult	res;
 	WebhookRequest request;
 	WebhookProvider *provider;
 	WebhookEvent event;
 	Outcome		out;
 	Jsonb	   *payload;
 	text	   *body;
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	Datum		result;
 
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
@@ -564,6 +454,12 @@ shop_handle_webhook(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_WEBHOOK_BAD_HEADERS),
 				 errmsg("headers must be a JSON object of header names and values")));
+	/* before anything reads the body: no HMAC or parse of a huge one */
+	if (toast_raw_datum_size(PG_GETARG_DATUM(2)) - VARHDRSZ > (Size) shop_webhook_max_body)
+		ereport(ERROR,
+				(errcode(ERRCODE_SHOP_WEBHOOK_BAD_BODY),
+				 errmsg("webhook body is larger than %d bytes", shop_webhook_max_body),
+				 errhint("The limit is the setting shop.webhook_max_body_bytes.")));
 	body = PG_GETARG_TEXT_PP(2);
 	request.body = VARDATA_ANY(body);
 	request.body_len = VARSIZE_ANY_EXHDR(body);
@@ -580,77 +476,14 @@ shop_handle_webhook(PG_FUNCTION_ARGS)
 	provider->kind->parse(provider, &request, payload, &event);
 	process_event(provider, &event, payload, &out);
 
-	set_text(values, nulls, 0, out.result);
-	set_text(values, nulls, 1, event.event_id);
-	values[2] = Int64GetDatum(out.order_id);
-	nulls[2] = out.order_id != 0 ? ' ' : 'n';
-	set_text(values, nulls, 3, out.status);
-	set_text(values, nulls, 4, out.review);
-	shop_exec(shop_plan(&plan_response,
-						"SELECT pg_catalog.jsonb_build_object("
-						"  'result', $1, 'event_id', $2, 'order_id', $3,"
-						"  'order_status', $4)"
-						" OPERATOR(pg_catalog.||) CASE WHEN $5 IS NULL"
-						"   THEN '{}'::pg_catalog.jsonb"
-						"   ELSE pg_catalog.jsonb_build_object('review', $5) END",
-						5, argtypes),
-			  values, nulls, true, 0);
-	result = webhook_jsonb_result();
-	SPI_finish();
-	PG_RETURN_DATUM(result);
-}
-
-/*
- * shop_confirm_paid(order_id bigint, external_payment_id text,
- *					 amount bigint, currency text) returns order_summary
- *
- * The core confirm, refusing (SH015) a payment whose amount or currency
- * (compared case-insensitively) differs from the order's snapshot.  A PAID
- * order is returned unchanged; a CANCELLED or FAILED one is refused (SH004)
- * as in the core: late payments go through the webhook.
- */
-Datum
-shop_confirm_paid_checked(PG_FUNCTION_ARGS)
-{
-	static const Oid argtypes[] = {INT8OID};
-	int64		order_id = shop_int64_arg(fcinfo, 0, "order_id");
-	text	   *payment_id = shop_text_arg(fcinfo, 1, "external_payment_id", true);
-	int64		amount = shop_int64_arg(fcinfo, 2, "amount");
-	text	   *currency = shop_text_arg(fcinfo, 3, "currency", true);
-	MemoryContext outer = CurrentMemoryContext;
-	LockedOrder order;
-	Datum		values[1];
-	Datum		result;
-	char	   *why;
-
-	SPI_connect();
-	if (!lock_order(order_id, &order))
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("order %lld does not exist", (long long) order_id)));
-	if (!payment_matches(&order, true, amount, text_to_cstring(currency), &why))
-		ereport(ERROR,
-				(errcode(ERRCODE_SHOP_PAYMENT_MISMATCH),
-				 errmsg("payment does not match order %lld", (long long) order_id),
-				 errdetail("%s.", why),
-				 errhint("Nothing was confirmed; refund or investigate the payment.")));
-	if (strcmp(order.status, "CANCELLED") == 0 || strcmp(order.status, "FAILED") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_SHOP_WRONG_ORDER_STATE),
-				 errmsg("order %lld is %s and cannot be confirmed",
-						(long long) order_id, order.status),
-				 errdetail("Its reserved stock was already given back."),
-				 errhint("Refund the payment, or re-reserve through the payment webhook.")));
-	if (strcmp(order.status, "PAID") != 0)
-		confirm_locked(order_id, text_to_cstring(payment_id));
-
-	values[0] = Int64GetDatum(order_id);
-	shop_exec(shop_plan(&plan_order_summary_checked,
-						"SELECT id, status, amount, currency, expires_at"
-						"  FROM shop.orders WHERE id = $1",
-						1, argtypes),
-			  values, NULL, false, 0);
-	result = shop_row_datum(fcinfo, outer, 0);
+	json_result_begin(&res, outer);
+	json_result_text(&res, "result", out.result);
+	json_result_text(&res, "event_id", event.event_id);
+	json_result_int(&res, "order_id", out.order_id, out.order_id == 0);
+	json_result_text(&res, "order_status", out.status);
+	if (out.review != NULL)
+		json_result_text(&res, "review", out.review);
+	result = json_result_end(&res);
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }

@@ -24,7 +24,7 @@
 #define ERRCODE_SHOP_WEBHOOK_STALE_TIMESTAMP	MAKE_SQLSTATE('S','H','0','1','2')
 #define ERRCODE_SHOP_WEBHOOK_BAD_HEADERS		MAKE_SQLSTATE('S','H','0','1','3')
 #define ERRCODE_SHOP_WEBHOOK_BAD_BODY			MAKE_SQLSTATE('S','H','0','1','4')
-#define ERRCODE_SHOP_PAYMENT_MISMATCH			MAKE_SQLSTATE('S','H','0','1','5')
+/* SH015 ERRCODE_SHOP_PAYMENT_MISMATCH and SH016 are in shop.h (order_state.c) */
 
 /* Default timestamp tolerance, seconds (Stripe's and Standard Webhooks'). */
 #define WEBHOOK_DEFAULT_TOLERANCE	300
@@ -113,9 +113,15 @@ extern const WebhookKind webhook_kind_stripe;
 extern const WebhookKind webhook_kind_standard;
 extern const WebhookKind webhook_kind_mock;
 
-/* webhook.c: the provider registry */
+/* A JSON object built in C as a function's result (webhook_util.c). */
+typedef struct JsonResult
+{
+	MemoryContext cxt;
+	JsonbParseState *state;
+} JsonResult;
+
+/* webhook_provider.c: the provider registry */
 extern WebhookProvider *webhook_load_provider(text *name);
-extern Datum webhook_jsonb_result(void);
 
 /* webhook_util.c: crypto, headers, JSON access */
 extern const WebhookKind *webhook_kind_by_name(const char *name);
@@ -125,10 +131,12 @@ extern void webhook_hmac_sha256(const char *key, int keylen,
 extern bool webhook_digest_equal(const uint8 *a, const uint8 *b, int len);
 extern char *webhook_header(const WebhookRequest *request, const char *name);
 extern int64 webhook_parse_timestamp(const char *value, const char *header);
-extern void webhook_check_timestamp(const WebhookProvider *provider,
-									const WebhookRequest *request,
-									int64 timestamp);
-extern void webhook_no_match(const WebhookProvider *provider);
+extern void webhook_verify_hmac(const WebhookProvider *provider,
+								const WebhookRequest *request,
+								const char *const *parts, const int *lens,
+								int nparts,
+								const uint8 (*candidates)[WEBHOOK_DIGEST_LEN],
+								int ncandidates, int64 timestamp);
 extern JsonbValue *webhook_json_get(Jsonb *doc, const char *const *path,
 									int depth);
 extern JsonbValue *webhook_json_path(Jsonb *doc, Jsonb *options,
@@ -142,6 +150,12 @@ extern bool webhook_json_string_in(Jsonb *options, const char *option,
 								   const char *value);
 extern int64 webhook_option_int(Jsonb *options, const char *key,
 								int64 default_value);
+extern void json_result_begin(JsonResult *res, MemoryContext cxt);
+extern void json_result_text(JsonResult *res, const char *key, const char *value);
+extern void json_result_int(JsonResult *res, const char *key, int64 value,
+							bool isnull);
+extern void json_result_jsonb(JsonResult *res, const char *key, Jsonb *doc);
+extern Datum json_result_end(JsonResult *res);
 
 /* provider_standard.c: the Standard Webhooks scheme, shared with mock */
 extern WebhookSecret standard_parse_secret(const char *secret);

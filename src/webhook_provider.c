@@ -23,7 +23,7 @@ static SPIPlanPtr plan_drop_secrets;
 static SPIPlanPtr plan_retire_secrets;
 static SPIPlanPtr plan_add_secret;
 static SPIPlanPtr plan_purge_secrets;
-static SPIPlanPtr plan_provider_summary;
+static SPIPlanPtr plan_count_secrets;
 
 /* Option keys every kind accepts. */
 static const char *const common_option_keys[] = {
@@ -191,6 +191,8 @@ shop_set_provider(PG_FUNCTION_ARGS)
 	text	   *kind_text = shop_text_arg(fcinfo, 1, "kind", true);
 	text	   *secret = shop_text_arg(fcinfo, 2, "secret", true);
 	char	   *kind_name_str = text_to_cstring(kind_text);
+	MemoryContext outer = CurrentMemoryContext;
+	JsonResult	res;
 	const WebhookKind *kind = webhook_kind_by_name(kind_name_str);
 	Jsonb	   *options;
 	Datum		values[3];
@@ -267,16 +269,18 @@ shop_set_provider(PG_FUNCTION_ARGS)
 						1, name_types),
 			  values, NULL, false, 0);
 
-	shop_exec(shop_plan(&plan_provider_summary,
-						"SELECT pg_catalog.jsonb_build_object("
-						"  'name', p.name, 'kind', p.kind, 'options', p.options,"
-						"  'active_secrets', (SELECT pg_catalog.count(*)"
-						"     FROM shop.payment_provider_secret s"
-						"    WHERE s.provider = p.name))"
-						"  FROM shop.payment_provider p WHERE p.name = $1",
+	shop_exec(shop_plan(&plan_count_secrets,
+						"SELECT pg_catalog.count(*) FROM shop.payment_provider_secret"
+						" WHERE provider = $1",
 						1, name_types),
 			  values, NULL, false, 0);
-	result = webhook_jsonb_result();
+
+	json_result_begin(&res, outer);
+	json_result_text(&res, "name", text_to_cstring(name));
+	json_result_text(&res, "kind", kind->name);
+	json_result_jsonb(&res, "options", options);
+	json_result_int(&res, "active_secrets", shop_get_int64(0, 1, NULL), false);
+	result = json_result_end(&res);
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }

@@ -148,7 +148,7 @@ bad:
  * Refuse a signed timestamp too far from now, in either direction: an old
  * one is a replay, a future one a clock fault or a pre-signed forgery.
  */
-void
+static void
 webhook_check_timestamp(const WebhookProvider *provider,
 						const WebhookRequest *request, int64 timestamp)
 {
@@ -174,7 +174,7 @@ webhook_check_timestamp(const WebhookProvider *provider,
 /*
  * Raise the error for a signature that matches no active secret.
  */
-void
+static void
 webhook_no_match(const WebhookProvider *provider)
 {
 	ereport(ERROR,
@@ -183,6 +183,41 @@ webhook_no_match(const WebhookProvider *provider)
 			 errdetail("No signature in the request matches any of the %d active secrets of provider \"%s\".",
 					   provider->nsecrets, provider->name),
 			 errhint("The body must be passed exactly as received; check the provider's secret.")));
+}
+
+/*
+ * Accept a request whose signed content (the parts, concatenated) has as
+ * its HMAC-SHA256 under one of the provider's active secrets one of the
+ * candidate digests taken from its headers; then check the signed
+ * timestamp (signature first, so junk always reads as a bad signature and
+ * SH012 means a genuine but late event).  Every secret is tried against
+ * every candidate, since both sides may be rotating, and each comparison
+ * takes constant time.  SH011 when nothing matches.
+ */
+void
+webhook_verify_hmac(const WebhookProvider *provider,
+					const WebhookRequest *request,
+					const char *const *parts, const int *lens, int nparts,
+					const uint8 (*candidates)[WEBHOOK_DIGEST_LEN],
+					int ncandidates, int64 timestamp)
+{
+	int			s;
+	int			c;
+
+	for (s = 0; s < provider->nsecrets; s++)
+	{
+		uint8		expected[WEBHOOK_DIGEST_LEN];
+
+		webhook_hmac_sha256(provider->secrets[s].key, provider->secrets[s].len,
+							parts, lens, nparts, expected);
+		for (c = 0; c < ncandidates; c++)
+			if (webhook_digest_equal(expected, candidates[c], WEBHOOK_DIGEST_LEN))
+			{
+				webhook_check_timestamp(provider, request, timestamp);
+				return;
+			}
+	}
+	webhook_no_match(provider);
 }
 
 /*
@@ -249,7 +284,8 @@ webhook_json_path(Jsonb *doc, Jsonb *options, const char *option,
 
 /*
  * A JSON string or number as a C string (NULL for anything else or a
- * missing value).  A value longer than WEBHOOK_MAX_ID_LEN is refused (SH014)
+ * missing value).  A number is written without trailing fractional zeros,
+ * so an order id sent as 123.0 names order 123.  A value longer than WEBHOOK_MAX_ID_LEN is refused (SH014)
  * when what names a field the event cannot do without (its id); any other
  * field that long reads as absent, so the event is still recorded (the
  * payload keeps the value) instead of being refused and retried forever.
@@ -264,8 +300,7 @@ webhook_json_string(JsonbValue *v, const char *what)
 	if (v->type == jbvString)
 		s = pnstrdup(v->val.string.val, v->val.string.len);
 	else if (v->type == jbvNumeric)
-		s = DatumGetCString(DirectFunctionCall1(numeric_out,
-												NumericGetDatum(v->val.numeric)));
+		s = numeric_normalize(v->val.numeric);	/* 123.0 and 1.23e2 read as 123 */
 	else
 		return NULL;
 	if (strlen(s) <= WEBHOOK_MAX_ID_LEN)
@@ -380,17 +415,103 @@ webhook_option_int(Jsonb *options, const char *key, int64 default_value)
 }
 
 /*
- * Copy the jsonb in column 1 of the SPI result's first row out of SPI
- * memory, so it survives SPI_finish.
+ * Start a flat JSON object to return from a function; it is built in cxt
+ * (the caller's context, so it outlives SPI_finish).  The webhook functions
+ * build their results here instead of asking the executor to.
  */
-Datum
-webhook_jsonb_result(void)
+void
+json_result_begin(JsonResult *res, MemoryContext cxt)
 {
-	bool		isnull;
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-								  1, &isnull);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+
+	res->cxt = cxt;
+	res->state = NULL;
+	pushJsonbValue(&res->state, WJB_BEGIN_OBJECT, NULL);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Add key: value (value a JsonbValue, jbvBinary for a whole document).
+ */
+static void
+json_result_add(JsonResult *res, const char *key, JsonbValue *value)
+{
+	MemoryContext old = MemoryContextSwitchTo(res->cxt);
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = pstrdup(key);
+	k.val.string.len = strlen(key);
+	pushJsonbValue(&res->state, WJB_KEY, &k);
+	pushJsonbValue(&res->state, WJB_VALUE, value);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Add key: "value", or key: null when value is NULL.
+ */
+void
+json_result_text(JsonResult *res, const char *key, const char *value)
+{
+	MemoryContext old = MemoryContextSwitchTo(res->cxt);
+	JsonbValue	v;
+
+	if (value == NULL)
+		v.type = jbvNull;
+	else
+	{
+		v.type = jbvString;
+		v.val.string.val = pstrdup(value);
+		v.val.string.len = strlen(value);
+	}
+	MemoryContextSwitchTo(old);
+	json_result_add(res, key, &v);
+}
+
+/*
+ * Add key: number, or key: null when isnull.
+ */
+void
+json_result_int(JsonResult *res, const char *key, int64 value, bool isnull)
+{
+	MemoryContext old = MemoryContextSwitchTo(res->cxt);
+	JsonbValue	v;
 
 	if (isnull)
-		elog(ERROR, "shop: jsonb result is null");
-	return SPI_datumTransfer(d, false, -1);
+		v.type = jbvNull;
+	else
+	{
+		v.type = jbvNumeric;
+		v.val.numeric = int64_to_numeric(value);
+	}
+	MemoryContextSwitchTo(old);
+	json_result_add(res, key, &v);
+}
+
+/*
+ * Add key: document.
+ */
+void
+json_result_jsonb(JsonResult *res, const char *key, Jsonb *doc)
+{
+	JsonbValue	v;
+
+	v.type = jbvBinary;
+	v.val.binary.data = &doc->root;
+	v.val.binary.len = VARSIZE(doc) - VARHDRSZ;
+	json_result_add(res, key, &v);
+}
+
+/*
+ * The finished object as a jsonb datum in the result's context.
+ */
+Datum
+json_result_end(JsonResult *res)
+{
+	MemoryContext old = MemoryContextSwitchTo(res->cxt);
+	JsonbValue *v = pushJsonbValue(&res->state, WJB_END_OBJECT, NULL);
+	Jsonb	   *result = JsonbValueToJsonb(v);
+
+	MemoryContextSwitchTo(old);
+	return JsonbPGetDatum(result);
 }

@@ -69,7 +69,13 @@ CREATE TABLE shop.orders (
 	status_reason		text,
 	created_at			timestamptz NOT NULL DEFAULT now(),
 	updated_at			timestamptz NOT NULL DEFAULT now(),
-	expires_at			timestamptz
+	expires_at			timestamptz,
+	status_note			text,
+	-- why the order is where it is: a fixed vocabulary (src/order_status.c),
+	-- because a late payment acts on it; free text goes to status_note
+	CONSTRAINT orders_status_reason_check CHECK (status_reason IN
+		('cancelled', 'customer_cancelled', 'shop_cancelled', 'payment_failed',
+		 'expired', 'paid_after_release'))
 );
 CREATE UNIQUE INDEX orders_user_idempotency_key ON shop.orders (user_id, idempotency_key)
 	WHERE idempotency_key IS NOT NULL;
@@ -121,7 +127,6 @@ CREATE TABLE shop.payment_log (
 	kind		text NOT NULL,
 	payload		jsonb NOT NULL,
 	received_at	timestamptz NOT NULL DEFAULT now(),
-	processed	boolean NOT NULL DEFAULT false,
 	event_type	text,
 	order_ref	text,
 	amount		bigint,
@@ -149,3 +154,13 @@ SELECT pg_catalog.pg_extension_config_dump('shop.orders', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.order_item', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.stock_reservation', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.payment_log', '');
+-- ... and their id sequences, or a restored database would hand out ids
+-- that its restored rows already have.
+SELECT pg_catalog.pg_extension_config_dump('shop.product_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.sku_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.stock_adjustment_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.cart_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.orders_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.order_item_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.stock_reservation_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.payment_log_id_seq', '');

@@ -2,7 +2,7 @@
 --
 -- Every API function is C, SECURITY DEFINER with a pinned search_path (it
 -- reaches tables the caller cannot), and every name inside is
--- schema-qualified.  EXECUTE is revoked from PUBLIC in part 4; the operator
+-- schema-qualified.  EXECUTE is revoked from PUBLIC in the last part; the operator
 -- grants it to the application's roles.
 
 CREATE TYPE shop.cart_line AS (
@@ -94,7 +94,7 @@ CREATE FUNCTION shop.shop_confirm_paid(order_id bigint, external_payment_id text
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION shop.shop_confirm_paid(bigint, text) IS
-	'mark a PENDING order PAID and consume its reservations; a PAID order is returned unchanged';
+	'mark a PENDING order PAID and consume its reservations; a PAID order is returned unchanged for the same payment id, refused (SH016) for another';
 
 CREATE FUNCTION shop.shop_release(order_id bigint, reason text DEFAULT 'cancelled')
 	RETURNS shop.order_summary
@@ -102,7 +102,7 @@ CREATE FUNCTION shop.shop_release(order_id bigint, reason text DEFAULT 'cancelle
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION shop.shop_release(bigint, text) IS
-	'cancel a PENDING order and give its reserved stock back (status FAILED when reason is payment_failed); a CANCELLED or FAILED order is returned unchanged';
+	'cancel a PENDING order and give its reserved stock back; reason is cancelled, customer_cancelled, shop_cancelled or payment_failed (status FAILED); a CANCELLED or FAILED order is returned unchanged';
 
 -- API: Operator
 

@@ -1,7 +1,7 @@
--- shop install script, part 5: payment webhooks.
+-- shop install script, part 4: payment webhooks.
 --
--- Providers and their secrets, orders flagged for a person, the webhook API and the DBA views.  Part 4
--- (privileges) ran before this file, so it revokes its own objects at the end.
+-- Providers and their secrets, orders flagged for a person, the webhook API
+-- and the DBA views.
 
 -- A provider endpoint: its kind says how requests are signed and how events
 -- are read (src/provider_*.c); options tune it (README, "Payment webhooks", lists them).
@@ -50,6 +50,8 @@ CREATE INDEX order_review_order_idx ON shop.order_review (order_id);
 SELECT pg_catalog.pg_extension_config_dump('shop.payment_provider', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.payment_provider_secret', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.order_review', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.payment_provider_secret_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.order_review_id_seq', '');
 
 -- API: Webhooks
 --
@@ -93,7 +95,7 @@ CREATE FUNCTION shop.shop_confirm_paid(order_id bigint, external_payment_id text
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION shop.shop_confirm_paid(bigint, text, bigint, text) IS
-	'shop_confirm_paid that refuses (SH015) when amount or currency (case-insensitive) differ from the order''s snapshot';
+	'shop_confirm_paid that refuses (SH015) when amount or currency (case-insensitive) differ from the order''s snapshot; a PAID order is returned unchanged for the same payment id, refused (SH016) for another';
 
 -- Views for DBAs
 
@@ -115,8 +117,8 @@ SELECT l.id,
 	   l.note
   FROM shop.payment_log l
   LEFT JOIN shop.orders o ON o.id OPERATOR(pg_catalog.=) l.order_id
- ORDER BY l.received_at DESC, l.id DESC;
-COMMENT ON VIEW shop.webhook_events IS 'payment provider events, newest first, with what processing did';
+;
+COMMENT ON VIEW shop.webhook_events IS 'payment provider events with what processing did (ORDER BY received_at DESC for newest first)';
 
 CREATE VIEW shop.unmatched_payments AS
 SELECT l.id,
@@ -133,7 +135,7 @@ SELECT l.id,
 	   l.payload
   FROM shop.payment_log l
  WHERE l.result OPERATOR(pg_catalog.=) 'unmatched'
- ORDER BY l.received_at DESC, l.id DESC;
+;
 COMMENT ON VIEW shop.unmatched_payments IS 'dead letters: events naming no known order, accepted so the provider stops retrying';
 
 CREATE VIEW shop.orders_needing_review AS
@@ -155,7 +157,7 @@ SELECT r.id AS review_id,
   JOIN shop.payment_log l ON l.provider OPERATOR(pg_catalog.=) r.provider
 						 AND l.event_id OPERATOR(pg_catalog.=) r.event_id
  WHERE r.resolved_at IS NULL
- ORDER BY r.created_at, r.id;
+;
 COMMENT ON VIEW shop.orders_needing_review IS 'open review flags: amount_mismatch (never confirmed) and refund_required (paid but not sellable)';
 
 CREATE VIEW shop.payment_providers AS
@@ -169,14 +171,3 @@ SELECT p.name,
 	   p.updated_at
   FROM shop.payment_provider p;
 COMMENT ON VIEW shop.payment_providers IS 'registered payment providers and how many secrets each has (never the secrets)';
-
--- Privileges: as part 4, nothing for PUBLIC.
-REVOKE ALL ON TABLE shop.payment_provider, shop.payment_provider_secret,
-	shop.order_review, shop.webhook_events, shop.unmatched_payments,
-	shop.orders_needing_review, shop.payment_providers FROM PUBLIC;
-REVOKE ALL ON SEQUENCE shop.payment_provider_secret_id_seq,
-	shop.order_review_id_seq FROM PUBLIC;
-REVOKE ALL ON FUNCTION shop.shop_handle_webhook(text, jsonb, text),
-	shop.shop_set_provider(text, text, text, jsonb),
-	shop.shop_sign_mock(text, text, text, timestamptz),
-	shop.shop_confirm_paid(bigint, text, bigint, text) FROM PUBLIC;

@@ -34,7 +34,7 @@ find_order_by_key(text *user_id, text *key)
 	values[0] = PointerGetDatum(user_id);
 	values[1] = PointerGetDatum(key);
 	return shop_exec(shop_plan(&plan_order_by_key,
-							   "SELECT id, status, amount, currency, expires_at"
+							   "SELECT " SHOP_ORDER_SUMMARY
 							   "  FROM shop.orders"
 							   " WHERE user_id = $1 AND idempotency_key = $2",
 							   2, argtypes),
@@ -87,7 +87,7 @@ place_order(FunctionCallInfo fcinfo, MemoryContext outer, text *user_id,
 						"   SET status = 'PENDING', amount = $2, currency = $3,"
 						"       updated_at = now()"
 						" WHERE id = $1"
-						" RETURNING id, status, amount, currency, expires_at",
+						" RETURNING " SHOP_ORDER_SUMMARY,
 						3, pending_types),
 			  values, NULL, false, 0);
 	*created = true;

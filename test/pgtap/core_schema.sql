@@ -6,7 +6,7 @@
 -- documented signature, and the shop.reservation_ttl setting.
 -- Runs in one transaction that is rolled back: nothing persists.
 BEGIN;
-SELECT plan(118);
+SELECT plan(123);
 
 -- Helpers (temporary, gone with the transaction) --------------------------
 
@@ -87,7 +87,9 @@ SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.orders')$$,
 			 ('status_reason', 'text', false),
 			 ('created_at', 'timestamp with time zone', true),
 			 ('updated_at', 'timestamp with time zone', true),
-			 ('expires_at', 'timestamp with time zone', false)$$,
+			 ('expires_at', 'timestamp with time zone', false),
+			 -- 0.2: free text that is not a reason (upgraded 0.1 reasons)
+			 ('status_note', 'text', false)$$,
 	'shop.orders columns and types');
 SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.order_item')$$,
 	$$VALUES ('id', 'bigint', true), ('order_id', 'bigint', true), ('sku_id', 'bigint', true),
@@ -103,18 +105,18 @@ SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.stock_reservation')$$,
 SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.payment_log')$$,
 	$$VALUES ('id', 'bigint', true), ('provider', 'text', true), ('event_id', 'text', true),
 			 ('order_id', 'bigint', false), ('kind', 'text', true), ('payload', 'jsonb', true),
-			 ('received_at', 'timestamp with time zone', true), ('processed', 'boolean', true),
+			 ('received_at', 'timestamp with time zone', true),
 			 -- the normalised event and its outcome (issue #3)
 			 ('event_type', 'text', false), ('order_ref', 'text', false), ('amount', 'bigint', false),
 			 ('currency', 'text', false), ('payment_id', 'text', false), ('result', 'text', false),
 			 ('review', 'text', false), ('note', 'text', false)$$,
-	'shop.payment_log columns and types');
+	'shop.payment_log columns and types (0.2: no "processed", it was always true)');
 
 -- Column defaults the functions rely on.
 SELECT col_default_is('shop', 'product', 'currency', 'KRW'::bpchar, 'product currency defaults to KRW');
 SELECT col_default_is('shop', 'sku', 'reserved', 0::bigint, 'a new SKU has nothing reserved');
 SELECT col_default_is('shop', 'stock_reservation', 'state', 'active'::text, 'a new reservation is active');
-SELECT col_default_is('shop', 'payment_log', 'processed', false, 'a logged payment event starts unprocessed');
+SELECT col_default_is('shop', 'payment_log', 'received_at', 'now()', 'a logged payment event is stamped with its arrival');
 
 -- Primary keys -------------------------------------------------------------
 
@@ -188,6 +190,15 @@ SELECT lives_ok($$INSERT INTO shop.orders (user_id, status)
 	VALUES ('schema-u2', 'CREATED'), ('schema-u2', 'PENDING'), ('schema-u2', 'PAID'),
 		   ('schema-u2', 'CANCELLED'), ('schema-u2', 'FAILED')$$,
 	'the five documented order statuses are accepted');
+SELECT lives_ok($$INSERT INTO shop.orders (user_id, status, status_reason)
+	VALUES ('schema-u2', 'CANCELLED', 'cancelled'), ('schema-u2', 'CANCELLED', 'customer_cancelled'),
+		   ('schema-u2', 'CANCELLED', 'shop_cancelled'), ('schema-u2', 'FAILED', 'payment_failed'),
+		   ('schema-u2', 'CANCELLED', 'expired'), ('schema-u2', 'PAID', 'paid_after_release')$$,
+	'the six documented status reasons are accepted');
+SELECT throws_ok($$UPDATE shop.orders SET status_reason = 'changed my mind' WHERE user_id = 'schema-u1'$$,
+	'23514', NULL, 'a status reason outside the vocabulary is refused (0.2)');
+SELECT throws_ok($$UPDATE shop.orders SET status_reason = 'Expired' WHERE user_id = 'schema-u1'$$,
+	'23514', NULL, 'status reasons are case-sensitive');
 SELECT throws_ok($$UPDATE shop.orders SET amount = -1 WHERE user_id = 'schema-u1'$$,
 	'23514', NULL, 'a negative order amount is refused');
 SELECT throws_ok($$INSERT INTO shop.stock_reservation (order_id, sku_id, qty, state)
@@ -402,6 +413,20 @@ SET LOCAL shop.reservation_ttl = '90s';
 SELECT is((shop.shop_buy_now('schema-u7', '[{"sku_id": 9001, "qty": 1}]')).expires_at,
 	now() + interval '90 seconds', 'expires_at follows the current shop.reservation_ttl');
 RESET shop.reservation_ttl;
+
+-- shop.webhook_max_body_bytes (0.2) ------------------------------------------
+
+SELECT is((SELECT setting || ' ' || unit || ' ' || context FROM pg_catalog.pg_settings
+			WHERE name = 'shop.webhook_max_body_bytes'),
+	'1048576 B superuser', 'shop.webhook_max_body_bytes is 1MB, in bytes, superuser-only');
+
+-- pg_dump keeps rows and id sequences (0.2: sequences too) -------------------
+
+SELECT set_eq($$SELECT c::regclass::text FROM pg_catalog.pg_extension e, unnest(e.extconfig) c
+				 WHERE e.extname = 'shop'$$,
+	$$SELECT c.oid::regclass::text FROM pg_catalog.pg_class c
+		WHERE c.relnamespace = 'shop'::regnamespace AND c.relkind IN ('r', 'S')$$,
+	'every table and every sequence of schema shop is config-dumped');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -16,8 +16,9 @@ PG_FUNCTION_INFO_V1(shop_set_provider);
 
 static SPIPlanPtr plan_provider;
 static SPIPlanPtr plan_secrets;
+static SPIPlanPtr plan_create_provider;
 static SPIPlanPtr plan_lock_provider;
-static SPIPlanPtr plan_upsert_provider;
+static SPIPlanPtr plan_update_provider;
 static SPIPlanPtr plan_drop_secrets;
 static SPIPlanPtr plan_retire_secrets;
 static SPIPlanPtr plan_add_secret;
@@ -211,7 +212,21 @@ shop_set_provider(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	values[0] = PointerGetDatum(name);
-	/* serialise concurrent updates of one provider */
+	values[1] = CStringGetTextDatum(kind->name);
+	values[2] = JsonbPGetDatum(options);
+
+	/*
+	 * Serialise every call for this name, the first ones too: the insert
+	 * makes a concurrent first-time call wait on the unique key until we
+	 * commit, after which it finds our row, locks it below and, seeing
+	 * another kind, drops our secrets.  Locking only an existing row let two
+	 * first-time calls with different kinds both keep their secrets.
+	 */
+	shop_exec(shop_plan(&plan_create_provider,
+						"INSERT INTO shop.payment_provider (name, kind, options)"
+						" VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+						3, upsert_types),
+			  values, NULL, false, 0);
 	if (shop_exec(shop_plan(&plan_lock_provider,
 							"SELECT kind FROM shop.payment_provider"
 							" WHERE name = $1 FOR UPDATE",
@@ -223,14 +238,10 @@ shop_set_provider(PG_FUNCTION_ARGS)
 							1, name_types),
 				  values, NULL, false, 0);
 
-	values[1] = CStringGetTextDatum(kind->name);
-	values[2] = JsonbPGetDatum(options);
-	shop_exec(shop_plan(&plan_upsert_provider,
-						"INSERT INTO shop.payment_provider (name, kind, options)"
-						" VALUES ($1, $2, $3)"
-						" ON CONFLICT (name) DO UPDATE"
-						"   SET kind = excluded.kind, options = excluded.options,"
-						"       updated_at = now()",
+	shop_exec(shop_plan(&plan_update_provider,
+						"UPDATE shop.payment_provider"
+						"   SET kind = $2, options = $3, updated_at = now()"
+						" WHERE name = $1",
 						3, upsert_types),
 			  values, NULL, false, 0);
 

@@ -1,7 +1,4 @@
 -- shop install script, part 1: tables, constraints and indexes.
--- The pieces in src/sql/ are concatenated in name order into shop--<version>.sql.
-
-\echo Use "CREATE EXTENSION shop" to load this file. \quit
 
 -- Products and their sellable variants (SKUs).  Prices are minor units
 -- (won, cents) in bigint: arithmetic on them is overflow-checked in C.

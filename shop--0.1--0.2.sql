@@ -6,22 +6,60 @@
 
 \echo Use "ALTER EXTENSION shop UPDATE TO '0.2'" to load this file. \quit
 
--- 0.2 refuses a schema shop that a non-superuser owns (src/sql/00_preamble.sql
--- explains why); an existing installation in such a schema is not upgraded
--- until a person has looked at it.
+-- 0.2 refuses a schema shop that a non-superuser owns, may create in, or has
+-- objects in (src/sql/00_preamble.sql explains why); an existing installation
+-- in such a schema is not upgraded until a person has looked at it.
 DO $$
 DECLARE
-	owner text;
+	who text;
 BEGIN
-	SELECT r.rolname INTO owner
+	-- the schema's owner
+	SELECT r.rolname INTO who
 	  FROM pg_catalog.pg_namespace n
 	  JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
 	 WHERE n.nspname OPERATOR(pg_catalog.=) 'shop' AND NOT r.rolsuper;
 	IF FOUND THEN
-		RAISE EXCEPTION 'schema "shop" is owned by non-superuser role "%"', owner
+		RAISE EXCEPTION 'schema "shop" is owned by non-superuser role "%"', who
 			USING ERRCODE = '42501',
 				  DETAIL = 'The extension''s SECURITY DEFINER functions would trust objects that role controls.',
-				  HINT = 'Drop or rename that schema (or give it to a superuser) after checking what it contains, then create the extension again.';
+				  HINT = 'Drop or rename that schema (or give it to a superuser) after checking what it contains, then try again.';
+	END IF;
+	-- anyone else who may create objects in it (PUBLIC included)
+	SELECT coalesce(r.rolname, 'PUBLIC') INTO who
+	  FROM pg_catalog.pg_namespace n,
+		   LATERAL pg_catalog.aclexplode(n.nspacl) a
+	  LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee
+	 WHERE n.nspname OPERATOR(pg_catalog.=) 'shop'
+	   AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+	   AND NOT coalesce(r.rolsuper, false)
+	 LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'non-superuser role "%" may create objects in schema "shop"', who
+			USING ERRCODE = '42501',
+				  DETAIL = 'An object it creates there (say, a look-alike overload of an API function) would be trusted like the extension''s own.',
+				  HINT = 'REVOKE CREATE ON SCHEMA shop from that role after checking what it created, then try again.';
+	END IF;
+	-- objects someone else left there
+	SELECT r.rolname INTO who
+	  FROM (SELECT relowner AS owner FROM pg_catalog.pg_class
+			 WHERE relnamespace OPERATOR(pg_catalog.=) 'shop'::pg_catalog.regnamespace
+			UNION ALL
+			SELECT proowner FROM pg_catalog.pg_proc
+			 WHERE pronamespace OPERATOR(pg_catalog.=) 'shop'::pg_catalog.regnamespace
+			UNION ALL
+			SELECT typowner FROM pg_catalog.pg_type
+			 WHERE typnamespace OPERATOR(pg_catalog.=) 'shop'::pg_catalog.regnamespace
+			UNION ALL
+			SELECT oprowner FROM pg_catalog.pg_operator
+			 WHERE oprnamespace OPERATOR(pg_catalog.=) 'shop'::pg_catalog.regnamespace) o
+	  JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) o.owner
+	 WHERE NOT r.rolsuper
+	 LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'schema "shop" holds objects owned by non-superuser role "%"', who
+			USING ERRCODE = '42501',
+				  DETAIL = 'The extension''s SECURITY DEFINER functions would trust objects that role controls.',
+				  HINT = 'Move or drop them after checking what they are, then try again.';
 	END IF;
 END
 $$;

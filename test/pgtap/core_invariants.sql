@@ -95,7 +95,7 @@ DECLARE
 	-- weighted: the plentiful SKUs twice, the USD and the inactive one rarely
 	skus		bigint[] := ARRAY[9401, 9403, 9402, 9404, 9401, 9403, 9405, 9406];
 	users		text[] := ARRAY['inv-u1', 'inv-u2', 'inv-u3', 'inv-u4'];
-	reasons		text[] := ARRAY['cancelled', 'payment_failed', 'customer changed mind'];
+	reasons		text[] := ARRAY['cancelled', 'payment_failed', 'customer_cancelled', 'shop_cancelled'];
 	step		integer;
 	r_op		float8;
 	r_user		float8;
@@ -303,7 +303,8 @@ BEGIN
 			IF r_op < 0.67 THEN
 				op := 'confirm_paid/' || prior;
 				BEGIN
-					summary := shop.shop_confirm_paid(the_order, 'pay-' || step);
+					-- one payment per order: a repeat is the same payment (SH016 is for another)
+					summary := shop.shop_confirm_paid(the_order, 'pay-' || the_order);
 					PERFORM pg_temp.note(op, 'ok');
 					IF summary.status <> 'PAID' OR summary.id <> the_order
 					   OR (prior = 'PAID' AND pg_temp.stock_snapshot() <> snap) THEN
@@ -314,7 +315,7 @@ BEGIN
 				END;
 			ELSE
 				op := 'release/' || prior;
-				reason := reasons[1 + floor(r_z * 3)::integer];
+				reason := reasons[1 + floor(r_z * 4)::integer];
 				BEGIN
 					summary := shop.shop_release(the_order, reason);
 					PERFORM pg_temp.note(op, 'ok');
@@ -409,7 +410,7 @@ BEGIN
 										 'buy_now empty items', 'buy_now unknown sku', 'buy_now qty 0',
 										 'confirm unknown order', 'release unknown order',
 										 'adjust zero delta', 'adjust unknown sku',
-										 'expire max 0'])[1 + floor(r_x * 11)::integer];
+										 'expire max 0', 'release reason expired'])[1 + floor(r_x * 12)::integer];
 			BEGIN
 				CASE op
 					WHEN 'bad_input/cart_add qty 0' THEN PERFORM shop.shop_cart_add(u, s, 0);
@@ -423,6 +424,8 @@ BEGIN
 					WHEN 'bad_input/adjust zero delta' THEN PERFORM shop.shop_adjust_stock(s, 0, 'nothing');
 					WHEN 'bad_input/adjust unknown sku' THEN PERFORM shop.shop_adjust_stock(9499, 1, 'ghost');
 					WHEN 'bad_input/expire max 0' THEN PERFORM shop.shop_expire_pending(0);
+					-- only the sweep may say expired (a late payment would re-sell it)
+					WHEN 'bad_input/release reason expired' THEN PERFORM shop.shop_release(-step, 'expired');
 				END CASE;
 				PERFORM pg_temp.note(op, 'ok');
 			EXCEPTION WHEN OTHERS THEN
@@ -523,7 +526,7 @@ SELECT is_empty($$
 		('bad_input/buy_now unknown sku', 'P0002'), ('bad_input/buy_now qty 0', '22023'),
 		('bad_input/confirm unknown order', 'P0002'), ('bad_input/release unknown order', 'P0002'),
 		('bad_input/adjust zero delta', '22023'), ('bad_input/adjust unknown sku', 'P0002'),
-		('bad_input/expire max 0', '22023')) AS v(op, outcome)$$,
+		('bad_input/expire max 0', '22023'), ('bad_input/release reason expired', '22023')) AS v(op, outcome)$$,
 	'invalid requests were refused with 22023 (bad value) or P0002 (not found)');
 SELECT set_has($$SELECT outcome FROM tap_ops WHERE outcome NOT IN ('ok', 'skipped')$$,
 	$$VALUES ('SH001'), ('SH002'), ('SH003'), ('SH004'), ('SH005'), ('SH006'), ('P0002'), ('22023')$$,

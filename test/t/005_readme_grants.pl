@@ -42,6 +42,7 @@ my %expected = (
 		schema => ['USAGE'],
 		functions => [
 			'shop.shop_confirm_paid(bigint,text)',
+			'shop.shop_confirm_paid(bigint,text,bigint,text)',
 			'shop.shop_release(bigint,text)',
 		],
 		select => [],
@@ -277,6 +278,8 @@ is(scalar(keys %order), 5, 'the app role created five orders');
 # payments: confirm and release
 allowed('payments', "SELECT status, amount FROM shop.shop_confirm_paid($order{alice}, 'pi_alice')",
 	'PAID|30000', 'shop_confirm_paid');
+allowed('payments', "SELECT status FROM shop.shop_confirm_paid($order{alice}, 'pi_alice', 30000, 'KRW')",
+	'PAID', 'shop_confirm_paid with the amount check (the same payment again: unchanged)');
 allowed('payments', "SELECT status FROM shop.shop_release($order{carol}, 'payment_failed')",
 	'FAILED', 'shop_release');
 is(su("SELECT status, external_payment_id FROM shop.orders WHERE id = $order{alice}"),

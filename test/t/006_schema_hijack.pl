@@ -178,6 +178,39 @@ is($ret, 0, 'super2_db: a schema shop owned by another superuser is accepted') o
 is(su('super2_db', "SELECT nspowner::regrole || ',' || extversion FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'shop'"),
 	'admin2,0.2', 'super2_db: installed into admin2\'s schema');
 
+# --- a superuser's schema that others may write into ------------------------
+# (found while writing this test: the owner check alone let a superuser-owned
+# schema with CREATE granted to another role through; that role's look-alike
+# overload shop.shop_adjust_stock(integer, integer, text) then won a
+# superuser caller's lookup for shop.shop_adjust_stock(1, 5, '...'))
+
+su('postgres', q{
+	CREATE ROLE mallory2 LOGIN;
+	CREATE DATABASE grant_db;
+});
+su('grant_db', 'CREATE SCHEMA shop; GRANT CREATE ON SCHEMA shop TO mallory2');
+($ret, $out, $err) = run_as('mallory2', 'grant_db', q{
+	CREATE FUNCTION shop.shop_adjust_stock(integer, integer, text) RETURNS text
+		LANGUAGE sql AS $$ SELECT current_user::text $$;
+});
+is($ret, 0, 'grant_db: mallory2 plants a look-alike overload in the superuser\'s schema') or diag($err);
+($ret, $out, $err) = run_as('postgres', 'grant_db', 'CREATE EXTENSION shop');
+isnt($ret, 0, 'grant_db: CREATE EXTENSION shop fails while mallory2 may create in schema shop');
+like($err, qr/ERROR:\s+42501:[^\n]*mallory2/, 'grant_db: refused with 42501 naming mallory2') or diag($err);
+su('grant_db', 'REVOKE CREATE ON SCHEMA shop FROM mallory2');
+($ret, $out, $err) = run_as('postgres', 'grant_db', 'CREATE EXTENSION shop');
+isnt($ret, 0, 'grant_db: still refused once CREATE is revoked: her function is still there');
+like($err, qr/ERROR:\s+42501:[^\n]*holds objects owned by[^\n]*mallory2/,
+	'grant_db: refused with 42501 naming the owner of the objects left behind') or diag($err);
+is(su('grant_db', "SELECT count(*) FROM pg_extension WHERE extname = 'shop'"), '0',
+	'grant_db: nothing installed');
+su('grant_db', 'DROP FUNCTION shop.shop_adjust_stock(integer, integer, text); GRANT CREATE ON SCHEMA shop TO PUBLIC');
+($ret, $out, $err) = run_as('postgres', 'grant_db', 'CREATE EXTENSION shop');
+like($err, qr/ERROR:\s+42501:[^\n]*PUBLIC/, 'grant_db: CREATE granted to PUBLIC is refused too') or diag($err);
+su('grant_db', 'REVOKE CREATE ON SCHEMA shop FROM PUBLIC; GRANT USAGE ON SCHEMA shop TO mallory2');
+($ret, $out, $err) = run_as('postgres', 'grant_db', 'CREATE EXTENSION shop');
+is($ret, 0, 'grant_db: USAGE for another role is no threat: installed') or diag($err);
+
 # the refusal was about the owner, not the name: once mallory's schema is
 # gone, the same database takes the extension
 su('postgres', q{

@@ -3,6 +3,12 @@
 -- vectors for both signature schemes, and every way a request is refused.
 -- A refused request raises a documented SQLSTATE and records nothing.
 --
+-- Hermetic: the file registers its own providers (sw-*, stripe-*, mock-*),
+-- creates no orders and deletes every row and object it created at the end.
+-- The signed Stripe vectors name orders 900000001 and 900000002, ids no
+-- other file keeps (webhook_rules creates 900000001 and deletes it), so
+-- here they are unmatched or ignored.
+--
 \set VERBOSITY terse
 SET client_min_messages = warning;
 
@@ -228,3 +234,21 @@ SELECT provider, event_id, result FROM shop.payment_log
  ORDER BY provider, event_id;
 SELECT count(*) AS reviews FROM shop.order_review
  WHERE provider IN ('sw-vector', 'stripe-vector', 'mock-sig');
+
+------------------------------------------------------------------------------
+-- Clean up: every row this file created, in foreign-key order, and its
+-- functions; none is left.
+------------------------------------------------------------------------------
+DELETE FROM shop.order_review
+ WHERE provider IN ('sw-vector', 'sw-strict', 'sw-other', 'stripe-vector', 'stripe-strict', 'mock-sig', 'mock-vector');
+DELETE FROM shop.payment_log
+ WHERE provider IN ('sw-vector', 'sw-strict', 'sw-other', 'stripe-vector', 'stripe-strict', 'mock-sig', 'mock-vector');
+DELETE FROM shop.payment_provider_secret
+ WHERE provider IN ('sw-vector', 'sw-strict', 'sw-other', 'stripe-vector', 'stripe-strict', 'mock-sig', 'mock-vector');
+DELETE FROM shop.payment_provider
+ WHERE name IN ('sw-vector', 'sw-strict', 'sw-other', 'stripe-vector', 'stripe-strict', 'mock-sig', 'mock-vector');
+DROP FUNCTION wh_try(text, jsonb, text), wh_logged(text);
+SELECT (SELECT count(*) FROM shop.payment_log
+		 WHERE provider IN ('sw-vector', 'sw-strict', 'sw-other', 'stripe-vector', 'stripe-strict', 'mock-sig', 'mock-vector'))
+	 + (SELECT count(*) FROM shop.payment_provider
+		 WHERE name IN ('sw-vector', 'sw-strict', 'sw-other', 'stripe-vector', 'stripe-strict', 'mock-sig', 'mock-vector')) AS rows_left;

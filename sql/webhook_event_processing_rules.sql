@@ -267,9 +267,9 @@ SELECT * FROM wh_order(:o7);
 
 ------------------------------------------------------------------------------
 -- Stripe events apply the same rules: a paid event (fixed vector, see
--- webhook_signatures.sql for how it was computed) for order 900000001 with
--- lowercase currency.  The order is made by hand with that id, holding its
--- reservation like shop_buy_now would.
+-- webhook_signature_verification.sql for how it was computed) for order
+-- 900000001 with lowercase currency.  The order is made by hand with that
+-- id, holding its reservation like shop_buy_now would.
 ------------------------------------------------------------------------------
 SELECT shop.shop_set_provider('stripe-rules', 'stripe',
 	'whsec_shoptestvectorsecret0001', '{"tolerance_seconds": 1000000000}') IS NOT NULL AS registered;

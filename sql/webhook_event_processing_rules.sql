@@ -3,16 +3,24 @@
 -- one order per scenario.  Ids come from sequences other tests also use,
 -- so they are captured with \gset and only compared, never printed.
 --
+-- Hermetic: the file creates its own providers (mock-rules, stripe-rules),
+-- product, SKUs (WH-RULES-*) and orders (users wh-rules-*), checks the
+-- invariants of its own objects only and deletes every row and object it
+-- created at the end.  Only the Stripe vector's order has a fixed id
+-- (900000001, signed into the body); no other file uses that id.
+--
 \set VERBOSITY terse
 SET client_min_messages = warning;
 
--- Invariant violations about this file's SKUs and orders (the database is
--- shared with other tests).
-CREATE OR REPLACE VIEW wh_violations AS
+-- Invariant violations about this file's SKUs, orders and users (the
+-- database is shared with other tests).
+CREATE TEMP VIEW wh_violations AS
 	SELECT * FROM shop.shop_check_invariants()
-	 WHERE subject IN (SELECT 'sku ' || id FROM shop.sku WHERE code LIKE 'WH-%'
+	 WHERE subject IN (SELECT 'sku ' || id FROM shop.sku WHERE code LIKE 'WH-RULES-%'
 					   UNION ALL
-					   SELECT 'order ' || id FROM shop.orders WHERE user_id LIKE 'wh-%');
+					   SELECT 'order ' || id FROM shop.orders WHERE user_id LIKE 'wh-rules-%'
+					   UNION ALL
+					   SELECT 'user ' || user_id FROM shop.cart WHERE user_id LIKE 'wh-rules-%');
 
 SELECT shop.shop_set_provider('mock-rules', 'mock',
 	'whsec_' || encode(convert_to('mock-rules secret for the tests', 'UTF8'), 'base64')) IS NOT NULL AS registered;
@@ -49,14 +57,14 @@ INSERT INTO shop.sku (product_id, code, on_hand) VALUES (:product, 'WH-RULES-A',
 RETURNING id AS sku_a \gset
 INSERT INTO shop.sku (product_id, code, on_hand) VALUES (:product, 'WH-RULES-B', 3)
 RETURNING id AS sku_b \gset
-CREATE VIEW wh_stock AS
+CREATE TEMP VIEW wh_stock AS
 	SELECT code, on_hand, reserved FROM shop.sku WHERE code LIKE 'WH-RULES-%' ORDER BY code;
 
 ------------------------------------------------------------------------------
 -- Happy path: a paid event for the exact amount confirms (currency in any
 -- case), consuming the reservation.
 ------------------------------------------------------------------------------
-SELECT id AS o1 FROM shop.shop_buy_now('wh-u1', jsonb_build_array(jsonb_build_object('sku_id', :sku_a, 'qty', 2))) \gset
+SELECT id AS o1 FROM shop.shop_buy_now('wh-rules-u1', jsonb_build_array(jsonb_build_object('sku_id', :sku_a, 'qty', 2))) \gset
 SELECT * FROM wh_stock;
 SELECT r->>'result' AS result, r->>'order_status' AS status, r->>'review' AS review,
 	   (r->>'order_id')::bigint = :o1 AS same_order, r->>'event_id' AS event_id
@@ -87,7 +95,7 @@ SELECT * FROM wh_order(:o1);
 -- Rule 3: amount or currency mismatch records the event, flags the order,
 -- never confirms; the order keeps its reservation.
 ------------------------------------------------------------------------------
-SELECT id AS o2 FROM shop.shop_buy_now('wh-u2', jsonb_build_array(jsonb_build_object('sku_id', :sku_a, 'qty', 1))) \gset
+SELECT id AS o2 FROM shop.shop_buy_now('wh-rules-u2', jsonb_build_array(jsonb_build_object('sku_id', :sku_a, 'qty', 1))) \gset
 SELECT r->>'result' AS result, r->>'order_status' AS status, r->>'review' AS review
   FROM wh_mock('ev-10', 'payment.succeeded', :'o2', 499, 'KRW', 'pay-10') r;
 SELECT r->>'result' AS result, r->>'order_status' AS status, r->>'review' AS review
@@ -108,7 +116,7 @@ SELECT * FROM wh_stock;
 -- Rule 4: a paid event for the FAILED order reserves the lines again and
 -- sells them when the stock is there.
 ------------------------------------------------------------------------------
-SELECT id AS o3 FROM shop.shop_buy_now('wh-u3', jsonb_build_array(
+SELECT id AS o3 FROM shop.shop_buy_now('wh-rules-u3', jsonb_build_array(
 	jsonb_build_object('sku_id', :sku_a, 'qty', 1), jsonb_build_object('sku_id', :sku_b, 'qty', 1))) \gset
 SELECT * FROM wh_stock;
 SELECT r->>'result' AS result, r->>'order_status' AS status
@@ -127,7 +135,7 @@ SELECT * FROM wh_stock;
 -- order stays CANCELLED, nothing is reserved (all or nothing, even when the
 -- first line could be), and it is listed as refund_required.
 ------------------------------------------------------------------------------
-SELECT id AS o4 FROM shop.shop_buy_now('wh-u4', jsonb_build_array(jsonb_build_object('sku_id', :sku_a, 'qty', 1))) \gset
+SELECT id AS o4 FROM shop.shop_buy_now('wh-rules-u4', jsonb_build_array(jsonb_build_object('sku_id', :sku_a, 'qty', 1))) \gset
 UPDATE shop.orders SET expires_at = now() - interval '1 minute' WHERE id = :o4;
 SELECT shop.shop_expire_pending() >= 1 AS expired;
 SELECT * FROM wh_order(:o4);
@@ -136,12 +144,12 @@ SELECT r->>'result' AS result, r->>'order_status' AS status, r->>'review' AS rev
 SELECT * FROM wh_order(:o4);
 SELECT * FROM wh_stock;
 
-SELECT id AS o5 FROM shop.shop_buy_now('wh-u5', jsonb_build_array(
+SELECT id AS o5 FROM shop.shop_buy_now('wh-rules-u5', jsonb_build_array(
 	jsonb_build_object('sku_id', :sku_a, 'qty', 1), jsonb_build_object('sku_id', :sku_b, 'qty', 2))) \gset
 UPDATE shop.orders SET expires_at = now() - interval '1 minute' WHERE id = :o5;
 SELECT shop.shop_expire_pending() >= 1 AS expired;
 -- someone else buys and pays for the last two units of B meanwhile
-SELECT id AS o6 FROM shop.shop_buy_now('wh-u6', jsonb_build_array(jsonb_build_object('sku_id', :sku_b, 'qty', 2))) \gset
+SELECT id AS o6 FROM shop.shop_buy_now('wh-rules-u6', jsonb_build_array(jsonb_build_object('sku_id', :sku_b, 'qty', 2))) \gset
 SELECT status FROM shop.shop_confirm_paid(:o6, 'pay-o6');
 SELECT * FROM wh_stock;
 SELECT r->>'result' AS result, r->>'order_status' AS status, r->>'review' AS review
@@ -164,10 +172,10 @@ SELECT * FROM wh_stock;
 -- yet (pg_cron late or down): that order is released first, as the core's
 -- inline reclaim does, and the late payment sells.
 SELECT on_hand, reserved FROM shop.shop_adjust_stock(:sku_b, 1, 'webhook rules restock');
-SELECT id AS o9 FROM shop.shop_buy_now('wh-u9', jsonb_build_array(jsonb_build_object('sku_id', :sku_b, 'qty', 1))) \gset
+SELECT id AS o9 FROM shop.shop_buy_now('wh-rules-u9', jsonb_build_array(jsonb_build_object('sku_id', :sku_b, 'qty', 1))) \gset
 UPDATE shop.orders SET expires_at = now() - interval '1 minute' WHERE id = :o9;
 SELECT shop.shop_expire_pending() >= 1 AS expired;
-SELECT id AS o10 FROM shop.shop_buy_now('wh-u10', jsonb_build_array(jsonb_build_object('sku_id', :sku_b, 'qty', 1))) \gset
+SELECT id AS o10 FROM shop.shop_buy_now('wh-rules-u10', jsonb_build_array(jsonb_build_object('sku_id', :sku_b, 'qty', 1))) \gset
 UPDATE shop.orders SET expires_at = now() - interval '1 minute' WHERE id = :o10;
 SELECT * FROM wh_stock;
 SELECT r->>'result' AS result, r->>'order_status' AS status, r->>'review' AS review
@@ -177,10 +185,10 @@ SELECT * FROM wh_order(:o10);
 SELECT * FROM wh_stock;
 -- not expired: the other order keeps its stock, the payment is refunded
 SELECT on_hand, reserved FROM shop.shop_adjust_stock(:sku_b, 1, 'webhook rules restock');
-SELECT id AS o11 FROM shop.shop_buy_now('wh-u11', jsonb_build_array(jsonb_build_object('sku_id', :sku_b, 'qty', 1))) \gset
+SELECT id AS o11 FROM shop.shop_buy_now('wh-rules-u11', jsonb_build_array(jsonb_build_object('sku_id', :sku_b, 'qty', 1))) \gset
 UPDATE shop.orders SET expires_at = now() - interval '1 minute' WHERE id = :o11;
 SELECT shop.shop_expire_pending() >= 1 AS expired;
-SELECT id AS o12 FROM shop.shop_buy_now('wh-u12', jsonb_build_array(jsonb_build_object('sku_id', :sku_b, 'qty', 1))) \gset
+SELECT id AS o12 FROM shop.shop_buy_now('wh-rules-u12', jsonb_build_array(jsonb_build_object('sku_id', :sku_b, 'qty', 1))) \gset
 SELECT r->>'result' AS result, r->>'order_status' AS status, r->>'review' AS review
   FROM wh_mock('ev-35', 'payment.succeeded', :'o11', 500, 'KRW', 'pay-35') r;
 SELECT * FROM wh_order(:o11);
@@ -190,13 +198,13 @@ SELECT * FROM wh_stock;
 -- Reclaiming is not enough: the first line (A) was reserved in that pass
 -- and is given back, the expired order stays released (all or nothing).
 SELECT on_hand, reserved FROM shop.shop_adjust_stock(:sku_b, 2, 'webhook rules restock');
-SELECT id AS o13 FROM shop.shop_buy_now('wh-u13', jsonb_build_array(
+SELECT id AS o13 FROM shop.shop_buy_now('wh-rules-u13', jsonb_build_array(
 	jsonb_build_object('sku_id', :sku_a, 'qty', 1), jsonb_build_object('sku_id', :sku_b, 'qty', 2))) \gset
 UPDATE shop.orders SET expires_at = now() - interval '1 minute' WHERE id = :o13;
 SELECT shop.shop_expire_pending() >= 1 AS expired;
-SELECT id AS o14 FROM shop.shop_buy_now('wh-u14', jsonb_build_array(jsonb_build_object('sku_id', :sku_b, 'qty', 1))) \gset
+SELECT id AS o14 FROM shop.shop_buy_now('wh-rules-u14', jsonb_build_array(jsonb_build_object('sku_id', :sku_b, 'qty', 1))) \gset
 UPDATE shop.orders SET expires_at = now() - interval '1 minute' WHERE id = :o14;
-SELECT id AS o15 FROM shop.shop_buy_now('wh-u15', jsonb_build_array(jsonb_build_object('sku_id', :sku_b, 'qty', 1))) \gset
+SELECT id AS o15 FROM shop.shop_buy_now('wh-rules-u15', jsonb_build_array(jsonb_build_object('sku_id', :sku_b, 'qty', 1))) \gset
 SELECT * FROM wh_stock;
 SELECT r->>'result' AS result, r->>'order_status' AS status, r->>'review' AS review
   FROM wh_mock('ev-36', 'payment.succeeded', :'o13', 1500, 'KRW', 'pay-36') r;
@@ -208,7 +216,7 @@ SELECT * FROM wh_violations;
 
 -- An order cancelled on purpose (by the customer or the shop, not by
 -- expiry or a failed payment) is never sold behind their back: refund.
-SELECT id AS o8 FROM shop.shop_buy_now('wh-u8', jsonb_build_array(jsonb_build_object('sku_id', :sku_a, 'qty', 1))) \gset
+SELECT id AS o8 FROM shop.shop_buy_now('wh-rules-u8', jsonb_build_array(jsonb_build_object('sku_id', :sku_a, 'qty', 1))) \gset
 SELECT status FROM shop.shop_release(:o8, 'customer_cancelled');
 SELECT r->>'result' AS result, r->>'order_status' AS status, r->>'review' AS review
   FROM wh_mock('ev-33', 'payment.succeeded', :'o8', 500, 'KRW', 'pay-33') r;
@@ -238,14 +246,14 @@ SELECT r->>'result' AS result FROM wh_mock('ev-43', 'payment.refunded', :'o1', 1
 -- a test trigger when the order is updated) propagates and records
 -- nothing; the provider's retry then succeeds exactly once.
 ------------------------------------------------------------------------------
-SELECT id AS o7 FROM shop.shop_buy_now('wh-u7', jsonb_build_array(jsonb_build_object('sku_id', :sku_a, 'qty', 1))) \gset
+SELECT id AS o7 FROM shop.shop_buy_now('wh-rules-u7', jsonb_build_array(jsonb_build_object('sku_id', :sku_a, 'qty', 1))) \gset
 CREATE FUNCTION wh_fail() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
 	RAISE EXCEPTION 'simulated conflict' USING ERRCODE = 'serialization_failure';
 END
 $$;
 CREATE TRIGGER wh_fail BEFORE UPDATE ON shop.orders
-	FOR EACH ROW WHEN (NEW.user_id = 'wh-u7') EXECUTE FUNCTION wh_fail();
+	FOR EACH ROW WHEN (NEW.user_id = 'wh-rules-u7') EXECUTE FUNCTION wh_fail();
 SELECT wh_mock('ev-50', 'payment.succeeded', :'o7', 500, 'KRW', 'pay-50');
 SELECT count(*) AS log_rows FROM shop.payment_log WHERE provider = 'mock-rules' AND event_id = 'ev-50';
 SELECT * FROM wh_order(:o7);
@@ -259,15 +267,15 @@ SELECT * FROM wh_order(:o7);
 
 ------------------------------------------------------------------------------
 -- Stripe events apply the same rules: a paid event (fixed vector, see
--- webhook_signatures.sql for how it was computed) for order 900000001 with
--- lowercase currency.  The order is made by hand with that id, holding its
--- reservation like shop_buy_now would.
+-- webhook_signature_verification.sql for how it was computed) for order
+-- 900000001 with lowercase currency.  The order is made by hand with that
+-- id, holding its reservation like shop_buy_now would.
 ------------------------------------------------------------------------------
 SELECT shop.shop_set_provider('stripe-rules', 'stripe',
 	'whsec_shoptestvectorsecret0001', '{"tolerance_seconds": 1000000000}') IS NOT NULL AS registered;
 INSERT INTO shop.orders (id, user_id, status, amount, currency, expires_at)
 	OVERRIDING SYSTEM VALUE
-	VALUES (900000001, 'wh-stripe', 'PENDING', 1500, 'KRW', now() + interval '1 hour');
+	VALUES (900000001, 'wh-rules-stripe', 'PENDING', 1500, 'KRW', now() + interval '1 hour');
 INSERT INTO shop.order_item (order_id, sku_id, product_name, sku_code, unit_price, qty)
 	VALUES (900000001, :sku_a, 'webhook rules mug', 'WH-RULES-A', 500, 3);
 INSERT INTO shop.stock_reservation (order_id, sku_id, qty) VALUES (900000001, :sku_a, 3);
@@ -285,3 +293,27 @@ SELECT * FROM wh_stock;
 SELECT * FROM wh_violations;
 SELECT result, review, count(*) FROM shop.payment_log
  WHERE provider IN ('mock-rules', 'stripe-rules') GROUP BY 1, 2 ORDER BY 1, 2;
+
+------------------------------------------------------------------------------
+-- Clean up: every row this file created, in foreign-key order, and its
+-- functions; none is left.
+------------------------------------------------------------------------------
+DELETE FROM shop.order_review WHERE provider IN ('mock-rules', 'stripe-rules');
+DELETE FROM shop.payment_log WHERE provider IN ('mock-rules', 'stripe-rules');
+DELETE FROM shop.stock_reservation WHERE order_id IN (SELECT id FROM shop.orders WHERE user_id LIKE 'wh-rules-%');
+DELETE FROM shop.order_item WHERE order_id IN (SELECT id FROM shop.orders WHERE user_id LIKE 'wh-rules-%');
+DELETE FROM shop.orders WHERE user_id LIKE 'wh-rules-%';
+DELETE FROM shop.stock_adjustment WHERE sku_id IN (:sku_a, :sku_b);
+DELETE FROM shop.sku WHERE code LIKE 'WH-RULES-%';
+DELETE FROM shop.product WHERE id = :product;
+DELETE FROM shop.payment_provider_secret WHERE provider IN ('mock-rules', 'stripe-rules');
+DELETE FROM shop.payment_provider WHERE name IN ('mock-rules', 'stripe-rules');
+DROP VIEW wh_violations, wh_stock;
+DROP FUNCTION wh_mock(text, text, text, bigint, text, text), wh_order(bigint), wh_fail();
+SELECT (SELECT count(*) FROM shop.order_review WHERE provider IN ('mock-rules', 'stripe-rules'))
+	 + (SELECT count(*) FROM shop.payment_log WHERE provider IN ('mock-rules', 'stripe-rules'))
+	 + (SELECT count(*) FROM shop.orders WHERE user_id LIKE 'wh-rules-%')
+	 + (SELECT count(*) FROM shop.stock_adjustment WHERE sku_id IN (:sku_a, :sku_b))
+	 + (SELECT count(*) FROM shop.sku WHERE code LIKE 'WH-RULES-%')
+	 + (SELECT count(*) FROM shop.product WHERE id = :product)
+	 + (SELECT count(*) FROM shop.payment_provider WHERE name IN ('mock-rules', 'stripe-rules')) AS rows_left;

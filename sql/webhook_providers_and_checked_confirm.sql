@@ -3,6 +3,12 @@
 -- secret rotation, field mapping of the standard kind, the mock signer's
 -- limits, and the amount-checked shop_confirm_paid overload.
 --
+-- Hermetic: the file creates its own providers (rot, portone-like), product,
+-- SKU (WH-API-*) and orders (users wh-api-*), checks the invariants of its
+-- own objects only and deletes every row and object it created at the end.
+-- The PortOne-like event is signed for order reference 900000003, an id no
+-- file creates, so it stays unmatched.
+--
 \set VERBOSITY terse
 SET client_min_messages = warning;
 
@@ -19,13 +25,15 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
--- Invariant violations about this file's SKUs and orders (the database is
--- shared with other tests).
-CREATE OR REPLACE VIEW wh_violations AS
+-- Invariant violations about this file's SKUs, orders and users (the
+-- database is shared with other tests).
+CREATE TEMP VIEW wh_violations AS
 	SELECT * FROM shop.shop_check_invariants()
-	 WHERE subject IN (SELECT 'sku ' || id FROM shop.sku WHERE code LIKE 'WH-%'
+	 WHERE subject IN (SELECT 'sku ' || id FROM shop.sku WHERE code LIKE 'WH-API-%'
 					   UNION ALL
-					   SELECT 'order ' || id FROM shop.orders WHERE user_id LIKE 'wh-%');
+					   SELECT 'order ' || id FROM shop.orders WHERE user_id LIKE 'wh-api-%'
+					   UNION ALL
+					   SELECT 'user ' || user_id FROM shop.cart WHERE user_id LIKE 'wh-api-%');
 
 ------------------------------------------------------------------------------
 -- shop_set_provider refuses what it cannot use (22023), naming the problem.
@@ -143,3 +151,25 @@ SELECT id AS o3 FROM shop.shop_buy_now('wh-api-3', jsonb_build_array(jsonb_build
 SELECT status FROM shop.shop_confirm_paid(:o3, 'pay-d');
 
 SELECT * FROM wh_violations;
+
+------------------------------------------------------------------------------
+-- Clean up: every row this file created, in foreign-key order, and its
+-- function; none is left.  (Provider p was refused every time.)
+------------------------------------------------------------------------------
+DELETE FROM shop.order_review WHERE provider IN ('rot', 'portone-like')
+	OR order_id IN (SELECT id FROM shop.orders WHERE user_id LIKE 'wh-api-%');
+DELETE FROM shop.payment_log WHERE provider IN ('rot', 'portone-like');
+DELETE FROM shop.stock_reservation WHERE order_id IN (SELECT id FROM shop.orders WHERE user_id LIKE 'wh-api-%');
+DELETE FROM shop.order_item WHERE order_id IN (SELECT id FROM shop.orders WHERE user_id LIKE 'wh-api-%');
+DELETE FROM shop.orders WHERE user_id LIKE 'wh-api-%';
+DELETE FROM shop.sku WHERE code LIKE 'WH-API-%';
+DELETE FROM shop.product WHERE id = :product;
+DELETE FROM shop.payment_provider_secret WHERE provider IN ('p', 'rot', 'portone-like');
+DELETE FROM shop.payment_provider WHERE name IN ('p', 'rot', 'portone-like');
+DROP VIEW wh_violations;
+DROP FUNCTION wh_do(text);
+SELECT (SELECT count(*) FROM shop.payment_log WHERE provider IN ('rot', 'portone-like'))
+	 + (SELECT count(*) FROM shop.orders WHERE user_id LIKE 'wh-api-%')
+	 + (SELECT count(*) FROM shop.sku WHERE code LIKE 'WH-API-%')
+	 + (SELECT count(*) FROM shop.product WHERE id = :product)
+	 + (SELECT count(*) FROM shop.payment_provider WHERE name IN ('p', 'rot', 'portone-like')) AS rows_left;

@@ -69,9 +69,11 @@ SELECT status, amount, currency FROM shop.shop_confirm_paid(:o1, 'pay_1');
 SELECT code, on_hand, reserved FROM shop.sku WHERE id IN (:pen, :ink) ORDER BY id;
 SELECT pg_temp.sku(sku_id) AS sku, state FROM shop.stock_reservation WHERE order_id = :o1 ORDER BY sku_id;
 SELECT status, external_payment_id FROM shop.orders WHERE id = :o1;
--- confirming again returns the PAID order unchanged
+-- confirming again with the same payment returns the PAID order unchanged;
+-- another payment is a double payment: refused (SH016), nothing changes
 SELECT status FROM shop.shop_confirm_paid(:o1, 'pay_1');
-SELECT status FROM shop.shop_confirm_paid(:o1, 'pay_other');
+SELECT pg_temp.masked(format('SELECT * FROM shop.shop_confirm_paid(%s, %L)', :o1, 'pay_other'), :o1, ':o1');
+\echo :LAST_ERROR_SQLSTATE
 SELECT external_payment_id FROM shop.orders WHERE id = :o1;
 SELECT code, on_hand, reserved FROM shop.sku WHERE id IN (:pen, :ink) ORDER BY id;
 -- a PAID order cannot be released

@@ -25,7 +25,7 @@ SELECT (o).id AS k1, (o).status FROM shop.shop_create_order('seed-u1') o \gset
 SELECT reserved = 2 AND on_hand = 5 AS reserved_not_sold FROM shop.sku WHERE id = :mug;
 SELECT EXISTS (SELECT 1 FROM shop.stock_reservation
 				WHERE order_id = :k1 AND sku_id = :mug AND qty = 2 AND state = 'active') AS reservation_active;
-SELECT status FROM shop.shop_release(:k1, 'test reset');
+SELECT status FROM shop.shop_release(:k1, 'shop_cancelled');
 
 -- test_confirm_paid_consumes_reservation
 SELECT qty FROM shop.shop_cart_add('seed-u2', :mug, 3);
@@ -37,7 +37,7 @@ SELECT on_hand = 2 AND reserved = 0 AS consumed FROM shop.sku WHERE id = :mug;
 SELECT on_hand FROM shop.shop_adjust_stock(:mug, 3, 'seed test restock');
 SELECT qty FROM shop.shop_cart_add('seed-u3', :mug, 4);
 SELECT (o).id AS k3 FROM shop.shop_create_order('seed-u3') o \gset
-SELECT status FROM shop.shop_release(:k3, 'user_cancel');
+SELECT status FROM shop.shop_release(:k3, 'customer_cancelled');
 SELECT on_hand = 5 AND reserved = 0 AS released FROM shop.sku WHERE id = :mug;
 
 SELECT * FROM own_violations;

@@ -135,10 +135,13 @@ SELECT on_hand, reserved FROM shop.sku WHERE id = :sku;
 -- exact amount, currency in lower case: confirmed
 SELECT status, amount, currency FROM shop.shop_confirm_paid(:o1, 'pay-a', 2500, 'usd');
 SELECT on_hand, reserved FROM shop.sku WHERE id = :sku;
--- again: returned unchanged; with a wrong amount: still refused
+-- again: returned unchanged, also with another amount (the same payment,
+-- the one rule for PAID orders); another payment id is refused (SH016)
 SELECT status FROM shop.shop_confirm_paid(:o1, 'pay-a', 2500, 'USD');
 SELECT wh_do(format('SELECT status FROM shop.shop_confirm_paid(%s, %L, %s, %L)', :o1, 'pay-a', 1, 'USD'))
-	LIKE 'SH015: %' AS refused_on_paid;
+	AS same_payment_other_amount;
+SELECT wh_do(format('SELECT status FROM shop.shop_confirm_paid(%s, %L, %s, %L)', :o1, 'pay-b', 2500, 'USD'))
+	LIKE 'SH016: %' AS refused_second_payment;
 -- a released order cannot be confirmed (SH004), a missing one is P0002
 SELECT id AS o2 FROM shop.shop_buy_now('wh-api-2', jsonb_build_array(jsonb_build_object('sku_id', :sku, 'qty', 1))) \gset
 SELECT status FROM shop.shop_release(:o2);

@@ -166,7 +166,8 @@ COMMENT ON FUNCTION shop.shop_release(bigint, text) IS
 COMMENT ON FUNCTION shop.shop_confirm_paid(bigint, text, bigint, text) IS
 	'shop_confirm_paid that refuses (SH015) when amount or currency (case-insensitive) differ from the order''s snapshot; a PAID order is returned unchanged for the same payment id, refused (SH016) for another';
 
--- Privileges, last as in the install script: nothing for PUBLIC.
-REVOKE ALL ON ALL TABLES IN SCHEMA shop FROM PUBLIC;
-REVOKE ALL ON ALL SEQUENCES IN SCHEMA shop FROM PUBLIC;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop FROM PUBLIC;
+-- Privileges: this upgrade creates no table, sequence or function, and
+-- CREATE OR REPLACE VIEW keeps the views' grants.  So no GRANT or REVOKE
+-- here: either would copy the operator's own grants into pg_init_privs,
+-- after which pg_dump would no longer dump them (an upgrade that adds an
+-- object revokes on that object alone).

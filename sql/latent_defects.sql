@@ -6,17 +6,10 @@
 \set VERBOSITY terse
 SET client_min_messages = warning;
 
-CREATE FUNCTION ld_do(stmt text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-	result text;
-BEGIN
-	EXECUTE stmt INTO result;
-	RETURN result;
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM, 'order [0-9]+', 'order N');
-END
-$$;
+-- pg_temp.outcome(stmt): its result or "SQLSTATE: message"
+\set ECHO none
+\i sql/include/helpers.sql
+\set ECHO all
 
 INSERT INTO shop.product (name, price, currency) VALUES ('ld mug', 500, 'USD') RETURNING id AS ld_product \gset
 INSERT INTO shop.sku (product_id, code, on_hand) VALUES (:ld_product, 'LD-MUG', 10) RETURNING id AS ld_sku \gset
@@ -44,7 +37,7 @@ UPDATE shop.sku SET reserved = reserved - 2 WHERE id = :ld_sku;
 
 -- 2. shop_adjust_stock's refusal message for the smallest integer delta
 -- (0.1 negated it in int and printed garbage)
-SELECT ld_do(format('SELECT on_hand FROM shop.shop_adjust_stock(%s, -2147483648, %L)', :ld_sku, 'write-off'));
+SELECT pg_temp.outcome(format('SELECT on_hand FROM shop.shop_adjust_stock(%s, -2147483648, %L)', :ld_sku, 'write-off'));
 
 -- 3. payment_log has no "processed" column any more (it was true on every
 -- committed row)
@@ -57,10 +50,10 @@ SELECT count(*) AS processed_columns FROM pg_attribute
 SELECT shop.shop_sign_mock('mock-ld', 'e', '{}', '1970-01-01 00:00:00.9+00') ->> 'webhook-timestamp' AS epoch_plus_0_9s;
 SELECT shop.shop_sign_mock('mock-ld', 'e', '{}', '1970-01-01 00:00:01+00') ->> 'webhook-timestamp' AS epoch_plus_1s;
 SELECT shop.shop_sign_mock('mock-ld', 'e', '{}', '9999-12-31 23:59:59+00') ->> 'webhook-timestamp' AS last_second;
-SELECT ld_do($$SELECT shop.shop_sign_mock('mock-ld', 'e', '{}', '1969-12-31 23:59:59.5+00')::text$$);
-SELECT ld_do($$SELECT shop.shop_sign_mock('mock-ld', 'e', '{}', '10000-01-01 00:00:00+00')::text$$);
-SELECT ld_do($$SELECT shop.shop_sign_mock('mock-ld', 'e', '{}', '294276-12-31')::text$$);
-SELECT ld_do($$SELECT shop.shop_sign_mock('mock-ld', 'e', '{}', 'infinity')::text$$);
+SELECT pg_temp.outcome($$SELECT shop.shop_sign_mock('mock-ld', 'e', '{}', '1969-12-31 23:59:59.5+00')::text$$);
+SELECT pg_temp.outcome($$SELECT shop.shop_sign_mock('mock-ld', 'e', '{}', '10000-01-01 00:00:00+00')::text$$);
+SELECT pg_temp.outcome($$SELECT shop.shop_sign_mock('mock-ld', 'e', '{}', '294276-12-31')::text$$);
+SELECT pg_temp.outcome($$SELECT shop.shop_sign_mock('mock-ld', 'e', '{}', 'infinity')::text$$);
 
 -- 5. An order id sent as a JSON number with a fraction of zero names that
 -- order (0.1 read 123.0 as unmatched although numbers were accepted)
@@ -89,4 +82,3 @@ DELETE FROM shop.stock_adjustment WHERE sku_id = :ld_sku;
 DELETE FROM shop.sku WHERE id = :ld_sku;
 DELETE FROM shop.product WHERE id = :ld_product;
 DELETE FROM shop.payment_provider WHERE name = 'mock-ld';
-DROP FUNCTION ld_do(text);

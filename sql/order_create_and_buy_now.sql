@@ -12,38 +12,10 @@
 -- The code of a SKU id (temporary: gone with the session).
 CREATE FUNCTION pg_temp.sku(id bigint) RETURNS text
 LANGUAGE sql AS $$ SELECT code FROM shop.sku WHERE id = $1 $$;
--- Run stmt, which must fail, and raise its error again (same SQLSTATE,
--- message, detail and hint) with "order <id>" / "SKU <id>" shown as label.
-CREATE FUNCTION pg_temp.masked(stmt text, id bigint, label text) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-	pattern text := '\m(order|SKU) ' || id || '\M';
-	state text;
-	msg text;
-	det text;
-	hnt text;
-BEGIN
-	BEGIN
-		EXECUTE stmt;
-	EXCEPTION WHEN OTHERS THEN
-		GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-			det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
-		msg := regexp_replace(msg, pattern, '\1 ' || label, 'g');
-		det := regexp_replace(det, pattern, '\1 ' || label, 'g');
-		hnt := regexp_replace(hnt, pattern, '\1 ' || label, 'g');
-		IF det <> '' AND hnt <> '' THEN
-			RAISE EXCEPTION USING ERRCODE = state, MESSAGE = msg, DETAIL = det, HINT = hnt;
-		ELSIF det <> '' THEN
-			RAISE EXCEPTION USING ERRCODE = state, MESSAGE = msg, DETAIL = det;
-		ELSIF hnt <> '' THEN
-			RAISE EXCEPTION USING ERRCODE = state, MESSAGE = msg, HINT = hnt;
-		ELSE
-			RAISE EXCEPTION USING ERRCODE = state, MESSAGE = msg;
-		END IF;
-	END;
-	RAISE EXCEPTION 'no error from: %', stmt;
-END
-$$;
+-- pg_temp.masked(stmt, id, label): stmt's error with the id shown as label
+\set ECHO none
+\i sql/include/helpers.sql
+\set ECHO all
 -- Invariant violations about this file's SKUs, orders and users.
 CREATE TEMP VIEW own_violations AS
 	SELECT * FROM shop.shop_check_invariants()

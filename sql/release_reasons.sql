@@ -8,17 +8,10 @@
 \set VERBOSITY terse
 SET client_min_messages = warning;
 
-CREATE FUNCTION rr_do(stmt text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-	result text;
-BEGIN
-	EXECUTE stmt INTO result;
-	RETURN result;
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM, 'order [0-9]+', 'order N');
-END
-$$;
+-- pg_temp.outcome(stmt): its result or "SQLSTATE: message"
+\set ECHO none
+\i sql/include/helpers.sql
+\set ECHO all
 
 INSERT INTO shop.product (name, price, currency) VALUES ('rr mug', 1000, 'USD') RETURNING id AS rr_product \gset
 INSERT INTO shop.sku (product_id, code, on_hand) VALUES (:rr_product, 'RR-MUG', 10) RETURNING id AS rr_sku \gset
@@ -57,15 +50,15 @@ SELECT id = :o_cancelled AS cancelled, id = :o_customer AS customer, id = :o_sho
 -- refused, 22023, nothing changes: reasons the shop sets itself, free text,
 -- wrong case, NULL
 SELECT rr_order('k-refused') AS o_refused \gset
-SELECT rr_do(format('SELECT status FROM shop.shop_release(%s, %L)', :o_refused, 'expired'));
-SELECT rr_do(format('SELECT status FROM shop.shop_release(%s, %L)', :o_refused, 'paid_after_release'));
-SELECT rr_do(format('SELECT status FROM shop.shop_release(%s, %L)', :o_refused, 'changed my mind'));
-SELECT rr_do(format('SELECT status FROM shop.shop_release(%s, %L)', :o_refused, 'Cancelled'));
-SELECT rr_do(format('SELECT status FROM shop.shop_release(%s, NULL)', :o_refused));
+SELECT pg_temp.outcome(format('SELECT status FROM shop.shop_release(%s, %L)', :o_refused, 'expired'));
+SELECT pg_temp.outcome(format('SELECT status FROM shop.shop_release(%s, %L)', :o_refused, 'paid_after_release'));
+SELECT pg_temp.outcome(format('SELECT status FROM shop.shop_release(%s, %L)', :o_refused, 'changed my mind'));
+SELECT pg_temp.outcome(format('SELECT status FROM shop.shop_release(%s, %L)', :o_refused, 'Cancelled'));
+SELECT pg_temp.outcome(format('SELECT status FROM shop.shop_release(%s, NULL)', :o_refused));
 SELECT status, status_reason FROM shop.orders WHERE id = :o_refused;
 SELECT on_hand, reserved FROM shop.sku WHERE id = :rr_sku;
 -- the table refuses a reason outside the vocabulary too
-SELECT rr_do(format('UPDATE shop.orders SET status_reason = %L WHERE id = %s RETURNING id', 'oops', :o_refused));
+SELECT pg_temp.outcome(format('UPDATE shop.orders SET status_reason = %L WHERE id = %s RETURNING id', 'oops', :o_refused));
 
 -- a late payment re-sells what failed or expired, never what was cancelled
 -- on purpose (by the customer, the shop, or without saying who)
@@ -89,8 +82,8 @@ SELECT status FROM shop.shop_confirm_paid(:o_paid, 'pay-1');
 SELECT status FROM shop.shop_confirm_paid(:o_paid, 'pay-1', 1000, 'USD');
 -- the same payment with another amount: still the same payment, unchanged
 SELECT status FROM shop.shop_confirm_paid(:o_paid, 'pay-1', 1, 'USD');
-SELECT rr_do(format('SELECT status FROM shop.shop_confirm_paid(%s, %L)', :o_paid, 'pay-2'));
-SELECT rr_do(format('SELECT status FROM shop.shop_confirm_paid(%s, %L, 1000, %L)', :o_paid, 'pay-2', 'USD'));
+SELECT pg_temp.outcome(format('SELECT status FROM shop.shop_confirm_paid(%s, %L)', :o_paid, 'pay-2'));
+SELECT pg_temp.outcome(format('SELECT status FROM shop.shop_confirm_paid(%s, %L, 1000, %L)', :o_paid, 'pay-2', 'USD'));
 SELECT status, external_payment_id FROM shop.orders WHERE id = :o_paid;
 SELECT rr_paid('rr-same', :o_paid, 'pay-1');
 SELECT rr_paid('rr-other', :o_paid, 'pay-2');
@@ -110,4 +103,4 @@ DELETE FROM shop.orders WHERE user_id = 'rr-user';
 DELETE FROM shop.sku WHERE id = :rr_sku;
 DELETE FROM shop.product WHERE id = :rr_product;
 DELETE FROM shop.payment_provider WHERE name = 'mock-rr';
-DROP FUNCTION rr_do(text), rr_order(text), rr_paid(text, bigint, text);
+DROP FUNCTION rr_order(text), rr_paid(text, bigint, text);

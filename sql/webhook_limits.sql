@@ -8,20 +8,13 @@
 \set VERBOSITY terse
 SET client_min_messages = warning;
 
-CREATE FUNCTION wl_do(stmt text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-	result text;
-BEGIN
-	EXECUTE stmt INTO result;
-	RETURN result;
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+-- pg_temp.outcome(stmt): its result or "SQLSTATE: message"
+\set ECHO none
+\i sql/include/helpers.sql
+\set ECHO all
 CREATE FUNCTION wl_send(body text) RETURNS text
 LANGUAGE sql AS $$
-	SELECT wl_do(format('SELECT shop.shop_handle_webhook(%L, %L, %L) ->> %L', 'mock-wl',
+	SELECT pg_temp.outcome(format('SELECT shop.shop_handle_webhook(%L, %L, %L) ->> %L', 'mock-wl',
 						shop.shop_sign_mock('mock-wl', 'wl-' || md5(body), body), body, 'result'))
 $$;
 
@@ -36,17 +29,17 @@ SET shop.webhook_max_body_bytes = 2048;
 SELECT wl_send(format('{"type": "payment.other", "pad": "%s"}', repeat('x', 2000)));
 SELECT wl_send(format('{"type": "payment.other", "pad": "%s"}', repeat('x', 2100)));
 -- over the limit, the signature is not even looked at
-SELECT wl_do(format('SELECT shop.shop_handle_webhook(%L, %L, %L)::text', 'mock-wl', '{}', repeat('y', 4096)));
+SELECT pg_temp.outcome(format('SELECT shop.shop_handle_webhook(%L, %L, %L)::text', 'mock-wl', '{}', repeat('y', 4096)));
 RESET shop.webhook_max_body_bytes;
 -- authentic, 100,000 levels deep: too deep for the parser's stack (54001 inside)
 SELECT wl_send(repeat('[', 100000) || repeat(']', 100000));
 SELECT wl_send('{"a": ' || repeat('{"a": ', 100000) || '1' || repeat('}', 100000) || '}');
 -- the limit's bounds, and it is a superuser setting
-SELECT wl_do($$SELECT set_config('shop.webhook_max_body_bytes', '100', false)$$);
+SELECT pg_temp.outcome($$SELECT set_config('shop.webhook_max_body_bytes', '100', false)$$);
 SELECT setting, unit, context FROM pg_settings WHERE name = 'shop.webhook_max_body_bytes';
 -- only the readable ones were recorded
 SELECT event_type, result FROM shop.payment_log WHERE provider = 'mock-wl' ORDER BY id;
 
 DELETE FROM shop.payment_log WHERE provider = 'mock-wl';
 DELETE FROM shop.payment_provider WHERE name = 'mock-wl';
-DROP FUNCTION wl_send(text), wl_do(text);
+DROP FUNCTION wl_send(text);

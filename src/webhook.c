@@ -4,6 +4,8 @@
  *		transaction; confirm a payment only for the order's exact amount.
  *
  * shop_handle_webhook() runs the rules in this order:
+ *	0. a body longer than shop.webhook_max_body_bytes is refused before
+ *	   anything reads it (SH014);
  *	1. the provider kind verifies signature and timestamp (provider_*.c);
  *	   any failure raises before anything is written;
  *	2. the event is claimed by inserting its payment_log row: a second copy,
@@ -12,7 +14,9 @@
  *	3. the order row is locked (FOR UPDATE, waiting: a transient lock or
  *	   serialization error propagates, the provider retries, and the retry
  *	   finds nothing claimed because the claim rolled back with the error);
- *	4. the event is applied by the transition table in the README ("How an event changes its order").
+ *	4. the event is applied by the transition table in the README ("How an
+ *	   event changes its order"), through the one confirm and release of
+ *	   order_state.c, with the order vocabulary of order_status.c.
  * Providers are registered and loaded in webhook_provider.c.
  * Lock order is the core's: order row first, then SKU rows ascending.
  */
@@ -68,20 +72,20 @@ parse_body(const char *body, int len)
 	PG_CATCH();
 	{
 		ErrorData  *edata = shop_subxact_abort(cxt, owner);
+		int			category = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
 
 		/*
-		 * Data errors, and limits the body itself runs into (nesting too
-		 * deep for the stack, 54001; too large, 54000), are the body's
-		 * fault: SH014, never the transient class, or the provider would
-		 * resend it forever.
+		 * Limits the body itself runs into (nesting too deep for the stack,
+		 * 54001; too large, 54000) are the body's fault like data errors:
+		 * SH014, never the transient class, or the provider would resend
+		 * it forever.
 		 */
-		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION &&
-			ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_PROGRAM_LIMIT_EXCEEDED)
-			ReThrowError(edata);
-		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_PROGRAM_LIMIT_EXCEEDED)
+		if (category == ERRCODE_PROGRAM_LIMIT_EXCEEDED)
 			ereport(ERROR,
 					(errcode(ERRCODE_SHOP_WEBHOOK_BAD_BODY),
 					 errmsg("webhook body is too deeply nested or too large to read")));
+		if (category != ERRCODE_DATA_EXCEPTION)
+			ReThrowError(edata);
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_WEBHOOK_BAD_BODY),
 				 errmsg("webhook body is not valid JSON")));

@@ -11,7 +11,12 @@ packages=(
 	postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl
 	libipc-run-perl
+	libcurl4-openssl-dev
 )
+
+# Node.js runs the tests' HTTP receiver (it verifies deliveries with the
+# reference standardwebhooks package); the machine usually has it already.
+command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do

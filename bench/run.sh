@@ -76,13 +76,14 @@ chmod 755 "$clusterdir"
 cluster=$clusterdir/cluster
 cleanup() { bash "$bench/cluster.sh" stop "$cluster"; rm -rf "$clusterdir"; }
 trap cleanup EXIT
-log "start cluster in $cluster (port $PORT)"
-bash "$bench/cluster.sh" start "$cluster" "$PORT"
+# The cluster preloads shop: its outbox delivery worker serves the database
+# bench, which cluster.sh creates before the server starts.
+log "start cluster in $cluster (port $PORT; shop preloaded, outbox worker for database bench)"
+bash "$bench/cluster.sh" start "$cluster" "$PORT" bench
 serverlog=$cluster/server.log
 export PGHOST=$cluster PGPORT=$PORT PGUSER=postgres
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -d bench)
 
-psql -X -q -d postgres -c "CREATE DATABASE bench"
 "${PSQL[@]}" -f "$bench/sql/setup.sql" -f "$bench/peers/plpgsql.sql"
 log "load $HISTORY history orders (realistic table sizes and statistics)"
 "${PSQL[@]}" -c "CALL bench.load_history($HISTORY)" -c "VACUUM ANALYZE"
@@ -101,7 +102,9 @@ log "load $HISTORY history orders (realistic table sizes and statistics)"
 	SELECT name, setting || coalesce(' ' || unit, '') FROM pg_settings
 	 WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'wal_level', 'wal_sync_method',
 					'shared_buffers', 'wal_buffers', 'max_wal_size', 'checkpoint_timeout', 'jit',
-					'max_connections', 'deadlock_timeout', 'autovacuum', 'work_mem')
+					'max_connections', 'deadlock_timeout', 'autovacuum', 'work_mem',
+					'shared_preload_libraries', 'shop.database_name', 'shop.outbox_allow_http_loopback',
+					'shop.outbox_max_in_flight', 'shop.outbox_poll_interval')
 	 ORDER BY name" >"$tmp/server-settings.txt"
 log "settings:"
 sed 's/^/    /' "$tmp/settings.txt" "$tmp/server-settings.txt"

@@ -3,8 +3,11 @@
 #
 # One run on one fresh cluster: every scenario (hot, spread, scarce, expiry)
 # for every implementation (c, plpgsql, orm, limit) at every client count,
-# then the per-backend memory check, then bench/results/report.md and
-# bench/results/throughput.png.  See bench/README.md.
+# then the outbox scenarios (spread-events: spread for c with events off and
+# on; outbox-delivery: a backlog of events delivered to the local receiver at
+# 1 and 16 in flight), then the per-backend memory check, then
+# bench/results/report.md and bench/results/throughput.png.  See
+# bench/README.md.
 #
 # Settings (environment, defaults in brackets):
 #   BENCH_PORT [55440]            port of the benchmark cluster
@@ -12,11 +15,14 @@
 #   BENCH_WARMUP [1]              seconds run before the measured window
 #   BENCH_CLIENTS ["1 8 32 64"]   client counts
 #   BENCH_IMPLS ["c plpgsql orm limit"]
-#   BENCH_SCENARIOS ["hot spread scarce expiry"]
+#   BENCH_SCENARIOS ["hot spread scarce expiry spread-events outbox-delivery"]
 #   BENCH_EXPIRED [100000]        expired PENDING orders for the expiry scenario
 #   BENCH_SWEEP_CAP [6]           most seconds one expiry sweep may take
 #   BENCH_MEMORY_CALLS [10000]    API calls before the memory reading
 #   BENCH_HISTORY [100000]        PAID orders (3 lines, from checked-out carts) loaded once
+#   BENCH_EVENTS_CLIENTS [$BENCH_CLIENTS]  client counts of spread-events
+#   BENCH_OUTBOX_RUNS ["1:2000 16:2000 16:10000"]  outbox-delivery runs, IN_FLIGHT:EVENTS
+#   BENCH_OUTBOX_CAP [300]        most seconds one outbox-delivery run may take
 set -euo pipefail
 
 started=$(date +%s.%N)
@@ -30,13 +36,16 @@ DUR=${BENCH_DURATION:-5}
 WARM=${BENCH_WARMUP:-1}
 CLIENTS=${BENCH_CLIENTS:-"1 8 32 64"}
 IMPLS=${BENCH_IMPLS:-"c plpgsql orm limit"}
-SCENARIOS=${BENCH_SCENARIOS:-"hot spread scarce expiry"}
+SCENARIOS=${BENCH_SCENARIOS:-"hot spread scarce expiry spread-events outbox-delivery"}
 EXPIRED=${BENCH_EXPIRED:-100000}
 SWEEP_CAP=${BENCH_SWEEP_CAP:-6}
 SWEEP_PRE=3			# seconds of load before the sweep starts (1 s warm-up + baseline)
 SWEEP_POST=1		# seconds of load kept after the sweep cap
 MEMORY_CALLS=${BENCH_MEMORY_CALLS:-10000}
 HISTORY=${BENCH_HISTORY:-100000}
+EVENTS_CLIENTS=${BENCH_EVENTS_CLIENTS:-$CLIENTS}
+OUTBOX_RUNS=${BENCH_OUTBOX_RUNS:-"1:2000 16:2000 16:10000"}
+OUTBOX_CAP=${BENCH_OUTBOX_CAP:-300}
 SCARCE_UNITS=100
 SCARCE_CAP=20		# a scarce run ends when its clients have stopped; this is a safety cap
 
@@ -49,6 +58,7 @@ command -v make >/dev/null && command -v gcc >/dev/null || pkgs+=(build-essentia
 command -v gnuplot >/dev/null || pkgs+=(gnuplot-nox)
 command -v python3 >/dev/null || pkgs+=(python3)
 command -v bc >/dev/null || pkgs+=(bc)
+command -v node >/dev/null || pkgs+=(nodejs)	# the local webhook receiver
 if [ ${#pkgs[@]} -gt 0 ]; then
 	log "installing ${pkgs[*]}"
 	if [ "$(id -u)" != 0 ]; then
@@ -74,7 +84,12 @@ mkdir -p "$tmp/runs"
 clusterdir=$(mktemp -d /tmp/shop-bench.XXXXXX)
 chmod 755 "$clusterdir"
 cluster=$clusterdir/cluster
-cleanup() { bash "$bench/cluster.sh" stop "$cluster"; rm -rf "$clusterdir"; }
+receiver_pid=
+cleanup() {
+	if [ -n "$receiver_pid" ]; then kill "$receiver_pid" 2>/dev/null || true; fi
+	bash "$bench/cluster.sh" stop "$cluster"
+	rm -rf "$clusterdir"
+}
 trap cleanup EXIT
 # The cluster preloads shop: its outbox delivery worker serves the database
 # bench, which cluster.sh creates before the server starts.
@@ -85,7 +100,7 @@ export PGHOST=$cluster PGPORT=$PORT PGUSER=postgres
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -d bench)
 
 "${PSQL[@]}" -f "$bench/sql/setup.sql" -f "$bench/peers/plpgsql.sql"
-log "load $HISTORY history orders (realistic table sizes and statistics)"
+log "load $HISTORY history orders and their $((2 * HISTORY)) delivered events (realistic table sizes and statistics)"
 "${PSQL[@]}" -c "CALL bench.load_history($HISTORY)" -c "VACUUM ANALYZE"
 
 # The settings the report quotes.
@@ -93,6 +108,7 @@ log "load $HISTORY history orders (realistic table sizes and statistics)"
 	echo "command: make bench (bash bench/run.sh)"
 	echo "BENCH_DURATION=$DUR BENCH_WARMUP=$WARM BENCH_CLIENTS=\"$CLIENTS\" BENCH_IMPLS=\"$IMPLS\""
 	echo "BENCH_SCENARIOS=\"$SCENARIOS\" BENCH_HISTORY=$HISTORY BENCH_EXPIRED=$EXPIRED BENCH_SWEEP_CAP=$SWEEP_CAP BENCH_MEMORY_CALLS=$MEMORY_CALLS BENCH_PORT=$PORT"
+	echo "BENCH_EVENTS_CLIENTS=\"$EVENTS_CLIENTS\" BENCH_OUTBOX_RUNS=\"$OUTBOX_RUNS\" BENCH_OUTBOX_CAP=$OUTBOX_CAP"
 	echo "git: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$root" diff --quiet HEAD -- 2>/dev/null || echo ' (+ uncommitted changes)')"
 	echo "machine: $(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, $(uname -sr)"
 	echo "server: $(postgres --version 2>/dev/null || "$bindir/postgres" --version)"
@@ -113,10 +129,22 @@ query_mode() { if [ "$1" = orm ]; then echo simple; else echo prepared; fi; }
 
 # Reset data and flush dirty pages, so every run starts from the same state
 # and no checkpoint of the previous run lands in this one.
+# The reset also removes the endpoint a run subscribed (events off) and its
+# events.  `reset_db outbox` vacuums the outbox tables too (only the outbox
+# scenarios write to them), without ANALYZE: their statistics stay those of
+# the history, as a shop's would until autoanalyze (10 % of the table
+# changed); `reset_db outbox analyze` analyzes them again.
 reset_db() {
+	local extra=()
+	case "${1:-} ${2:-}" in
+	"outbox analyze")
+		extra=(-c "VACUUM ANALYZE shop.event_endpoint, shop.event_endpoint_secret, shop.event, shop.outbox, shop.outbox_attempt") ;;
+	"outbox ")
+		extra=(-c "VACUUM shop.event_endpoint, shop.event_endpoint_secret, shop.event, shop.outbox, shop.outbox_attempt") ;;
+	esac
 	"${PSQL[@]}" -c "CALL bench.reset()" \
 		-c "VACUUM ANALYZE shop.sku, shop.orders, shop.order_item, shop.stock_reservation, shop.cart, shop.cart_item" \
-		-c "CHECKPOINT"
+		"${extra[@]}" -c "CHECKPOINT"
 }
 
 # run_pgbench DIR SECONDS CLIENTS SCRIPT MODE [pgbench args...]
@@ -145,6 +173,7 @@ scarce_args=(-D sku=10002 "-D" "pname=Scarce item" -D pcode=SCARCE-001 -D price=
 # machine then hits the runs of one scenario and client count alike, and
 # cancels out in their ratios.
 for sc in $SCENARIOS; do
+	case $sc in hot | spread | scarce | expiry) ;; *) continue ;; esac
 	for c in $CLIENTS; do
 		for impl in $IMPLS; do
 			mode=$(query_mode "$impl")
@@ -185,6 +214,162 @@ for sc in $SCENARIOS; do
 		done
 	done
 done
+
+# --- outgoing events: the outbox and its delivery worker (scenarios
+# spread-events and outbox-delivery).  The local receiver (bench/receiver.js)
+# answers 200 to every POST and counts requests and distinct webhook-ids;
+# it stops with this script (trap) or by itself once this script is gone.
+want() { case " $SCENARIOS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+# receiver_stats [reset]: the receiver's counters as JSON (then zeroed with reset)
+receiver_stats() {
+	python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode().strip())' \
+		"http://127.0.0.1:$receiver_port/stats${1:+?reset=1}"
+}
+
+# The worker's CPU time so far (utime + stime, clock ticks), and the
+# machine's busy and total jiffies: read before and after a run.
+worker_pid() { "${PSQL[@]}" -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'shop outbox worker'"; }
+cpu_sample() {
+	local pid=$1
+	local w=-1
+	if [ -n "$pid" ] && [ -r "/proc/$pid/stat" ]; then
+		w=$(sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')
+	fi
+	awk -v w="$w" '/^cpu / {busy = $2 + $3 + $4 + $7 + $8; total = busy + $5 + $6; print w, busy, total}' /proc/stat
+}
+
+# claim_ms FILE ENDPOINT ROWS: one claim of ROWS rows (bench.claim_ms) with
+# the endpoint enabled in a transaction that rolls back; at most 10 s.
+claim_ms() {
+	"${PSQL[@]}" -At -c "BEGIN" -c "UPDATE shop.event_endpoint SET enabled = true WHERE id = $2" \
+		-c "SET LOCAL statement_timeout = '10s'" -c "SELECT round(bench.claim_ms($3)::numeric, 1)" \
+		-c "ROLLBACK" >"$1" 2>/dev/null || echo ">10000" >"$1"
+}
+
+# Set the worker's requests in flight (it rereads its settings on SIGHUP).
+set_in_flight() {
+	"${PSQL[@]}" -c "ALTER SYSTEM SET shop.outbox_max_in_flight = $1" -c "SELECT pg_reload_conf()" >/dev/null
+	sleep 1
+}
+
+if want spread-events || want outbox-delivery; then
+	node "$bench/receiver.js" "$tmp/receiver.port" $$ >"$tmp/receiver.log" 2>&1 &
+	receiver_pid=$!
+	for _ in $(seq 1 50); do [ -s "$tmp/receiver.port" ] && break; sleep 0.1; done
+	receiver_port=$(cat "$tmp/receiver.port")
+	receiver_url="http://127.0.0.1:$receiver_port/"
+	ready=$("${PSQL[@]}" -At -c "SELECT worker_running FROM shop.outbox_health")
+	if [ "$ready" != t ]; then
+		echo "the shop outbox worker is not running (shared_preload_libraries?)" >&2
+		exit 1
+	fi
+	log "receiver $receiver_url (pid $receiver_pid); outbox worker pid $(worker_pid)"
+fi
+
+# spread-events: the spread scenario for c, per client count three times:
+#   off    no endpoint, as in every other scenario: nothing is written
+#   write  one endpoint subscribed to every event type at the receiver, but
+#          disabled: the events and outbox rows are written (the emit
+#          statement does not look at enabled), the worker sends nothing
+#   on     the same endpoint enabled: the worker delivers during the run, at
+#          the default 16 in flight
+# A spread cycle writes two events (order.created, order.paid): an event row
+# and an outbox row each.  write separates the cost of writing them from the
+# cost of delivering them beside the load.
+if want spread-events; then
+	for c in $EVENTS_CLIENTS; do
+		for ev in off write on; do
+			dir=$tmp/runs/spread-events/$ev/$c
+			mkdir -p "$dir"
+			reset_db outbox
+			if [ "$ev" != off ]; then
+				"${PSQL[@]}" -At -c "SELECT bench.subscribe('$receiver_url')" >"$dir/endpoint"
+			fi
+			if [ "$ev" = write ]; then
+				"${PSQL[@]}" -c "UPDATE shop.event_endpoint SET enabled = false WHERE id = $(cat "$dir/endpoint")"
+			fi
+			receiver_stats reset >/dev/null
+			log "spread-events $ev $c clients: ${WARM}s warm-up + ${DUR}s"
+			wpid=$(worker_pid)
+			"${PSQL[@]}" -At -c "SELECT pg_current_wal_lsn()" >"$dir/wal_start"
+			cpu_sample "$wpid" >"$dir/cpu_start"
+			run_pgbench "$dir" $((WARM + DUR)) "$c" "spread-c.sql" prepared
+			cpu_sample "$wpid" >"$dir/cpu_end"
+			"${PSQL[@]}" -At -c "SELECT pg_current_wal_lsn() - '$(cat "$dir/wal_start")'::pg_lsn" >"$dir/wal_bytes"
+			if [ "$ev" = on ]; then
+				# stop delivering; the requests in flight finish and are recorded
+				"${PSQL[@]}" -c "UPDATE shop.event_endpoint SET enabled = false WHERE id = $(cat "$dir/endpoint")"
+				sleep 1
+			fi
+			"${PSQL[@]}" -A -F ',' -c "SELECT * FROM bench.outbox_check()" >"$dir/check.csv"
+			receiver_stats >"$dir/receiver.json"
+			"${PSQL[@]}" -At -c "SELECT count(*) FROM shop.shop_check_invariants()" >"$dir/invariants"
+			if [ "$ev" != off ]; then
+				# one claim at the backlog the run left, statistics as found
+				claim_ms "$dir/claim_ms" "$(cat "$dir/endpoint")" 16
+			fi
+		done
+	done
+fi
+
+# outbox-delivery: per IN_FLIGHT:EVENTS, EVENTS order.created events are
+# written (shop_buy_now, one statement) while the receiver's endpoint is
+# disabled; one claim is timed with the statistics as found (those of the
+# history: nearly every row delivered) and again after the tables are
+# analyzed; a checkpoint; then the worker gets shop.outbox_max_in_flight =
+# IN_FLIGHT and shop_enable_endpoint wakes it.  Measured: from that commit to
+# the last delivery (statistics analyzed, as a shop that ran ANALYZE would
+# have them).
+if want outbox-delivery; then
+	for spec in $OUTBOX_RUNS; do
+		f=${spec%%:*}
+		n=${spec##*:}
+		dir=$tmp/runs/outbox-delivery/$f/$n
+		mkdir -p "$dir"
+		reset_db outbox analyze	# the statistics of the history again (the previous run analyzed its backlog)
+		log "outbox-delivery: write $n events, then deliver them with $f in flight (cap ${OUTBOX_CAP}s)"
+		ep=$("${PSQL[@]}" -At -c "SELECT bench.subscribe('$receiver_url')")
+		echo "$ep" >"$dir/endpoint"
+		"${PSQL[@]}" -c "UPDATE shop.event_endpoint SET enabled = false WHERE id = $ep"
+		t0=$(date +%s.%N)
+		"${PSQL[@]}" -c "SELECT count(*) FROM (SELECT shop.shop_buy_now('obx' || g,
+				jsonb_build_array(jsonb_build_object('sku_id', 1 + g % 10000, 'qty', 1))) FROM generate_series(1, $n) g) s" >/dev/null
+		echo "$(date +%s.%N) - $t0" | bc >"$dir/write_s"
+		queued=$("${PSQL[@]}" -At -c "SELECT count(*) FROM shop.outbox WHERE endpoint_id = $ep AND state = 'queued'")
+		if [ "$queued" != "$n" ]; then
+			log "outbox-delivery: $queued queued rows for $n events (are rows still written for a disabled endpoint?)"
+		fi
+		claim_ms "$dir/claim_ms_as_found" "$ep" "$f"
+		"${PSQL[@]}" -c "VACUUM ANALYZE shop.orders, shop.order_item, shop.stock_reservation, shop.sku, shop.event, shop.outbox"
+		claim_ms "$dir/claim_ms" "$ep" "$f"
+		"${PSQL[@]}" -c "CHECKPOINT"
+		set_in_flight "$f"
+		receiver_stats reset >/dev/null
+		wpid=$(worker_pid)
+		off=$(stat -c %s "$serverlog")
+		cpu_sample "$wpid" >"$dir/cpu_start"
+		date +%s.%N >"$dir/start"
+		"${PSQL[@]}" -At -c "SELECT extract(epoch FROM clock_timestamp()) FROM (SELECT shop.shop_enable_endpoint($ep)) s" >"$dir/enabled_at"
+		while :; do
+			open=$("${PSQL[@]}" -At -c "SELECT count(*) FROM shop.outbox WHERE endpoint_id = $ep AND state IN ('queued', 'in_flight', 'failed')")
+			[ "$open" = 0 ] && break
+			if [ "$(echo "$(date +%s.%N) - $(cat "$dir/start") > $OUTBOX_CAP" | bc)" = 1 ]; then
+				log "outbox-delivery: $open rows still open after ${OUTBOX_CAP}s"
+				break
+			fi
+			sleep 0.5
+		done
+		date +%s.%N >"$dir/end"
+		cpu_sample "$wpid" >"$dir/cpu_end"
+		tail -c +$((off + 1)) "$serverlog" >"$dir/server.log"
+		"${PSQL[@]}" -c "UPDATE shop.event_endpoint SET enabled = false WHERE id = $ep"
+		"${PSQL[@]}" -A -F ',' -c "SELECT *, extract(epoch FROM first_attempt_at) AS first_attempt_epoch,
+				extract(epoch FROM last_delivered_at) AS last_delivered_epoch FROM bench.outbox_check()" >"$dir/check.csv"
+		receiver_stats >"$dir/receiver.json"
+	done
+	"${PSQL[@]}" -c "ALTER SYSTEM RESET shop.outbox_max_in_flight" -c "SELECT pg_reload_conf()" >/dev/null
+fi
 
 # --- memory of one backend over many calls (c and plpgsql keep plans per backend)
 mem_script() {

@@ -24,7 +24,9 @@ INSERT INTO shop.sku (id, product_id, code, on_hand) VALUES
 -- has realistic size and statistics.  Without it the planner sees empty
 -- tables after a reset and keeps sequential-scan plans for the whole run,
 -- which makes every implementation slow down linearly as the run fills them.
-CREATE TABLE bench.watermark (orders bigint NOT NULL, cart bigint NOT NULL);
+CREATE TABLE bench.watermark (orders bigint NOT NULL, cart bigint NOT NULL,
+	endpoint bigint NOT NULL DEFAULT 0, event bigint NOT NULL DEFAULT 0,
+	outbox bigint NOT NULL DEFAULT 0, attempt bigint NOT NULL DEFAULT 0);
 INSERT INTO bench.watermark VALUES (0, 0);
 
 CREATE PROCEDURE bench.load_history(n int)
@@ -52,15 +54,60 @@ LANGUAGE sql AS $$
 	UPDATE shop.orders o SET amount = t.total
 	  FROM (SELECT order_id, sum(unit_price * qty) AS total FROM shop.order_item GROUP BY order_id) t
 	 WHERE o.id = t.order_id;
+	-- Their events, as a shop that has sent webhooks for a while has them:
+	-- order.created and order.paid per order, each delivered to an endpoint
+	-- unsubscribed since (kept for history, so it gets no new events).
+	-- shop.event and shop.outbox then have a realistic size and statistics
+	-- (nearly every row delivered), which is what the worker's claim is
+	-- planned with.  (The attempt log is left empty: nothing reads it.)
+	INSERT INTO shop.event_endpoint (url, event_types, description, created_at, updated_at, removed_at)
+	VALUES ('https://merchant.example/webhooks', ARRAY['*'], 'bench history (unsubscribed)',
+			now() - interval '3 days', now() - interval '1 day', now() - interval '1 day');
+	INSERT INTO shop.event (type, order_id, payload, created_at)
+	SELECT t.type, o.id,
+		   jsonb_build_object('order', jsonb_build_object(
+			   'id', o.id, 'user_id', o.user_id, 'status', t.status, 'status_reason', NULL,
+			   'amount', o.amount, 'currency', o.currency,
+			   'external_payment_id', CASE WHEN t.status = 'PAID' THEN o.external_payment_id END,
+			   'created_at', o.created_at, 'expires_at', o.expires_at)),
+		   o.created_at + t.after
+	  FROM shop.orders o
+	 CROSS JOIN (VALUES ('order.created', 'PENDING', interval '0'),
+						('order.paid', 'PAID', interval '1 minute')) t(type, status, after)
+	 WHERE o.user_id LIKE 'hist%'
+	 ORDER BY o.id, t.after;
+	INSERT INTO shop.outbox (endpoint_id, event_id, url, headers, body, idempotency_key, ordering_key,
+							 state, attempts, next_attempt_at, last_status, queued_at, created_at,
+							 updated_at, delivered_at)
+	SELECT e.id, ev.id, e.url, '{"content-type": "application/json"}',
+		   jsonb_build_object('id', 'evt_' || ev.id, 'type', ev.type, 'created_at', ev.created_at,
+							  'data', ev.payload)::text,
+		   'evt_' || ev.id, 'order:' || ev.order_id, 'delivered', 1, ev.created_at, 200,
+		   ev.created_at, ev.created_at, ev.created_at + interval '30 ms', ev.created_at + interval '30 ms'
+	  FROM shop.event ev
+	 CROSS JOIN shop.event_endpoint e
+	 WHERE e.description = 'bench history (unsubscribed)'
+	 ORDER BY ev.id;
 	DELETE FROM bench.watermark;
 	INSERT INTO bench.watermark SELECT (SELECT coalesce(max(id), 0) FROM shop.orders),
-									   (SELECT coalesce(max(id), 0) FROM shop.cart);
+									   (SELECT coalesce(max(id), 0) FROM shop.cart),
+									   (SELECT coalesce(max(id), 0) FROM shop.event_endpoint),
+									   (SELECT coalesce(max(id), 0) FROM shop.event),
+									   (SELECT coalesce(max(id), 0) FROM shop.outbox),
+									   (SELECT coalesce(max(id), 0) FROM shop.outbox_attempt);
 $$;
 
--- Back to the loaded state: only the history, full stock.  Rows a run
--- created (ids above the watermark) are deleted; run.sh then vacuums.
+-- Back to the loaded state: only the history, full stock, no subscribed
+-- event endpoint (events off), only the history's events.  Rows a run
+-- created (ids above the watermark) are deleted; run.sh then vacuums.  The
+-- outbox tables go first: their rows reference the orders.
 CREATE PROCEDURE bench.reset()
 LANGUAGE sql AS $$
+	DELETE FROM shop.outbox_attempt WHERE id > (SELECT attempt FROM bench.watermark);
+	DELETE FROM shop.outbox WHERE id > (SELECT outbox FROM bench.watermark);
+	DELETE FROM shop.event WHERE id > (SELECT event FROM bench.watermark);
+	DELETE FROM shop.event_endpoint_secret WHERE endpoint_id > (SELECT endpoint FROM bench.watermark);
+	DELETE FROM shop.event_endpoint WHERE id > (SELECT endpoint FROM bench.watermark);
 	DELETE FROM shop.order_item WHERE order_id > (SELECT orders FROM bench.watermark);
 	DELETE FROM shop.stock_reservation WHERE order_id > (SELECT orders FROM bench.watermark);
 	TRUNCATE shop.order_review, shop.payment_log;
@@ -126,4 +173,63 @@ LANGUAGE sql AS $$
 		   c.on_hand = p_initial - c.consumed_units AND c.reserved = c.active_units
 			 AND c.sold_units = c.consumed_units AND c.invariant_violations = 0
 	  FROM c
+$$;
+
+-- The outbox scenarios (run.sh, spread-events and outbox-delivery).
+--
+-- The benchmark's endpoint: the local receiver (bench/receiver.js),
+-- subscribed to every event type.  Returns its id.
+CREATE FUNCTION bench.subscribe(p_url text) RETURNS bigint
+LANGUAGE sql AS $$
+	SELECT (shop.shop_subscribe(p_url, ARRAY['*'], description => 'bench receiver')->>'endpoint_id')::bigint
+$$;
+
+-- Milliseconds one claim of p_rows rows by the delivery worker takes now,
+-- planning included (the worker's claim is a SQL function, planned on every
+-- call), after a 0-row claim that warms this session's caches.  run.sh calls
+-- it in a transaction that enables the endpoint and rolls back, so the
+-- worker never sees the claim nor the enabled endpoint.
+CREATE FUNCTION bench.claim_ms(p_rows int) RETURNS double precision
+LANGUAGE plpgsql AS $$
+DECLARE
+	t0 timestamptz;
+	n bigint;
+BEGIN
+	PERFORM count(*) FROM shop.outbox_claim(0, interval '15 s');
+	t0 := clock_timestamp();
+	SELECT count(*) INTO n FROM shop.outbox_claim(p_rows, interval '15 s');
+	RETURN extract(epoch FROM clock_timestamp() - t0) * 1000;
+END
+$$;
+
+-- What an outbox run leaves (rows above the watermark): events written,
+-- outbox rows by state, attempts (failed ones), and the most requests the
+-- attempt log shows open at once.
+CREATE FUNCTION bench.outbox_check(
+	OUT events bigint, OUT outbox_rows bigint, OUT delivered bigint, OUT open bigint, OUT dead bigint,
+	OUT attempts bigint, OUT failed_attempts bigint, OUT max_concurrent bigint,
+	OUT first_attempt_at timestamptz, OUT last_delivered_at timestamptz,
+	OUT min_event_id bigint, OUT max_event_id bigint, OUT invariant_violations bigint)
+LANGUAGE sql AS $$
+	WITH w AS (SELECT * FROM bench.watermark),
+		 ev AS (SELECT * FROM shop.event WHERE id > (SELECT event FROM w)),
+		 o AS (SELECT * FROM shop.outbox WHERE id > (SELECT outbox FROM w)),
+		 a AS (SELECT * FROM shop.outbox_attempt WHERE id > (SELECT attempt FROM w))
+	SELECT (SELECT count(*) FROM ev),
+		   (SELECT count(*) FROM o),
+		   (SELECT count(*) FROM o WHERE state = 'delivered'),
+		   (SELECT count(*) FROM o WHERE state IN ('queued', 'in_flight', 'failed')),
+		   (SELECT count(*) FROM o WHERE state = 'dead'),
+		   (SELECT count(*) FROM a),
+		   (SELECT count(*) FROM a WHERE NOT succeeded),
+		   (SELECT max(open) FROM (
+				SELECT sum(d) OVER (ORDER BY t, d, id) AS open
+				  FROM (SELECT id, started_at AS t, 1 AS d FROM a
+						UNION ALL
+						SELECT id, started_at + duration_ms * interval '1 ms', -1 FROM a) x) y),
+		   (SELECT min(started_at) FROM a),
+		   (SELECT max(delivered_at) FROM o),
+		   (SELECT min(id) FROM ev),
+		   (SELECT max(id) FROM ev),
+		   (SELECT count(*) FROM shop.shop_check_invariants())
 $$;

@@ -8,10 +8,16 @@ Reads, per run directory tmp/runs/<scenario>/<impl>/<clients>/:
   server.log      the server log written during the run (SQLSTATE per error)
   start, end      wall clock around the pgbench call
   check.csv / invariants   the database checks run.sh made afterwards
+and for the outbox scenarios tmp/runs/spread-events/<off|on>/<clients>/ and
+tmp/runs/outbox-delivery/<in flight>/<events>/ also:
+  receiver.json   the local receiver's counters (requests, distinct webhook-ids)
+  cpu_start/end   the worker's CPU ticks, the machine's busy and total jiffies
+  wal_bytes, claim_ms, enabled_at, write_s   see bench/run.sh
 """
 import argparse
 import csv
 import glob
+import json
 import os
 import re
 import subprocess
@@ -211,6 +217,96 @@ for sc in SCENARIOS:
             R[(sc, impl, c)] = r
 CLIENTS = sorted(clients_seen)
 
+# ---------------------------------------------------------------- outbox scenarios
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def read_json(path):
+    try:
+        return json.loads(read(path))
+    except ValueError:
+        return {}
+
+
+def to_int(x):
+    try:
+        return int(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def to_float(x):
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def claim(path):
+    """bench.claim_ms's result as shown: ms with 1 decimal, or '>10000' (timed out)."""
+    v = read(path).strip()
+    x = to_float(v)
+    return fnum(x, 1) if x is not None else (v.replace(">", "> ") if v else "–")
+
+
+def cpu_use(d, secs):
+    """(worker CPU in cores, machine busy share) between cpu_start and cpu_end."""
+    a, b = read(os.path.join(d, "cpu_start")).split(), read(os.path.join(d, "cpu_end")).split()
+    if len(a) < 3 or len(b) < 3:
+        return None, None
+    a, b = [int(x) for x in a], [int(x) for x in b]
+    worker = (b[0] - a[0]) / CLK_TCK / secs if a[0] >= 0 and b[0] >= 0 and secs else None
+    busy = (b[1] - a[1]) / (b[2] - a[2]) if b[2] > a[2] else None
+    return worker, busy
+
+
+EVS = ["off", "write", "on"]
+EV = {}  # (one of EVS, clients) -> run
+for d in glob.glob(os.path.join(runs_root, "spread-events", "*", "*")):
+    ev, c = os.path.basename(os.path.dirname(d)), int(os.path.basename(d))
+    r = {"ev": ev, "clients": c, "errors": errors(d)}
+    txs = tx_log(d)
+    if txs:
+        t0 = min(t[0] for t in txs)
+        ok, bad = windowed(txs, t0 + args.warmup, t0 + args.warmup + args.duration)
+        lats = [t[2] for t in ok]
+        r.update(cps=len(ok) / args.duration, p50=pct(lats, 50), p99=pct(lats, 99), n=len(ok))
+        r["cycles_all"] = sum(1 for t in txs if t[2] is not None)
+    r["invariants"] = read(os.path.join(d, "invariants")).strip()
+    r["check"] = read_csv_row(os.path.join(d, "check.csv"))
+    r["recv"] = read_json(os.path.join(d, "receiver.json"))
+    r["claim_ms"] = claim(os.path.join(d, "claim_ms"))
+    wal = to_int(read(os.path.join(d, "wal_bytes")).strip())
+    r["wal_per_cycle"] = wal / r["cycles_all"] if wal is not None and r.get("cycles_all") else None
+    s0, s1 = read_float(os.path.join(d, "start")), read_float(os.path.join(d, "end"))
+    r["secs"] = s1 - s0 if s0 and s1 else None
+    r["worker_cores"], r["busy"] = cpu_use(d, r["secs"])
+    EV[(ev, c)] = r
+EV_CLIENTS = sorted({c for (_, c) in EV})
+
+DL = {}  # (in flight, events) -> run
+for d in glob.glob(os.path.join(runs_root, "outbox-delivery", "*", "*")):
+    f, n = int(os.path.basename(os.path.dirname(d))), int(os.path.basename(d))
+    ch = read_csv_row(os.path.join(d, "check.csv"))
+    r = {"in_flight": f, "events": n, "check": ch, "recv": read_json(os.path.join(d, "receiver.json")),
+         "errors": errors(d)}
+    r["claim_ms"] = claim(os.path.join(d, "claim_ms"))
+    r["claim_ms_as_found"] = claim(os.path.join(d, "claim_ms_as_found"))
+    r["write_s"] = to_float(read(os.path.join(d, "write_s")).strip())
+    enabled = to_float(read(os.path.join(d, "enabled_at")).strip())
+    first, last = to_float(ch.get("first_attempt_epoch")), to_float(ch.get("last_delivered_epoch"))
+    delivered = to_int(ch.get("delivered")) or 0
+    r["delivered"] = delivered
+    r["done"] = ch.get("open") == "0" and delivered == to_int(ch.get("events"))
+    if enabled and first:
+        r["first_ms"] = (first - enabled) * 1000
+    if enabled and last and last > enabled:
+        r["secs"] = last - enabled
+        r["rate"] = delivered / r["secs"]
+    s0, s1 = read_float(os.path.join(d, "start")), read_float(os.path.join(d, "end"))
+    r["worker_cores"], r["busy"] = cpu_use(d, (s1 - s0) if s0 and s1 else None)
+    DL[(f, n)] = r
+
 
 def get(sc, impl, c, key="cps"):
     return R.get((sc, impl, c), {}).get(key)
@@ -236,6 +332,24 @@ with open(os.path.join(args.out, "summary.csv"), "w", newline="") as f:
                     fms(r.get("p50")), fms(r.get("p99")), fmt_states(e),
                     e["sqlstates"].get("40P01", 0), e.get("client_aborts", 0), extra])
 
+    for (ev, c), r in sorted(EV.items(), key=lambda kv: (kv[0][1], EVS.index(kv[0][0]))):
+        e = r["errors"]
+        ch, rc = r["check"], r["recv"]
+        extra = "events=%s delivered=%s backlog=%s receiver_requests=%s distinct_ids=%s" % (
+            ch.get("events"), ch.get("delivered"), ch.get("open"), rc.get("requests"), rc.get("distinct_ids"))
+        if ev != "off":
+            extra += " %s/off=%s" % (ev, fratio(ratio(r.get("cps"), EV.get(("off", c), {}).get("cps"))))
+        w.writerow(["spread-events", "c-events-" + ev, c, "%.1f" % r["cps"] if r.get("cps") else "", "cycles/s",
+                    fms(r.get("p50")), fms(r.get("p99")), fmt_states(e), e["sqlstates"].get("40P01", 0),
+                    e["client_aborts"], extra])
+    for (f, n), r in sorted(DL.items()):
+        ch, rc = r["check"], r["recv"]
+        w.writerow(["outbox-delivery", "c", f, "%.1f" % r["rate"] if r.get("rate") else "", "events/s delivered",
+                    "", "", fmt_states(r["errors"]), 0, 0,
+                    "in_flight=%d events=%d delivered=%s seconds=%s receiver_requests=%s distinct_ids=%s" % (
+                        f, n, ch.get("delivered"), fnum(r.get("secs"), 2), rc.get("requests"),
+                        rc.get("distinct_ids"))])
+
 # ---------------------------------------------------------------- chart
 dat = os.path.join(args.tmp, "chart.dat")
 with open(dat, "w") as f:
@@ -245,6 +359,17 @@ with open(dat, "w") as f:
             f.write("%d %s\n" % (c, " ".join(
                 ("%.2f" % get(sc, i, c)) if get(sc, i, c) else "NaN" for i in IMPLS)))
         f.write("\n\n")
+dat_ev = os.path.join(args.tmp, "chart-events.dat")
+with open(dat_ev, "w") as f:
+    f.write("# spread-events: clients off write on\n")
+    for c in EV_CLIENTS:
+        f.write("%d %s\n" % (c, " ".join(("%.2f" % EV[(ev, c)]["cps"]) if EV.get((ev, c), {}).get("cps") else "NaN"
+                                         for ev in EVS)))
+dat_dl = os.path.join(args.tmp, "chart-delivery.dat")
+with open(dat_dl, "w") as f:
+    f.write("# outbox-delivery: index label events/s\n")
+    for k, ((fl, n), r) in enumerate(sorted(DL.items())):
+        f.write('%d "%d in flight, %s events" %s\n' % (k, fl, fnum(n), ("%.2f" % r["rate"]) if r.get("rate") else "NaN"))
 png = os.path.join(args.out, "throughput.png")
 titles = {
     "hot": "hot: 1 SKU, add→order→paid (cycles/s)",
@@ -252,9 +377,9 @@ titles = {
     "scarce": "scarce: 100 units, sell-out rate (cycles/s)",
     "expiry": "expiry: %d expired orders, sweep rate (orders/s)" % args.expired,
 }
-gp = ["set terminal pngcairo size 1400,1000 font 'sans,10'" ,
+gp = ["set terminal pngcairo size 2000,1000 font 'sans,10'" ,
       "set output '%s'" % png,
-      "set multiplot layout 2,2 title 'shop benchmark: throughput vs clients (one run, one cluster)'",
+      "set multiplot layout 2,3 title 'shop benchmark: throughput vs clients (one run, one cluster)'",
       "set logscale x 2", "set xtics (1, 8, 32, 64)", "set xrange [0.8:80]", "set grid",
       "set key top left", "set xlabel 'clients'", "set yrange [0:*]"]
 for k, sc in enumerate(SCENARIOS):
@@ -264,6 +389,16 @@ for k, sc in enumerate(SCENARIOS):
     gp.append("plot " + ", ".join(
         "'%s' index %d using 1:%d with linespoints lw 2 pt 7 title '%s'" % (dat, k, j + 2, i)
         for j, i in enumerate(IMPLS)))
+if EV:
+    gp.append("set title \"spread-events: spread for c, events off / written only / on (cycles/s)\"")
+    gp.append("plot '%s' using 1:2 with linespoints lw 2 pt 7 title 'events off (no endpoint)', "
+              "'' using 1:3 with linespoints lw 2 pt 7 title 'events written, endpoint disabled', "
+              "'' using 1:4 with linespoints lw 2 pt 7 title 'events on (worker delivering)'" % dat_ev)
+if DL:
+    gp += ["unset logscale x", "set xrange [-0.6:%f]" % (len(DL) - 0.4), "set xtics rotate by 0",
+           "set xlabel ''", "set style fill solid 0.6", "set boxwidth 0.6", "unset key",
+           "set title \"outbox-delivery: backlog delivered to the local receiver (events/s)\""]
+    gp.append("plot '%s' using 1:3:xtic(2) with boxes" % dat_dl)
 gp.append("unset multiplot")
 with open(os.path.join(args.tmp, "chart.gp"), "w") as f:
     f.write("\n".join(gp) + "\n")
@@ -385,12 +520,111 @@ for c in (32, 64):
     hs.append("%d clients: hot %s / spread %s = **%s**" % (
         c, fnum(at("hot", "c", c)), fnum(at("spread", "c", c)), fratio(ratio(at("hot", "c", c), at("spread", "c", c)))))
 L.append("| hot/spread for c at 32 and 64 clients (report) | %s | reported |" % "; ".join(hs))
+ev_ratios = [(c, ratio(EV.get(("on", c), {}).get("cps"), EV.get(("off", c), {}).get("cps"))) for c in EV_CLIENTS]
+ev_ratios = [(c, x) for c, x in ev_ratios if x is not None]
+if ev_ratios:
+    below = [c for c, x in ev_ratios if x < 0.85]
+    L.append("| spread c with events on ≥ 0.85× events off (≤ 15 %% slower), every client count | on/off: %s | %s |" % (
+        "; ".join("%d clients: %.2f" % cx for cx in ev_ratios),
+        "yes" if not below else "**no** (below at %s clients; see Outgoing events)" % ", ".join(map(str, below))))
+if DL:
+    bad = []
+    for (f, n), r in sorted(DL.items()):
+        rc = r["recv"]
+        if not (r["done"] and rc.get("requests") == n and rc.get("distinct_ids") == n):
+            bad.append("%d in flight/%d events" % (f, n))
+    L.append("| outbox-delivery: every event delivered, receiver requests = distinct webhook-ids = events | "
+             "%d runs; not so: %s | %s |" % (len(DL), ", ".join(bad) or "none", "yes" if not bad else "**no**"))
 L.append("")
 L.append("Note that a spread cycle is 5 API calls (3 cart adds) against 3 for hot, so hot/spread in cycles/s "
          "is not a pure lock-contention ratio; per API call hot/spread = (hot cycles/s × 3) / (spread cycles/s × 5): " +
          "; ".join("%d clients: %s" % (c, fratio(ratio((at("hot", "c", c) or 0) * 3, (at("spread", "c", c) or 0) * 5)))
                    for c in (32, 64)) + ".")
 L.append("")
+
+# outgoing events
+if EV or DL:
+    L.append("## Outgoing events (outbox and delivery worker)")
+    L.append("")
+    L.append("The cluster preloads shop (`shared_preload_libraries = 'shop'`, `shop.database_name = 'bench'`, "
+             "`shop.outbox_allow_http_loopback = on`), so the delivery worker runs during the whole run. Every "
+             "scenario above runs with no endpoint subscribed (events off: the emit statement finds no endpoint "
+             "and writes nothing). The receiver is `bench/receiver.js` (Node's http module on 127.0.0.1, 200 to "
+             "every POST, keep-alive; it counts requests and distinct `webhook-id` values).")
+    L.append("")
+if EV:
+    L.append("### spread-events: the spread scenario for c, events off vs on")
+    L.append("")
+    L.append("Per client count three runs, each after the usual reset: *off* = no endpoint (as in every other "
+             "scenario); *write* = one endpoint subscribed to `*` at the receiver but disabled: the event and "
+             "outbox rows are written, the worker sends nothing; *on* = the same endpoint enabled: the worker "
+             "delivers while the clients run (`shop.outbox_max_in_flight` = 16, the default). A spread cycle "
+             "writes 2 events (order.created, order.paid): 2 `shop.event` and 2 `shop.outbox` rows. write/off is "
+             "the cost of writing the events, on/off adds delivering them on the same machine. After the on run "
+             "the endpoint is disabled and the requests in flight recorded (1 s) before the counts are read. "
+             "*worker CPU* = the worker process's CPU time / run time (1.00 = one of the %d cores); "
+             "*busy* = the machine's CPU busy share during the run; *WAL/cycle* = WAL bytes / cycles of the "
+             "whole run; *claim ms* = one 16-row claim (`shop.outbox_claim`, planning included, rolled back) at "
+             "the backlog the run left, with the statistics as found (those of the history, `bench/sql/setup.sql`: "
+             "nearly every outbox row delivered; autoanalyze waits for 10 %% of the table to change)." % (os.cpu_count() or 0))
+    L.append("")
+    L.append("| clients | off cycles/s | write cycles/s | on cycles/s | write/off | **on/off** | ≥ 0.85? | "
+             "p50 / p99 ms off / on | events written (on) | delivered by the end (on) | backlog at the end (on) | "
+             "receiver requests / distinct ids (on) | worker CPU write / on | busy off / write / on | "
+             "WAL/cycle off / write / on | claim ms write / on | errors off / write / on | invariant violations |")
+    L.append("|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    def busy(r):
+        return "–" if r.get("busy") is None else "%.0f %%" % (100 * r["busy"])
+    for c in EV_CLIENTS:
+        off, wr, on = (EV.get((ev, c), {}) for ev in EVS)
+        rw, rr = ratio(wr.get("cps"), off.get("cps")), ratio(on.get("cps"), off.get("cps"))
+        ch, rc = on.get("check", {}), on.get("recv", {})
+        L.append("| %d | %s | %s | %s | %s | **%s** | %s | %s / %s ; %s / %s | %s | %s | %s | %s / %s | %s / %s | "
+                 "%s / %s / %s | %s / %s / %s | %s / %s | %s | %s |" % (
+            c, fnum(off.get("cps"), 1), fnum(wr.get("cps"), 1), fnum(on.get("cps"), 1), fratio(rw), fratio(rr),
+            "–" if rr is None else ("yes" if rr >= 0.85 else "**no**"),
+            fms(off.get("p50")), fms(off.get("p99")), fms(on.get("p50")), fms(on.get("p99")),
+            fnum(to_int(ch.get("events"))), fnum(to_int(ch.get("delivered"))), fnum(to_int(ch.get("open"))),
+            fnum(rc.get("requests")), fnum(rc.get("distinct_ids")),
+            fnum(wr.get("worker_cores"), 2), fnum(on.get("worker_cores"), 2),
+            busy(off), busy(wr), busy(on),
+            fnum(off.get("wal_per_cycle")), fnum(wr.get("wal_per_cycle")), fnum(on.get("wal_per_cycle")),
+            wr.get("claim_ms", "–"), on.get("claim_ms", "–"),
+            " / ".join(fmt_states(r["errors"]) if r else "–" for r in (off, wr, on)),
+            " / ".join(r.get("invariants", "?") for r in (off, wr, on))))
+    L.append("")
+    offreq = sum((EV.get((ev, c), {}).get("recv", {}).get("requests") or 0) for c in EV_CLIENTS for ev in ("off", "write"))
+    L.append("In the off and write runs the receiver got %d requests (none expected)." % offreq)
+    L.append("")
+if DL:
+    L.append("### outbox-delivery: a backlog of events delivered to the local receiver")
+    L.append("")
+    L.append("Per run: after the reset, one endpoint at the receiver is subscribed and disabled, *events* "
+             "order.created events are written (`shop_buy_now` on catalog SKUs, one statement), the tables "
+             "analyzed and checkpointed, `shop.outbox_max_in_flight` set (ALTER SYSTEM + reload; the worker "
+             "rereads it on SIGHUP), then `shop_enable_endpoint` wakes the worker. *time to deliver all* = from "
+             "the enable to the last `delivered_at`; *delivered events/s* = events / that time; *claim ms* = one "
+             "claim of *in flight* rows at the full backlog (rolled back), with the statistics as found (before "
+             "the ANALYZE: those of the history) and after it (the delivery runs with these; capped at 10 s); "
+             "*most at once* = the most "
+             "requests open at the same time in the attempt log (checks the in-flight setting took effect). "
+             "Events are written before and delivered afterwards: this is the worker's own rate, with no client "
+             "load.")
+    L.append("")
+    L.append("| in flight | events | write s | claim ms as found / analyzed | first delivery after ms | time to deliver all s | "
+             "**delivered events/s** | receiver requests | distinct webhook-ids | duplicates | failed attempts | "
+             "most at once | worker CPU | all delivered? |")
+    L.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for (f, n), r in sorted(DL.items()):
+        ch, rc = r["check"], r["recv"]
+        L.append("| %d | %s | %s | %s | %s | %s | **%s** | %s | %s | %s | %s | %s | %s | %s |" % (
+            f, fnum(n), fnum(r.get("write_s"), 1), "%s / %s" % (r["claim_ms_as_found"], r["claim_ms"]), fnum(r.get("first_ms")),
+            fnum(r.get("secs"), 2), fnum(r.get("rate")), fnum(rc.get("requests")), fnum(rc.get("distinct_ids")),
+            fnum(rc.get("duplicates")), fnum(to_int(ch.get("failed_attempts"))),
+            fnum(to_int(ch.get("max_concurrent"))), fnum(r.get("worker_cores"), 2),
+            "yes" if r["done"] else "**no** (%s of %s; %s open after the cap)" % (
+                fnum(r["delivered"]), fnum(n), ch.get("open"))))
+    L.append("")
 
 # details
 L.append("## Details per run")

@@ -34,6 +34,7 @@
 //   /status/<code>/...            answer <code> (e.g. 500, 404; 3xx come with
 //                                 "Location: /ok/redirected", never to be followed)
 //   /retry-after/<secs>/...       429 with "Retry-After: <secs>"
+//   /retry-after-date/<secs>/...  429 with "Retry-After: <HTTP date secs from now>"
 //   /huge/<bytes>/...             200 with a body of <bytes> bytes, streamed
 //                                 with Content-Length (e.g. /huge/52428800/x
 //                                 = 50 MB); stops writing when the client
@@ -176,7 +177,8 @@ function parseBehaviour(segments) {
 	case 'status':
 		return num(a) === null || num(a) < 100 || num(a) > 999 ? null : { kind, code: num(a) };
 	case 'retry-after':
-		return num(a) === null ? null : { kind, secs: num(a) };
+	case 'retry-after-date':
+		return num(a) === null ? null : { kind: 'retry-after', secs: num(a), date: kind === 'retry-after-date' };
 	case 'huge':
 	case 'huge-chunked':
 		return num(a) === null ? null : { kind: 'huge', bytes: num(a), chunked: kind === 'huge-chunked' };
@@ -303,7 +305,8 @@ async function delivery(req, res, path) {
 	}
 	case 'retry-after':
 		answered(429);
-		res.writeHead(429, { 'content-type': 'text/plain', 'retry-after': String(b.secs) });
+		res.writeHead(429, { 'content-type': 'text/plain',
+			'retry-after': b.date ? new Date(Date.now() + b.secs * 1000).toUTCString() : String(b.secs) });
 		res.end('slow down');
 		break;
 	case 'huge': {

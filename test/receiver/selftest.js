@@ -76,7 +76,7 @@ test('receiver', async (t) => {
 	const { child, port } = await startReceiver();
 	t.after(() => child.kill());
 
-	const paths = ['/ok/a', '/slow/300/a', '/status/500/a', '/status/302/a', '/retry-after/2/a', '/huge/5000000/a',
+	const paths = ['/ok/a', '/slow/300/a', '/status/500/a', '/status/302/a', '/retry-after/2/a', '/retry-after-date/3/a', '/huge/5000000/a',
 		'/reset/a', '/hang/a', '/first/2/status/503/a', '/first/1/hang/a'];
 	for (const p of paths) {
 		const r = await json(port, 'POST', '/_secret', { path: p, secret });
@@ -142,6 +142,11 @@ test('receiver', async (t) => {
 		const r = await request(port, 'POST', '/retry-after/2/a', signed('evt_8', event(8)));
 		assert.equal(r.status, 429);
 		assert.equal(r.headers['retry-after'], '2');
+		const rd = await request(port, 'POST', '/retry-after-date/3/a', signed('evt_8', event(8)));
+		assert.equal(rd.status, 429);
+		const when = Date.parse(rd.headers['retry-after']);
+		assert.match(rd.headers['retry-after'], /GMT$/);
+		assert.ok(when > Date.now() + 1000 && when <= Date.now() + 3000, rd.headers['retry-after']);
 	});
 
 	await t.test('huge body, and a client that stops reading', async () => {

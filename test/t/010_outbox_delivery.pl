@@ -183,7 +183,7 @@ for my $e ([ $huge, 'Content-Length' ], [ $hugec, 'chunked' ])
 }
 my @bigd = grep { $_->{path} =~ m{^/huge} } @{ $recv->deliveries };
 is(scalar(grep { $_->{verified} } @bigd), 2, 'both huge-body deliveries verified');
-diag('the worker ' . ($_->{client_closed} ? 'closed the connection early' : 'read the whole body')
+note('the worker ' . ($_->{client_closed} ? 'closed the connection early' : 'read the whole body')
 	  . " on $_->{path}") for @bigd;
 is($node->safe_psql('postgres', "SELECT shop.shop_unsubscribe($huge), shop.shop_unsubscribe($hugec)"),
 	't|t', 'huge-body endpoints unsubscribed');
@@ -269,6 +269,66 @@ is_deeply(order_kept('/first/3/status/500/ordf', $both, $later), [],
 	'ordering (b): the later event waited for the earlier one through its 3 failures');
 my $fl = $recv->deliveries('/first/3/status/500/ordf');
 is(scalar(grep { !$_->{verified} } @$fl), 0, 'ordering (b): every attempt verified');
+
+# The same event to two endpoints has the same webhook-id.
+my %main_ids = map { $_->{webhook_id} => 1 } @{ $recv->deliveries('/ok/main') };
+my @ord_ids = map { $_->{webhook_id} } grep { $_->{answer} eq '200' } @{ $recv->deliveries('/ok/ord') };
+is(scalar(grep { !$main_ids{$_} } @ord_ids), 0,
+	'an event sent to two endpoints carries the same webhook-id to both');
+
+# ---------------------------------------------------------------------------
+# Secret rotation: a new secret becomes the newest, the older one keeps
+# signing during the grace period (two v1 signatures); with a grace of 0 s
+# only the newest signs.
+sub new_secret
+{
+	return 'whsec_' . MIME::Base64::encode_base64(join('', map { chr(int(rand(256))) } 1 .. 32), '');
+}
+use MIME::Base64 ();
+my $rot = subscribe($node, $recv, '/ok/rot', 'order.created');
+my $s1 = $node->safe_psql('postgres', "SELECT secret FROM shop.event_endpoint_secret WHERE endpoint_id = $rot");
+my ($s2, $s3) = (new_secret(), new_secret());
+my $rot_url = $recv->url('/ok/rot');
+$node->safe_psql('postgres', "SELECT shop.shop_subscribe('$rot_url', ARRAY['order.created'], '$s2')");
+sub rot_delivery
+{
+	my ($user, @secrets) = @_;
+	$recv->_call('POST', '/_secret', { path => '/ok/rot', secret => shift(@secrets), replace => JSON::PP::true });
+	$recv->set_secret('/ok/rot', $_) for @secrets;
+	my $o = buy($node, $user);
+	poll_sql($node, qq{SELECT o.state FROM shop.outbox o JOIN shop.event e ON e.id = o.event_id
+		WHERE o.endpoint_id = $rot AND e.order_id = $o}, 'delivered', 20);
+	my ($d) = grep { ($_->{order_id} // 0) == $o } @{ $recv->deliveries('/ok/rot') };
+	return $d // {};
+}
+my $d = rot_delivery('rot1', $s2);
+ok($d->{verified}, 'rotation: verified with the new secret alone');
+is(scalar(split / /, $d->{webhook_signature} // ''), 2, 'rotation: two v1 signatures during the grace period');
+$d = rot_delivery('rot2', $s1);
+ok($d->{verified}, 'rotation: verified with the old secret alone during the grace period');
+$node->safe_psql('postgres', "SELECT shop.shop_subscribe('$rot_url', ARRAY['order.created'], '$s3', NULL, 0)");
+$d = rot_delivery('rot3', $s1, $s2);
+ok(!$d->{verified}, 'rotation with grace 0: the older secrets no longer verify');
+is(scalar(split / /, $d->{webhook_signature} // ''), 1, 'rotation with grace 0: one v1 signature');
+$d = rot_delivery('rot4', $s3);
+ok($d->{verified}, 'rotation with grace 0: the newest secret verifies');
+is($node->safe_psql('postgres', "SELECT shop.shop_unsubscribe($rot)"), 't', 'rotation endpoint unsubscribed');
+
+# ---------------------------------------------------------------------------
+# What shop_subscribe refuses (22023): not https (or allowed loopback http),
+# credentials in the URL, unknown event types, an empty list, a malformed
+# secret.
+my $port = $recv->port;
+is(sql_error($node, q{SELECT shop.shop_subscribe('http://example.com/hook', ARRAY['*'])}),
+	'22023', 'subscribe: http:// to a non-loopback host is refused');
+is(sql_error($node, qq{SELECT shop.shop_subscribe('http://user:pw\@127.0.0.1:$port/ok/x', ARRAY['*'])}),
+	'22023', 'subscribe: a URL with credentials is refused');
+is(sql_error($node, qq{SELECT shop.shop_subscribe('http://127.0.0.1:$port/ok/x', ARRAY['order.shipped'])}),
+	'22023', 'subscribe: an unknown event type is refused');
+is(sql_error($node, qq{SELECT shop.shop_subscribe('http://127.0.0.1:$port/ok/x', ARRAY[]::text[])}),
+	'22023', 'subscribe: an empty type list is refused');
+is(sql_error($node, qq{SELECT shop.shop_subscribe('http://127.0.0.1:$port/ok/x', ARRAY['*'], 'whsec_tooshort')}),
+	'22023', 'subscribe: a malformed secret is refused');
 
 $recv->stop;
 $node->stop;

@@ -44,9 +44,8 @@ my %ep = (
 	rs    => subscribe($node, $recv, '/first/1/reset/rs', 'order.created'),
 	redir => subscribe($node, $recv, '/first/1/status/302/redir', 'order.created'));
 my $eps = join(',', values %ep);
-buy($node, 'retries');
+my $hist = watch_rows($node, "endpoint_id IN ($eps)", sub { buy($node, 'retries') }, 30);
 my %row = map { $_ => row_of($ep{$_}) } keys %ep;
-my $hist = watch_rows($node, "endpoint_id IN ($eps)", 30);
 
 # 500, 500, 500, 200
 is($node->safe_psql('postgres', "SELECT state, attempts, last_status FROM shop.outbox WHERE id = $row{sched}"),
@@ -221,12 +220,53 @@ is(scalar @{ $recv->deliveries('/status/500/dis') }, 3, 'the receiver got exactl
 
 $recv->set_mode('/status/500/dis', '/ok');
 is($node->safe_psql('postgres', "SELECT shop.shop_enable_endpoint($dis)"), 't', 'shop_enable_endpoint: true');
-ok(poll_sql($node, "SELECT state FROM shop.outbox WHERE id = $dis_row", 'delivered', 20), 'enabled again: the row is delivered');
-is($node->safe_psql('postgres', "SELECT enabled, disabled_reason IS NULL, consecutive_failures, delivered, backlog
-	FROM shop.event_endpoints WHERE endpoint_id = $dis"), 't|t|0|1|0',
-	'shop.event_endpoints: enabled, no reason, failure count reset, 1 delivered');
+ok(poll_sql($node, "SELECT bool_and(state = 'delivered') FROM shop.outbox WHERE endpoint_id = $dis", 't', 20),
+	'enabled again: the waiting row is delivered');
+is($node->safe_psql('postgres', "SELECT enabled, disabled_reason IS NULL, consecutive_failures, delivered > 0, backlog
+	FROM shop.event_endpoints WHERE endpoint_id = $dis"), 't|t|0|t|0',
+	'shop.event_endpoints: enabled, no reason, failure count reset, delivered, no backlog');
 is(sql_error($node, 'SELECT shop.shop_enable_endpoint(-1)'), 'P0002', 'shop_enable_endpoint on an unknown endpoint: P0002');
 unsubscribe($dis);
+reload_with($node, 'shop.endpoint_max_failures' => '1000');
+
+# ---------------------------------------------------------------------------
+# shop_unsubscribe: the endpoint's failing rows become dead, nothing more is
+# sent to it.
+my $gone = subscribe($node, $recv, '/status/503/gone', 'order.created');
+buy($node, 'gone');
+my $gone_row = row_of($gone);
+ok(poll_sql($node, "SELECT attempts >= 1 AND state <> 'in_flight' FROM shop.outbox WHERE id = $gone_row"),
+	'unsubscribe: the row has failed once');
+is($node->safe_psql('postgres', "SELECT shop.shop_unsubscribe($gone)"), 't', 'shop_unsubscribe: true');
+my $gone_dead = query_json($node, "SELECT state, last_error FROM shop.outbox WHERE id = $gone_row")->[0];
+ok($gone_dead->{state} eq 'dead' && ($gone_dead->{last_error} // '') =~ /unsubscribed/,
+	'unsubscribe: the failed row is dead ("endpoint unsubscribed")')
+  or diag(explain($gone_dead));
+my $gone_sent = scalar @{ $recv->deliveries('/status/503/gone') };
+ok(poll_sql($node, "SELECT clock_timestamp() > updated_at + interval '1 s' FROM shop.outbox WHERE id = $gone_row"),
+	'unsubscribe: a second has passed');
+is(scalar @{ $recv->deliveries('/status/503/gone') }, $gone_sent, 'unsubscribe: nothing more was sent to it');
+
+# ---------------------------------------------------------------------------
+# shop.outbox_allow_http_loopback off (SIGHUP): http:// to loopback is
+# refused when subscribing, and the worker sends nothing to it.
+my $lo = subscribe($node, $recv, '/ok/loopback', 'order.created');
+reload_with($node, 'shop.outbox_allow_http_loopback' => 'off');
+is(sql_error($node, "SELECT shop.shop_subscribe('" . $recv->url('/ok/other') . "', ARRAY['*'])"),
+	'22023', 'loopback off: subscribing an http://127.0.0.1 URL is refused');
+buy($node, 'loopback');
+my $lo_row = row_of($lo);
+ok(poll_sql($node, "SELECT clock_timestamp() > queued_at + interval '1.5 s' FROM shop.outbox WHERE id = $lo_row"),
+	'loopback off: 1.5 s after the event');
+is(scalar @{ $recv->deliveries('/ok/loopback') }, 0, 'loopback off: the worker sent nothing to http://127.0.0.1');
+note('loopback off, the row: ' . $node->safe_psql('postgres',
+	"SELECT state, attempts, last_error FROM shop.outbox WHERE id = $lo_row"));
+reload_with($node, 'shop.outbox_allow_http_loopback' => 'on');
+# (whether it waited or failed is not the contract's; if it died, redeliver it)
+$node->safe_psql('postgres', "SELECT shop.shop_redeliver($lo_row)");
+ok(poll_sql($node, "SELECT state FROM shop.outbox WHERE id = $lo_row", 'delivered', 20),
+	'loopback on again: the row is delivered')
+  or diag($node->safe_psql('postgres', "SELECT state, attempts, last_error FROM shop.outbox WHERE id = $lo_row"));
 
 $recv->stop;
 $node->stop;

@@ -59,6 +59,8 @@ my $unique = 0;
 $unique += $stats->{by_path}{$_}{unique} // 0 for @paths;
 is($unique, $events * 2, "de-duplicated by webhook-id, the receiver got every event at each endpoint: $unique");
 is($stats->{unverified}, 0, 'every delivery, before and after the crash, verified');
+ok($stats->{deliveries} > $stats->{unique},
+	'at least once: requests cut by the crash were sent again, with the same webhook-id');
 note("deliveries: $stats->{deliveries} ($received_at_crash before the restart), unique: $stats->{unique}");
 
 my @missing;

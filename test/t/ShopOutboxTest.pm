@@ -62,13 +62,13 @@ sub outbox_node
 # returns its last result.
 sub wait_until
 {
-	my ($check, $secs) = @_;
+	my ($check, $secs, $sleep_us) = @_;
 	my $deadline = time + ($secs // $DEADLINE);
 	while (1)
 	{
 		my $r = $check->();
 		return $r if $r || time > $deadline;
-		usleep(50_000);
+		usleep($sleep_us // 50_000);
 	}
 }
 
@@ -141,22 +141,26 @@ sub buy
 }
 
 # Watch the outbox rows that $where selects, as often as a background
-# session can (every 20 ms), until every one is delivered or dead or $secs
-# pass.  Returns { outbox id => [ snapshot, ... ] }, one snapshot per change
-# of (state, attempts): {state, attempts, next_attempt_at (epoch seconds),
-# last_status, last_error, at (epoch seconds, server clock)}.
+# session can, from before $start->() runs (it writes the rows) until every
+# one is delivered or dead or $secs pass.  Returns { outbox id => [
+# snapshot, ... ] }, one snapshot per change of (state, attempts): {state,
+# attempts, next_attempt_at (epoch seconds), last_status, last_error, at
+# (epoch seconds, server clock)}.
 sub watch_rows
 {
-	my ($node, $where, $secs) = @_;
-	my $bg = $node->background_psql('postgres');
+	my ($node, $where, $start, $secs) = @_;
+	my $bg = ShopOutboxTest::Session->new($node);
+	my $query = qq{
+		SELECT coalesce(json_agg(json_build_object('id', id, 'state', state, 'attempts', attempts,
+			'next_attempt_at', extract(epoch FROM next_attempt_at), 'last_status', last_status,
+			'last_error', last_error, 'at', extract(epoch FROM clock_timestamp()))), '[]')
+		  FROM shop.outbox WHERE $where};
+	$bg->query($query);    # connected and warm before the rows exist
+	$start->();
 	my %hist;
 	wait_until(
 		sub {
-			my $rows = json_decode($bg->query_safe(qq{
-				SELECT coalesce(json_agg(json_build_object('id', id, 'state', state, 'attempts', attempts,
-					'next_attempt_at', extract(epoch FROM next_attempt_at), 'last_status', last_status,
-					'last_error', last_error, 'at', extract(epoch FROM clock_timestamp()))), '[]')
-				  FROM shop.outbox WHERE $where}));
+			my $rows = json_decode($bg->query($query));
 			my $open = 0;
 			for my $r (@$rows)
 			{
@@ -165,10 +169,9 @@ sub watch_rows
 				  unless @$h && $h->[-1]{state} eq $r->{state} && $h->[-1]{attempts} == $r->{attempts};
 				$open++ unless $r->{state} eq 'delivered' || $r->{state} eq 'dead';
 			}
-			usleep(20_000);
 			return @$rows && !$open;
 		},
-		$secs);
+		$secs, 1000);
 	$bg->quit;
 	return \%hist;
 }
@@ -201,6 +204,51 @@ sub order_events
 	my $out = $node->safe_psql('postgres',
 		"SELECT id, type FROM shop.event WHERE order_id = $order_id ORDER BY id");
 	return [ map { [ split /\|/ ] } grep { $_ ne '' } split /\n/, $out ];
+}
+
+# ---------------------------------------------------------------------------
+# A psql session kept open for fast repeated queries (BackgroundPsql notes
+# every query and its result in the log; this one does not).  Queries are
+# one statement returning one value or none.
+package ShopOutboxTest::Session;
+
+use strict;
+use warnings;
+use IPC::Run;
+use Time::HiRes qw(time);
+
+sub new
+{
+	my ($class, $node) = @_;
+	my ($in, $out, $err) = ('', '', '');
+	my $h = IPC::Run::start(
+		[ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-f', '-' ],
+		'<', \$in, '>', \$out, '2>', \$err);
+	return bless { h => $h, in => \$in, out => \$out, err => \$err }, $class;
+}
+
+sub query
+{
+	my ($self, $sql) = @_;
+	my ($in, $out, $err) = @$self{qw(in out err)};
+	$$out = '';
+	$$in .= "$sql;\n\\echo __shop_done__\n";
+	my $deadline = time + 60;
+	until ($$out =~ /__shop_done__\n\z/)
+	{
+		die "psql session failed: $$err" if $$err ne '' || !$self->{h}->pumpable;
+		die "psql session: no answer to $sql" if time > $deadline;
+		$self->{h}->pump;
+	}
+	(my $r = $$out) =~ s/\n?__shop_done__\n\z//;
+	return $r;
+}
+
+sub quit
+{
+	my ($self) = @_;
+	${ $self->{in} } .= "\\q\n";
+	$self->{h}->finish;
 }
 
 # ---------------------------------------------------------------------------

@@ -332,7 +332,9 @@ require_endpoint(int64 endpoint_id)
  * shop_unsubscribe(endpoint_id bigint) returns boolean
  *
  * The endpoint is kept (removed_at) for its deliveries' history; what it
- * has not received yet is given up.  false when it was removed already.
+ * has not received yet is given up (a request on the wire still finishes;
+ * its attempt is logged, the row stays dead).  false when it was removed
+ * already.
  */
 Datum
 shop_unsubscribe(PG_FUNCTION_ARGS)
@@ -353,9 +355,10 @@ shop_unsubscribe(PG_FUNCTION_ARGS)
 								  " o AS ("
 								  "  UPDATE shop.outbox o"
 								  "     SET state = 'dead', last_error = 'endpoint unsubscribed',"
-								  "         updated_at = now()"
+								  "         claimed_by = NULL, lease_until = NULL, updated_at = now()"
 								  "    FROM e"
-								  "   WHERE o.endpoint_id = e.id AND o.state IN ('queued', 'failed'))"
+								  "   WHERE o.endpoint_id = e.id"
+								  "     AND o.state IN ('queued', 'in_flight', 'failed'))"
 								  " SELECT id FROM e",
 								  1, argtypes),
 						values, NULL, false, 0) == 1;

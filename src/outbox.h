@@ -61,5 +61,6 @@ extern bool outbox_http_start(OutboxRequest *req);
 extern int	outbox_http_running(void);
 extern int	outbox_http_poll(int timeout_ms, OutboxRequest **done, int maxdone);
 extern bool outbox_http_succeeded(const OutboxRequest *req);
+extern void outbox_request_free(OutboxRequest *req);
 
 #endif							/* OUTBOX_H */

@@ -216,6 +216,16 @@ outbox_http_poll(int timeout_ms, OutboxRequest **done, int maxdone)
 }
 
 /*
+ * Free a request: its headers (libcurl's memory) and its context.
+ */
+void
+outbox_request_free(OutboxRequest *req)
+{
+	curl_slist_free_all(req->headers);
+	MemoryContextDelete(req->cxt);
+}
+
+/*
  * Whether the request counts as delivered: a 2xx status, also when the
  * body was cut at the cap (the receiver had answered by then).
  */

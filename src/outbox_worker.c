@@ -35,6 +35,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/pmsignal.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -577,7 +578,7 @@ record_results(OutboxRequest **done, int ndone)
 							"   FROM o WHERE e.id = o.endpoint_id",
 							11, argtypes),
 				  values, nulls, false, 0);
-		MemoryContextDelete(req->cxt);
+		outbox_request_free(req);
 	}
 	end_work();
 }
@@ -654,6 +655,8 @@ shop_outbox_worker_main(Datum arg)
 
 		if (outbox_http_running() > 0)
 		{
+			if (!PostmasterIsAlive())
+				proc_exit(1);
 			ndone = outbox_http_poll(POLL_SLICE_MS, done, 1000);
 			if (ndone > 0)
 			{

@@ -315,6 +315,24 @@ ok($d->{verified}, 'rotation with grace 0: the newest secret verifies');
 is($node->safe_psql('postgres', "SELECT shop.shop_unsubscribe($rot)"), 't', 'rotation endpoint unsubscribed');
 
 # ---------------------------------------------------------------------------
+# stock.low: a reservation takes a SKU's available stock below the
+# threshold; data.sku as documented.
+my $stock_ep = subscribe($node, $recv, '/ok/stock', 'stock.low');
+$node->safe_psql('postgres', q{
+	INSERT INTO shop.sku (id, product_id, code, on_hand) VALUES (2, 1, 'MUG-LOW', 5)});
+$node->safe_psql('postgres', q{
+	SET shop.low_stock_threshold = 3;
+	SELECT shop.shop_buy_now('low', '[{"sku_id": 2, "qty": 3}]')});
+ok(poll_sql($node, "SELECT count(*) = 1 AND bool_and(state = 'delivered') FROM shop.outbox WHERE endpoint_id = $stock_ep"),
+	'stock.low: one row, delivered');
+my ($low) = @{ $recv->deliveries('/ok/stock') };
+my $low_body = eval { json_decode($low->{body}) } // {};
+ok($low && $low->{verified} && $low->{type} eq 'stock.low', 'stock.low: received and verified');
+is_deeply($low_body->{data}, { sku => { id => 2, code => 'MUG-LOW', on_hand => 5, reserved => 3, available => 2, threshold => 3 } },
+	'stock.low: data.sku has id, code, on_hand, reserved, available, threshold');
+is($node->safe_psql('postgres', "SELECT shop.shop_unsubscribe($stock_ep)"), 't', 'stock endpoint unsubscribed');
+
+# ---------------------------------------------------------------------------
 # What shop_subscribe refuses (22023): not https (or allowed loopback http),
 # credentials in the URL, unknown event types, an empty list, a malformed
 # secret.

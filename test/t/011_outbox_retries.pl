@@ -177,6 +177,11 @@ ok(poll_sql($node, "SELECT state FROM shop.outbox WHERE endpoint_id = $dead2", '
 is($node->safe_psql('postgres', "SELECT attempts FROM shop.outbox WHERE endpoint_id = $dead2"),
 	'2', 'SIGHUP: after 2 attempts');
 is(scalar @{ $recv->deliveries('/status/500/dead2') }, 2, 'SIGHUP: the receiver got it twice');
+$recv->set_mode('/status/500/dead2', '/ok');
+is($node->safe_psql('postgres', "SELECT shop.shop_redeliver_dead($dead2)"), '1',
+	'shop_redeliver_dead(endpoint): 1 row queued again');
+ok(poll_sql($node, "SELECT state FROM shop.outbox WHERE endpoint_id = $dead2", 'delivered', 20),
+	'shop_redeliver_dead: delivered');
 unsubscribe($dead2);
 
 # dead after shop.outbox_max_age, however few attempts

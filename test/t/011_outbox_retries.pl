@@ -243,6 +243,7 @@ my $gone_row = row_of($gone);
 ok(poll_sql($node, "SELECT attempts >= 1 AND state <> 'in_flight' FROM shop.outbox WHERE id = $gone_row"),
 	'unsubscribe: the row has failed once');
 is($node->safe_psql('postgres', "SELECT shop.shop_unsubscribe($gone)"), 't', 'shop_unsubscribe: true');
+is($node->safe_psql('postgres', "SELECT shop.shop_unsubscribe($gone)"), 'f', 'shop_unsubscribe again: false');
 my $gone_dead = query_json($node, "SELECT state, last_error FROM shop.outbox WHERE id = $gone_row")->[0];
 ok($gone_dead->{state} eq 'dead' && ($gone_dead->{last_error} // '') =~ /unsubscribed/,
 	'unsubscribe: the failed row is dead ("endpoint unsubscribed")')

@@ -20,6 +20,9 @@ DATA = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*.sql))
 
 # Warnings on, never -Werror here: a packager's newer compiler must not fail
 # the build.  The tests and CI add it: make COPT=-Werror (test/run-all.sh).
+PG_CPPFLAGS = -DSHOP_VERSION='"$(EXTVERSION)"'
+# libcurl: the outbox worker's HTTP client, and the URL parser endpoints are checked with
+SHLIB_LINK = -lcurl
 PG_CFLAGS = -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 
 # pg_regress: sql/NAME.sql compared with expected/NAME.out

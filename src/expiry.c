@@ -84,6 +84,7 @@ expiry_release_locked(const int64 *order_ids, int norders, int *ndeltas)
 						" WHERE id = ANY ($1)",
 						1, argtypes),
 			  values, NULL, false, 0);
+	events_emit_orders(events_release_type(REASON_EXPIRED), order_ids, norders, NULL);
 	return deltas;
 }
 

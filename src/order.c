@@ -90,6 +90,7 @@ place_order(FunctionCallInfo fcinfo, MemoryContext outer, text *user_id,
 						" RETURNING " SHOP_ORDER_SUMMARY,
 						3, pending_types),
 			  values, NULL, false, 0);
+	events_emit_orders("order.created", &order_id, 1, NULL);
 	*created = true;
 	return shop_row_datum(fcinfo, outer, 0);
 }

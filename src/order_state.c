@@ -126,7 +126,8 @@ order_settle(int64 order_id, bool consume)
 
 /*
  * Sell a locked order whose lines are reserved: consume the reservations
- * and mark it PAID.  Leaves the order's summary as the SPI result.
+ * and mark it PAID (event order.paid).  Leaves the order's summary as the
+ * SPI result.
  */
 void
 order_confirm_locked(int64 order_id, const char *payment_id, OrderReason reason)
@@ -150,11 +151,13 @@ order_confirm_locked(int64 order_id, const char *payment_id, OrderReason reason)
 						" RETURNING " SHOP_ORDER_SUMMARY,
 						3, argtypes),
 			  values, nulls, false, 0);
+	events_emit_orders("order.paid", &order_id, 1, NULL);
 }
 
 /*
- * Give a locked PENDING order's stock back and end it as the reason says.
- * Leaves the order's summary as the SPI result.
+ * Give a locked PENDING order's stock back and end it as the reason says
+ * (event order.cancelled or order.failed).  Leaves the order's summary as
+ * the SPI result.
  */
 void
 order_release_locked(int64 order_id, OrderReason reason)
@@ -173,6 +176,7 @@ order_release_locked(int64 order_id, OrderReason reason)
 						" RETURNING " SHOP_ORDER_SUMMARY,
 						3, argtypes),
 			  values, NULL, false, 0);
+	events_emit_orders(events_release_type(reason), &order_id, 1, NULL);
 }
 
 /*

@@ -30,6 +30,51 @@
 
 static SPIPlanPtr plan_reserve_line;
 static SPIPlanPtr plan_reserve_again;
+static SPIPlanPtr plan_reserve_line_01;
+static SPIPlanPtr plan_reserve_again_01;
+
+/*
+ * The reservation statements, with what else they return (the SKU's
+ * available stock and low-stock threshold for stock.low) as a parameter:
+ * a 0.1 schema, served by this library until ALTER EXTENSION shop UPDATE,
+ * has no threshold column, and gets the statements without it.
+ */
+#define RESERVE_LINE_SQL(sku_returning, select_list) \
+	"WITH r AS (" \
+	"  UPDATE shop.sku s SET reserved = s.reserved + $3" \
+	"    FROM shop.product p" \
+	"   WHERE s.id = $2 AND p.id = s.product_id" \
+	"     AND s.is_active AND p.is_active" \
+	"     AND s.on_hand - s.reserved >= $3" \
+	"  RETURNING s.id, s.code, p.name, p.price, p.currency" sku_returning ")," \
+	" i AS (" \
+	"  INSERT INTO shop.order_item" \
+	"         (order_id, sku_id, product_name, sku_code, unit_price, qty)" \
+	"  SELECT $1, r.id, r.name, r.code, r.price, $3 FROM r)," \
+	" h AS (" \
+	"  INSERT INTO shop.stock_reservation (order_id, sku_id, qty)" \
+	"  SELECT $1, r.id, $3 FROM r)" \
+	" SELECT r.price, r.currency::text" select_list " FROM r"
+
+#define RESERVE_AGAIN_SQL(sku_returning, returning) \
+	"WITH s AS (" \
+	"  UPDATE shop.sku s SET reserved = s.reserved + $3" \
+	"    FROM shop.product p" \
+	"   WHERE s.id = $2 AND p.id = s.product_id" \
+	"     AND s.is_active AND p.is_active" \
+	"     AND s.on_hand - s.reserved >= $3" \
+	"     AND NOT EXISTS (SELECT FROM shop.stock_reservation x" \
+	"                      WHERE x.order_id = $1 AND x.sku_id = $2" \
+	"                        AND x.state <> 'released')" \
+	"  RETURNING s.id" sku_returning ")" \
+	" INSERT INTO shop.stock_reservation AS r" \
+	"        (order_id, sku_id, qty)" \
+	" SELECT $1, s.id, $3 FROM s" \
+	" ON CONFLICT (order_id, sku_id) DO UPDATE" \
+	"   SET state = 'active', qty = excluded.qty," \
+	"       state_changed_at = now()" \
+	"   WHERE r.state = 'released'" \
+	" RETURNING r.id" returning
 static SPIPlanPtr plan_unreserve_line;
 
 /* One reservation job: the order, its normalised lines, and the mode. */
@@ -85,6 +130,23 @@ add_to_totals(ReserveJob *job, const OrderLine *line, int64 price,
 }
 
 /*
+ * After a line was reserved, with the SKU's available stock and its own
+ * threshold in columns col and col + 1 of the SPI result: write stock.low
+ * when this reservation took it below the threshold.
+ */
+static void
+check_low_stock(const OrderLine *line, int col)
+{
+	bool		no_own;
+	int64		own = shop_get_int64(0, col + 1, &no_own);
+	int64		threshold;
+
+	if (events_stock_crossed_low(shop_get_int64(0, col, NULL), line->qty,
+								 !no_own, own, &threshold))
+		events_emit_stock_low(line->sku_id, threshold);
+}
+
+/*
  * Check and reserve one line of a new order in one statement, recording
  * its price snapshot and reservation row.  Returns false (nothing changed)
  * when stock is short; with raise_on_short it raises instead.  Unknown and
@@ -98,6 +160,7 @@ reserve_new_line(ReserveJob *job, const OrderLine *line, bool raise_on_short)
 	int64		available = 0;
 	char	   *code = NULL;
 	int			tries;
+	bool		current = events_schema_ready();
 
 	values[0] = Int64GetDatum(job->order_id);
 	values[1] = Int64GetDatum(line->sku_id);
@@ -105,27 +168,19 @@ reserve_new_line(ReserveJob *job, const OrderLine *line, bool raise_on_short)
 	/* a retry covers stock freed between the failed UPDATE and the diagnosis */
 	for (tries = 0; tries < 3; tries++)
 	{
-		if (shop_exec(shop_plan(&plan_reserve_line,
-								"WITH r AS ("
-								"  UPDATE shop.sku s SET reserved = s.reserved + $3"
-								"    FROM shop.product p"
-								"   WHERE s.id = $2 AND p.id = s.product_id"
-								"     AND s.is_active AND p.is_active"
-								"     AND s.on_hand - s.reserved >= $3"
-								"  RETURNING s.id, s.code, p.name, p.price, p.currency),"
-								" i AS ("
-								"  INSERT INTO shop.order_item"
-								"         (order_id, sku_id, product_name, sku_code, unit_price, qty)"
-								"  SELECT $1, r.id, r.name, r.code, r.price, $3 FROM r),"
-								" h AS ("
-								"  INSERT INTO shop.stock_reservation (order_id, sku_id, qty)"
-								"  SELECT $1, r.id, $3 FROM r)"
-								" SELECT r.price, r.currency::text FROM r",
-								3, argtypes),
+		if (shop_exec(current ? shop_plan(&plan_reserve_line,
+										  RESERVE_LINE_SQL(", s.on_hand - s.reserved AS available,"
+														   " s.low_stock_threshold",
+														   ", r.available, r.low_stock_threshold"),
+										  3, argtypes)
+					  : shop_plan(&plan_reserve_line_01, RESERVE_LINE_SQL("", ""),
+								  3, argtypes),
 					  values, NULL, false, 0) == 1)
 		{
 			add_to_totals(job, line, shop_get_int64(0, 1, NULL),
 						  shop_get_text(0, 2));
+			if (current)
+				check_low_stock(line, 3);
 			return true;
 		}
 		/* unknown and unsellable SKUs raise here; else it is a shortage */
@@ -145,7 +200,8 @@ reserve_new_line(ReserveJob *job, const OrderLine *line, bool raise_on_short)
  * agreed long ago, only the stock matters now.
  *
  * The SKU counter moves only when the line's reservation row is absent or
- * released, i.e. exactly when the insert below writes a row: otherwise the
+ * released, i.e. exactly when the statement's insert (RESERVE_AGAIN_SQL)
+ * writes a row: otherwise the
  * upsert's conflict arm would write nothing while the counter kept the
  * increment (a line whose reservation is still active or consumed: only
  * possible once invariants are broken, and then nothing must get worse).
@@ -156,31 +212,24 @@ reserve_again_line(ReserveJob *job, const OrderLine *line)
 {
 	static const Oid argtypes[] = {INT8OID, INT8OID, INT4OID};
 	Datum		values[3];
+	bool		current = events_schema_ready();
 
 	values[0] = Int64GetDatum(job->order_id);
 	values[1] = Int64GetDatum(line->sku_id);
 	values[2] = Int32GetDatum(line->qty);
-	return shop_exec(shop_plan(&plan_reserve_again,
-							   "WITH s AS ("
-							   "  UPDATE shop.sku s SET reserved = s.reserved + $3"
-							   "    FROM shop.product p"
-							   "   WHERE s.id = $2 AND p.id = s.product_id"
-							   "     AND s.is_active AND p.is_active"
-							   "     AND s.on_hand - s.reserved >= $3"
-							   "     AND NOT EXISTS (SELECT FROM shop.stock_reservation x"
-							   "                      WHERE x.order_id = $1 AND x.sku_id = $2"
-							   "                        AND x.state <> 'released')"
-							   "  RETURNING s.id)"
-							   " INSERT INTO shop.stock_reservation AS r"
-							   "        (order_id, sku_id, qty)"
-							   " SELECT $1, s.id, $3 FROM s"
-							   " ON CONFLICT (order_id, sku_id) DO UPDATE"
-							   "   SET state = 'active', qty = excluded.qty,"
-							   "       state_changed_at = now()"
-							   "   WHERE r.state = 'released'"
-							   " RETURNING r.id",
-							   3, argtypes),
-					 values, NULL, false, 0) == 1;
+	if (shop_exec(current ? shop_plan(&plan_reserve_again,
+									  RESERVE_AGAIN_SQL(", s.on_hand - s.reserved AS available,"
+														" s.low_stock_threshold",
+														", (SELECT s.available FROM s),"
+														" (SELECT s.low_stock_threshold FROM s)"),
+									  3, argtypes)
+				  : shop_plan(&plan_reserve_again_01, RESERVE_AGAIN_SQL("", ""),
+							  3, argtypes),
+				  values, NULL, false, 0) != 1)
+		return false;
+	if (current)
+		check_low_stock(line, 2);
+	return true;
 }
 
 /*

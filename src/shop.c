@@ -27,6 +27,9 @@ int			shop_reservation_ttl = 20 * 60;
 /* Largest webhook body shop_handle_webhook() reads, in bytes. */
 int			shop_webhook_max_body = 1024 * 1024;
 
+/* Available stock below which stock.low is sent (0: never). */
+int			shop_low_stock_threshold = 0;
+
 void		_PG_init(void);
 
 /*
@@ -53,5 +56,13 @@ _PG_init(void)
 							1024 * 1024, 1024, MaxAllocSize / 2,
 							PGC_SUSET, GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("shop.low_stock_threshold",
+							"Available stock below which a SKU's reservation sends stock.low.",
+							"0 sends none; shop.sku.low_stock_threshold overrides it per SKU.",
+							&shop_low_stock_threshold,
+							0, 0, INT_MAX,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	outbox_worker_init();
 	MarkGUCPrefixReserved("shop");
 }

@@ -13,6 +13,7 @@
 
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "utils/jsonb.h"
 #include "utils/resowner.h"
 
 /*
@@ -48,6 +49,7 @@
 /* GUCs (shop.c): shop.reservation_ttl in seconds, the webhook body limit */
 extern int	shop_reservation_ttl;
 extern int	shop_webhook_max_body;
+extern int	shop_low_stock_threshold;
 
 /* One order line: a SKU and how many units. */
 typedef struct OrderLine
@@ -120,6 +122,8 @@ extern text *shop_text_arg(FunctionCallInfo fcinfo, int argno,
 						   const char *name, bool required);
 extern int64 shop_int64_arg(FunctionCallInfo fcinfo, int argno, const char *name);
 extern int32 shop_int32_arg(FunctionCallInfo fcinfo, int argno, const char *name);
+extern uint64 shop_exec_keep_result(SPIPlanPtr plan, Datum *values,
+								  const char *nulls);
 extern ErrorData *shop_subxact_abort(MemoryContext cxt, ResourceOwner owner);
 extern OrderLine *shop_result_lines(uint64 n);
 
@@ -161,5 +165,24 @@ extern void order_settle(int64 order_id, bool consume);
 extern void reserve_order_lines(int64 order_id, OrderLine *lines, int nlines,
 								int64 *amount, char *currency);
 extern int64 reserve_order_again(int64 order_id, OrderLine *lines, int nlines);
+
+/* events.c: outgoing events, written with the change that causes them */
+extern void events_emit_orders(const char *type, const int64 *order_ids,
+							   int norders, Jsonb *extra);
+extern void events_emit_stock_low(int64 sku_id, int64 threshold);
+extern const char *events_release_type(OrderReason reason);
+extern bool events_stock_crossed_low(int64 available_after, int32 qty,
+									 bool has_own, int64 own_threshold,
+									 int64 *threshold);
+extern void outbox_wake_at_commit(void);
+extern bool events_schema_ready(void);
+
+/* outbox_worker.c: the delivery worker and its settings */
+extern bool outbox_allow_http_loopback;
+extern void outbox_worker_init(void);
+extern void outbox_worker_wake(void);
+
+/* endpoint.c: event endpoints and the outbound URL policy */
+extern const char *endpoint_url_refusal(const char *url);
 
 #endif							/* SHOP_H */

@@ -282,3 +282,21 @@ shop_result_lines(uint64 n)
 	}
 	return lines;
 }
+
+/*
+ * Execute a kept plan that returns no rows, leaving the previous result
+ * (SPI_tuptable, SPI_processed) as it was, so that a caller about to
+ * return that result can run a statement first.  Returns the number of
+ * rows the statement processed.
+ */
+uint64
+shop_exec_keep_result(SPIPlanPtr plan, Datum *values, const char *nulls)
+{
+	SPITupleTable *tuptable = SPI_tuptable;
+	uint64		processed = SPI_processed;
+	uint64		n = shop_exec(plan, values, nulls, false, 0);
+
+	SPI_tuptable = tuptable;
+	SPI_processed = processed;
+	return n;
+}

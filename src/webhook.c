@@ -214,6 +214,24 @@ order_ref_id(const char *ref)
 }
 
 /*
+ * {"review": {"reason": ..., "detail": ...}} for the order.needs_review
+ * event.
+ */
+static Jsonb *
+review_extra(const char *reason, const char *detail)
+{
+	JsonResult	review;
+	JsonResult	outer;
+
+	json_result_begin(&review, CurrentMemoryContext);
+	json_result_text(&review, "reason", reason);
+	json_result_text(&review, "detail", detail);
+	json_result_begin(&outer, CurrentMemoryContext);
+	json_result_jsonb(&outer, "review", DatumGetJsonbP(json_result_end(&review)));
+	return DatumGetJsonbP(json_result_end(&outer));
+}
+
+/*
  * Record that a person must look at the order (the event's row in
  * shop.order_review, listed by shop.orders_needing_review).
  */
@@ -235,6 +253,8 @@ flag_review(int64 order_id, const char *reason, const WebhookProvider *provider,
 						" VALUES ($1, $2, $3, $4, $5)",
 						5, argtypes),
 			  values, NULL, false, 0);
+	events_emit_orders("order.needs_review", &order_id, 1,
+					   review_extra(reason, detail));
 }
 
 /*

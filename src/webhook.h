@@ -154,6 +154,9 @@ extern void json_result_begin(JsonResult *res, MemoryContext cxt);
 extern void json_result_text(JsonResult *res, const char *key, const char *value);
 extern void json_result_int(JsonResult *res, const char *key, int64 value,
 							bool isnull);
+extern void json_result_bool(JsonResult *res, const char *key, bool value);
+extern void json_result_text_array(JsonResult *res, const char *key,
+								   const Datum *elems, int n);
 extern void json_result_jsonb(JsonResult *res, const char *key, Jsonb *doc);
 extern Datum json_result_end(JsonResult *res);
 

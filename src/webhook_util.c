@@ -489,6 +489,48 @@ json_result_int(JsonResult *res, const char *key, int64 value, bool isnull)
 }
 
 /*
+ * Add key: an array of the n text datums.
+ */
+void
+json_result_text_array(JsonResult *res, const char *key, const Datum *elems, int n)
+{
+	MemoryContext old = MemoryContextSwitchTo(res->cxt);
+	JsonbValue	k;
+	int			i;
+
+	k.type = jbvString;
+	k.val.string.val = pstrdup(key);
+	k.val.string.len = strlen(key);
+	pushJsonbValue(&res->state, WJB_KEY, &k);
+	pushJsonbValue(&res->state, WJB_BEGIN_ARRAY, NULL);
+	for (i = 0; i < n; i++)
+	{
+		JsonbValue	v;
+		text	   *t = DatumGetTextPP(elems[i]);
+
+		v.type = jbvString;
+		v.val.string.val = VARDATA_ANY(t);
+		v.val.string.len = VARSIZE_ANY_EXHDR(t);
+		pushJsonbValue(&res->state, WJB_ELEM, &v);
+	}
+	pushJsonbValue(&res->state, WJB_END_ARRAY, NULL);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Add key: true or false.
+ */
+void
+json_result_bool(JsonResult *res, const char *key, bool value)
+{
+	JsonbValue	v;
+
+	v.type = jbvBool;
+	v.val.boolean = value;
+	json_result_add(res, key, &v);
+}
+
+/*
  * Add key: document.
  */
 void

@@ -21,6 +21,9 @@ CREATE TABLE shop.sku (
 	on_hand		bigint NOT NULL DEFAULT 0,
 	reserved	bigint NOT NULL DEFAULT 0,
 	is_active	boolean NOT NULL DEFAULT true,
+	-- stock.low fires when available falls below this (NULL: the setting
+	-- shop.low_stock_threshold; 0: never)
+	low_stock_threshold	integer CONSTRAINT sku_low_stock_threshold_check CHECK (low_stock_threshold >= 0),
 	CONSTRAINT sku_on_hand_nonnegative CHECK (on_hand >= 0),
 	CONSTRAINT sku_reserved_nonnegative CHECK (reserved >= 0),
 	CONSTRAINT sku_reserved_within_on_hand CHECK (reserved <= on_hand)

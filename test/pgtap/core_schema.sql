@@ -50,8 +50,10 @@ SELECT tables_are('shop',
 	ARRAY['product', 'sku', 'stock_adjustment', 'cart', 'cart_item', 'orders',
 		  'order_item', 'stock_reservation', 'payment_log',
 		  -- payment webhooks (issue #3)
-		  'payment_provider', 'payment_provider_secret', 'order_review'],
-	'schema shop has exactly the tables of issues #2 and #3');
+		  'payment_provider', 'payment_provider_secret', 'order_review',
+		  -- the outbox and outgoing events (issue #8)
+		  'event_endpoint', 'event_endpoint_secret', 'event', 'outbox', 'outbox_attempt'],
+	'schema shop has exactly the tables of issues #2, #3 and #8');
 
 -- Columns and types: money is bigint minor units, currency char(3),
 -- user ids opaque text, times timestamptz.  set_eq: order does not matter.
@@ -63,7 +65,9 @@ SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.product')$$,
 SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.sku')$$,
 	$$VALUES ('id', 'bigint', true), ('product_id', 'bigint', true), ('code', 'text', true),
 			 ('on_hand', 'bigint', true), ('reserved', 'bigint', true),
-			 ('is_active', 'boolean', true)$$,
+			 ('is_active', 'boolean', true),
+			 -- stock.low (issue #8)
+			 ('low_stock_threshold', 'integer', false)$$,
 	'shop.sku columns and types');
 -- available is derived (view shop.sku_stock), never stored
 SELECT hasnt_column('shop', 'sku', 'available', 'shop.sku does not store available');
@@ -285,8 +289,10 @@ SELECT is_indexed('shop', 'cart_item', 'sku_id', 'cart lines by SKU are indexed'
 
 SELECT views_are('shop', ARRAY['sku_stock', 'active_reservations', 'expiring_orders',
 		  -- payment webhooks (issue #3)
-		  'webhook_events', 'unmatched_payments', 'orders_needing_review', 'payment_providers'],
-	'schema shop has exactly the DBA views of issues #2 and #3');
+		  'webhook_events', 'unmatched_payments', 'orders_needing_review', 'payment_providers',
+		  -- the outbox (issue #8)
+		  'outbox_pending', 'outbox_dead', 'outbox_attempts', 'event_endpoints', 'outbox_health'],
+	'schema shop has exactly the DBA views of issues #2, #3 and #8');
 SELECT set_eq($$SELECT col, typ FROM pg_temp.cols('shop.sku_stock')$$,
 	$$VALUES ('sku_id', 'bigint'), ('code', 'text'), ('product_id', 'bigint'),
 			 ('product_name', 'text'), ('on_hand', 'bigint'), ('reserved', 'bigint'),
@@ -350,8 +356,12 @@ SELECT functions_are('shop',
 		  'shop_expire_pending', 'shop_adjust_stock', 'shop_check_invariants',
 		  'shop_schedule_expiry',
 		  -- payment webhooks (issue #3)
-		  'shop_handle_webhook', 'shop_set_provider', 'shop_sign_mock'],
-	'schema shop has exactly the API functions of issues #2 and #3');
+		  'shop_handle_webhook', 'shop_set_provider', 'shop_sign_mock',
+		  -- the outbox and outgoing events (issue #8); outbox_claim is the
+		  -- worker's, granted to no one
+		  'shop_subscribe', 'shop_unsubscribe', 'shop_enable_endpoint', 'shop_redeliver',
+		  'shop_redeliver_dead', 'outbox_claim'],
+	'schema shop has exactly the functions of issues #2, #3 and #8');
 SELECT has_function('shop', 'shop_cart_add', ARRAY['text', 'bigint', 'integer']);
 SELECT has_function('shop', 'shop_cart_set_qty', ARRAY['text', 'bigint', 'integer']);
 SELECT has_function('shop', 'shop_cart_remove', ARRAY['text', 'bigint']);
@@ -388,7 +398,14 @@ SELECT set_eq($$
 	('shop_confirm_paid', 'order_id bigint, external_payment_id text, amount bigint, currency text', 'shop.order_summary'),
 	('shop_handle_webhook', 'provider text, headers jsonb, body text', 'jsonb'),
 	('shop_set_provider', 'name text, kind text, secret text, options jsonb DEFAULT ''{}''::jsonb', 'jsonb'),
-	('shop_sign_mock', 'provider text, event_id text, body text, at timestamp with time zone DEFAULT NULL::timestamp with time zone', 'jsonb')
+	('shop_sign_mock', 'provider text, event_id text, body text, at timestamp with time zone DEFAULT NULL::timestamp with time zone', 'jsonb'),
+	-- the outbox and outgoing events (issue #8)
+	('shop_subscribe', 'url text, event_types text[], secret text DEFAULT NULL::text, description text DEFAULT NULL::text, rotation_grace_seconds integer DEFAULT 86400', 'jsonb'),
+	('shop_unsubscribe', 'endpoint_id bigint', 'boolean'),
+	('shop_enable_endpoint', 'endpoint_id bigint', 'boolean'),
+	('shop_redeliver', 'outbox_id bigint', 'boolean'),
+	('shop_redeliver_dead', 'endpoint_id bigint DEFAULT NULL::bigint', 'integer'),
+	('outbox_claim', 'max_rows integer, lease interval', 'SETOF shop.outbox')
 	$$,
 	'every API function has the documented arguments, defaults and result');
 -- Defaults work: the short forms resolve to the documented functions.

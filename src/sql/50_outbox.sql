@@ -1,0 +1,295 @@
+-- shop install script, part 5: the transactional outbox and outgoing events.
+--
+-- A state change that must be told to the outside world writes its request
+-- as a row of shop.outbox in its own transaction; the delivery worker
+-- (src/outbox_worker.c) sends committed rows.  The first users are event
+-- webhooks to the merchant's endpoints (src/events.c, src/endpoint.c).
+
+-- A merchant endpoint that receives events.  Kept after shop_unsubscribe
+-- (removed_at) so its deliveries keep their history.
+CREATE TABLE shop.event_endpoint (
+	id						bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	url						text NOT NULL CHECK (url <> ''),
+	event_types				text[] NOT NULL CHECK (pg_catalog.cardinality(event_types) > 0),
+	description				text,
+	enabled					boolean NOT NULL DEFAULT true,
+	disabled_reason			text,
+	consecutive_failures	integer NOT NULL DEFAULT 0,
+	created_at				timestamptz NOT NULL DEFAULT now(),
+	updated_at				timestamptz NOT NULL DEFAULT now(),
+	removed_at				timestamptz
+);
+CREATE UNIQUE INDEX event_endpoint_url_idx ON shop.event_endpoint (url)
+	WHERE removed_at IS NULL;
+
+-- Signing secrets of an endpoint, as for payment providers: the newest has
+-- retires_at NULL, older ones keep signing until retires_at.  Owner only.
+CREATE TABLE shop.event_endpoint_secret (
+	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	endpoint_id	bigint NOT NULL REFERENCES shop.event_endpoint (id) ON DELETE CASCADE,
+	secret		text NOT NULL CHECK (secret <> ''),
+	added_at	timestamptz NOT NULL DEFAULT now(),
+	retires_at	timestamptz,
+	UNIQUE (endpoint_id, secret)
+);
+
+-- One row per event that happened and that some endpoint subscribes to.
+CREATE TABLE shop.event (
+	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	type		text NOT NULL CHECK (type IN ('order.created', 'order.paid', 'order.cancelled',
+											  'order.failed', 'order.expired', 'order.needs_review',
+											  'stock.low')),
+	order_id	bigint REFERENCES shop.orders (id),
+	sku_id		bigint REFERENCES shop.sku (id),
+	payload		jsonb NOT NULL,
+	created_at	timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX event_order_idx ON shop.event (order_id);
+CREATE INDEX event_sku_idx ON shop.event (sku_id);
+
+-- One row per outbound request.  body is fixed when the row is written, so
+-- every attempt sends the same bytes; signature headers are added when sent.
+-- ordering_key: rows of one endpoint with the same key are sent one at a
+-- time, oldest first (per order, per SKU).
+CREATE TABLE shop.outbox (
+	id				bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	endpoint_id		bigint REFERENCES shop.event_endpoint (id),
+	event_id		bigint REFERENCES shop.event (id),
+	url				text NOT NULL,
+	method			text NOT NULL DEFAULT 'POST'
+		CHECK (method IN ('GET', 'POST', 'PUT', 'PATCH', 'DELETE')),
+	headers			jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(headers) = 'object'),
+	body			text,
+	idempotency_key	text NOT NULL CHECK (idempotency_key <> ''),
+	ordering_key	text,
+	state			text NOT NULL DEFAULT 'queued'
+		CHECK (state IN ('queued', 'in_flight', 'delivered', 'failed', 'dead')),
+	attempts		integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+	next_attempt_at	timestamptz NOT NULL DEFAULT now(),
+	claimed_by		integer,
+	lease_until		timestamptz,
+	last_status		integer,
+	last_error		text,
+	queued_at		timestamptz NOT NULL DEFAULT now(),
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	updated_at		timestamptz NOT NULL DEFAULT now(),
+	delivered_at	timestamptz,
+	CONSTRAINT outbox_in_flight_has_lease CHECK ((state = 'in_flight') = (lease_until IS NOT NULL)),
+	UNIQUE (endpoint_id, idempotency_key)
+);
+-- what the worker claims: due rows, and in-flight rows whose lease ran out
+CREATE INDEX outbox_due_idx ON shop.outbox (next_attempt_at, id)
+	WHERE state IN ('queued', 'failed');
+CREATE INDEX outbox_lease_idx ON shop.outbox (lease_until)
+	WHERE state = 'in_flight';
+-- the per-key ordering rule looks for an older open row of the same key
+CREATE INDEX outbox_open_key_idx ON shop.outbox (endpoint_id, ordering_key, id)
+	WHERE state IN ('queued', 'in_flight', 'failed');
+CREATE INDEX outbox_endpoint_state_idx ON shop.outbox (endpoint_id, state);
+CREATE INDEX outbox_event_idx ON shop.outbox (event_id);
+
+-- One row per HTTP attempt.
+CREATE TABLE shop.outbox_attempt (
+	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	outbox_id			bigint NOT NULL REFERENCES shop.outbox (id),
+	attempt				integer NOT NULL CHECK (attempt > 0),
+	started_at			timestamptz NOT NULL,
+	duration_ms			integer NOT NULL CHECK (duration_ms >= 0),
+	http_status			integer,
+	succeeded			boolean NOT NULL,
+	error				text,
+	response_excerpt	text
+);
+CREATE INDEX outbox_attempt_outbox_idx ON shop.outbox_attempt (outbox_id);
+CREATE INDEX outbox_attempt_started_idx ON shop.outbox_attempt (started_at);
+
+SELECT pg_catalog.pg_extension_config_dump('shop.event_endpoint', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.event_endpoint_secret', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.event', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.outbox_attempt', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.event_endpoint_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.event_endpoint_secret_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.event_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.outbox_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.outbox_attempt_id_seq', '');
+
+-- The worker's claim, in SQL so that it can be read, and raced in the
+-- isolation tests, as it runs: up to max_rows due rows (queued or failed
+-- whose time has come, or in flight with an expired lease), only of enabled
+-- endpoints, never a row while an older open row of the same endpoint and
+-- ordering key exists, locked with SKIP LOCKED (a row someone else is
+-- claiming is theirs), marked in_flight with a lease, attempts counted.
+-- Granted to no one: the worker runs it as the extension's owner.
+CREATE FUNCTION shop.outbox_claim(max_rows integer, lease interval)
+	RETURNS SETOF shop.outbox
+	LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH due AS (
+		SELECT o.id
+		  FROM shop.outbox o
+		  JOIN shop.event_endpoint e ON e.id = o.endpoint_id
+		 WHERE ((o.state IN ('queued', 'failed') AND o.next_attempt_at <= now())
+				OR (o.state = 'in_flight' AND o.lease_until < now()))
+		   AND e.enabled AND e.removed_at IS NULL
+		   AND NOT EXISTS (SELECT FROM shop.outbox p
+							WHERE p.endpoint_id = o.endpoint_id
+							  AND p.ordering_key = o.ordering_key
+							  AND p.id < o.id
+							  AND p.state IN ('queued', 'in_flight', 'failed'))
+		 ORDER BY o.next_attempt_at, o.id
+		 LIMIT max_rows
+		   FOR UPDATE OF o SKIP LOCKED)
+	UPDATE shop.outbox o
+	   SET state = 'in_flight', attempts = o.attempts + 1, claimed_by = pg_backend_pid(),
+		   lease_until = now() + lease, updated_at = now()
+	  FROM due
+	 WHERE o.id = due.id
+	RETURNING o.*
+$$;
+COMMENT ON FUNCTION shop.outbox_claim(integer, interval) IS
+	'the delivery worker''s claim: up to max_rows due rows, per-key order kept, SKIP LOCKED, marked in_flight with a lease';
+
+-- API: Outgoing events
+
+CREATE FUNCTION shop.shop_subscribe(url text, event_types text[], secret text DEFAULT NULL,
+									description text DEFAULT NULL,
+									rotation_grace_seconds integer DEFAULT 86400)
+	RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'shop_subscribe'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	SET log_min_error_statement = panic;
+COMMENT ON FUNCTION shop.shop_subscribe(text, text[], text, text, integer) IS
+	'register or update the event endpoint at url for event_types (or *); returns it, with the generated signing secret when a new endpoint got none';
+
+CREATE FUNCTION shop.shop_unsubscribe(endpoint_id bigint)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'shop_unsubscribe'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION shop.shop_unsubscribe(bigint) IS
+	'remove an event endpoint (kept for history); its undelivered rows become dead';
+
+CREATE FUNCTION shop.shop_enable_endpoint(endpoint_id bigint)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'shop_enable_endpoint'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION shop.shop_enable_endpoint(bigint) IS
+	're-enable an endpoint disabled after too many failures; resets its failure count';
+
+CREATE FUNCTION shop.shop_redeliver(outbox_id bigint)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'shop_redeliver'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION shop.shop_redeliver(bigint) IS
+	'queue a dead outbox row again (attempts and age start over); false when it is not dead';
+
+CREATE FUNCTION shop.shop_redeliver_dead(endpoint_id bigint DEFAULT NULL)
+	RETURNS integer
+	AS 'MODULE_PATHNAME', 'shop_redeliver_dead'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION shop.shop_redeliver_dead(bigint) IS
+	'queue every dead outbox row (of one endpoint) again; returns how many';
+
+-- Views for DBAs (outbox)
+
+CREATE VIEW shop.outbox_pending AS
+SELECT o.id AS outbox_id,
+	   o.endpoint_id,
+	   o.url,
+	   ev.type AS event_type,
+	   o.event_id,
+	   o.state,
+	   o.attempts,
+	   o.next_attempt_at,
+	   o.lease_until,
+	   o.last_status,
+	   o.last_error,
+	   o.queued_at,
+	   pg_catalog.now() OPERATOR(pg_catalog.-) o.queued_at AS age
+  FROM shop.outbox o
+  LEFT JOIN shop.event ev ON ev.id OPERATOR(pg_catalog.=) o.event_id
+ WHERE o.state IN ('queued', 'in_flight', 'failed');
+COMMENT ON VIEW shop.outbox_pending IS 'outbound requests not yet delivered or given up, with their last error';
+
+CREATE VIEW shop.outbox_dead AS
+SELECT o.id AS outbox_id,
+	   o.endpoint_id,
+	   o.url,
+	   ev.type AS event_type,
+	   o.event_id,
+	   o.attempts,
+	   o.last_status,
+	   o.last_error,
+	   o.queued_at,
+	   o.updated_at AS died_at
+  FROM shop.outbox o
+  LEFT JOIN shop.event ev ON ev.id OPERATOR(pg_catalog.=) o.event_id
+ WHERE o.state OPERATOR(pg_catalog.=) 'dead';
+COMMENT ON VIEW shop.outbox_dead IS 'outbound requests given up; shop_redeliver() queues one again';
+
+CREATE VIEW shop.outbox_attempts AS
+SELECT a.id AS attempt_id,
+	   a.outbox_id,
+	   o.endpoint_id,
+	   o.url,
+	   a.attempt,
+	   a.started_at,
+	   a.duration_ms,
+	   a.http_status,
+	   a.succeeded,
+	   a.error,
+	   a.response_excerpt
+  FROM shop.outbox_attempt a
+  JOIN shop.outbox o ON o.id OPERATOR(pg_catalog.=) a.outbox_id;
+COMMENT ON VIEW shop.outbox_attempts IS 'one row per HTTP attempt of the delivery worker';
+
+CREATE VIEW shop.event_endpoints AS
+SELECT e.id AS endpoint_id,
+	   e.url,
+	   e.event_types,
+	   e.description,
+	   e.enabled,
+	   e.disabled_reason,
+	   e.consecutive_failures,
+	   (SELECT pg_catalog.count(*) FROM shop.outbox o
+		 WHERE o.endpoint_id OPERATOR(pg_catalog.=) e.id AND o.state OPERATOR(pg_catalog.=) 'delivered') AS delivered,
+	   (SELECT pg_catalog.count(*) FROM shop.outbox o
+		 WHERE o.endpoint_id OPERATOR(pg_catalog.=) e.id
+		   AND o.state IN ('queued', 'in_flight', 'failed')) AS backlog,
+	   (SELECT pg_catalog.count(*) FROM shop.outbox o
+		 WHERE o.endpoint_id OPERATOR(pg_catalog.=) e.id AND o.state OPERATOR(pg_catalog.=) 'dead') AS dead,
+	   s.success_rate_24h,
+	   s.last_success_at,
+	   s.last_failure_at,
+	   e.created_at,
+	   e.removed_at
+  FROM shop.event_endpoint e
+  LEFT JOIN LATERAL (
+	SELECT pg_catalog.round(pg_catalog.avg(CASE WHEN a.succeeded THEN 1.0 ELSE 0.0 END), 3) AS success_rate_24h,
+		   pg_catalog.max(a.started_at) FILTER (WHERE a.succeeded) AS last_success_at,
+		   pg_catalog.max(a.started_at) FILTER (WHERE NOT a.succeeded) AS last_failure_at
+	  FROM shop.outbox_attempt a
+	  JOIN shop.outbox o ON o.id OPERATOR(pg_catalog.=) a.outbox_id
+	 WHERE o.endpoint_id OPERATOR(pg_catalog.=) e.id
+	   AND a.started_at OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '24 hours')) s ON true;
+COMMENT ON VIEW shop.event_endpoints IS 'event endpoints with their health (never a secret)';
+
+CREATE VIEW shop.outbox_health AS
+SELECT EXISTS (SELECT FROM pg_catalog.pg_stat_activity
+				WHERE backend_type OPERATOR(pg_catalog.=) 'shop outbox worker') AS worker_running,
+	   pg_catalog.count(*) FILTER (WHERE o.state OPERATOR(pg_catalog.=) 'queued') AS queued,
+	   pg_catalog.count(*) FILTER (WHERE o.state OPERATOR(pg_catalog.=) 'in_flight') AS in_flight,
+	   pg_catalog.count(*) FILTER (WHERE o.state OPERATOR(pg_catalog.=) 'failed') AS failed,
+	   pg_catalog.count(*) FILTER (WHERE o.state OPERATOR(pg_catalog.=) 'dead') AS dead,
+	   pg_catalog.now() OPERATOR(pg_catalog.-)
+		   (pg_catalog.min(o.next_attempt_at) FILTER (WHERE o.state IN ('queued', 'failed')
+													  AND o.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()))
+		   AS oldest_due_age
+  FROM shop.outbox o;
+COMMENT ON VIEW shop.outbox_health IS 'is the delivery worker running, and how large is the backlog';

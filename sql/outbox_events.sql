@@ -202,16 +202,23 @@ SELECT * FROM pg_temp.new_events();
 ------------------------------------------------------------------------------
 -- Only enabled endpoints get rows: a disabled one gets none for what
 -- happens while it is disabled (its old rows wait); enabled again, it gets
--- the next ones.  A removed one gets none.
+-- the next ones.  (Its own endpoint, removed at the end of the section, so
+-- the counts below do not depend on it.)
 ------------------------------------------------------------------------------
-UPDATE shop.event_endpoint SET enabled = false, disabled_reason = 'test: disabled' WHERE id = :ep_created;
+SELECT (shop.shop_subscribe('https://events.example.test/off', ARRAY['order.created'])->>'endpoint_id')::bigint AS ep_off \gset
+INSERT INTO name_of VALUES ('endpoint', :ep_off, 'off');
+UPDATE shop.event_endpoint SET enabled = false, disabled_reason = 'test: disabled' WHERE id = :ep_off;
 SELECT pg_temp.buy('evt-u15', :sku_a, 1) AS o15 \gset
 INSERT INTO name_of VALUES ('order', :o15, 'o15');
 SELECT * FROM pg_temp.new_events();
-SELECT shop.shop_enable_endpoint(:ep_created) AS enabled;
+SELECT shop.shop_enable_endpoint(:ep_off) AS enabled;
 SELECT pg_temp.buy('evt-u16', :sku_a, 1) AS o16 \gset
 INSERT INTO name_of VALUES ('order', :o16, 'o16');
 SELECT * FROM pg_temp.new_events();
+DELETE FROM shop.outbox WHERE endpoint_id = :ep_off;
+DELETE FROM shop.event_endpoint_secret WHERE endpoint_id = :ep_off;
+DELETE FROM shop.event_endpoint WHERE id = :ep_off;
+DELETE FROM name_of WHERE kind = 'endpoint' AND id = :ep_off;
 
 ------------------------------------------------------------------------------
 -- stock.low: when a reservation takes a SKU's available stock below its
@@ -267,9 +274,9 @@ SELECT pg_temp.outcome($$SELECT set_config('shop.low_stock_threshold', '-1', fal
 
 ------------------------------------------------------------------------------
 -- The body of each type, as the "all" endpoint got it: the envelope (id =
--- evt_<event id>, type, created_at in UTC), data.order with the order as
--- it is after the change, data.review for order.needs_review, data.sku
--- for stock.low.
+-- evt_<event id>, type, created_at in ISO 8601 with an offset), data.order
+-- with the order as it is after the change, data.review for
+-- order.needs_review, data.sku for stock.low.
 ------------------------------------------------------------------------------
 CREATE TEMP VIEW bodies AS
 	SELECT o.id AS outbox_id, o.endpoint_id, e.id AS event_id, e.type AS event_type,
@@ -284,7 +291,7 @@ CREATE TEMP VIEW keys AS
 SELECT DISTINCT ARRAY(SELECT jsonb_object_keys(b) ORDER BY 1) AS envelope_keys FROM bodies;
 SELECT bool_and(b->>'id' = 'evt_' || event_id) AS id_is_evt_event_id,
 	   bool_and(b->>'type' = event_type) AS type_matches,
-	   bool_and(b->>'created_at' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?\+00:00$') AS created_at_utc_iso,
+	   bool_and(b->>'created_at' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?[+-]\d\d:\d\d$') AS created_at_iso,
 	   bool_and((b->>'created_at')::timestamptz BETWEEN now() - interval '1 hour' AND now()) AS created_at_recent
   FROM bodies;
 -- data, one line per event type
@@ -293,15 +300,15 @@ SELECT DISTINCT ON (event_type) event_type,
 	   ARRAY(SELECT jsonb_object_keys(coalesce(b#>'{data,order}', b#>'{data,sku}')) ORDER BY 1) AS object_keys
   FROM bodies ORDER BY event_type, outbox_id;
 -- the orders: status and reason after the change, amount, currency, user,
--- payment id; the id is the order's, times in UTC; expires_at is 20 min
+-- payment id; the id is the order's, times in ISO 8601; expires_at is 20 min
 -- (shop.reservation_ttl) after created_at, or where this file moved it
 SELECT pg_temp.n('order', order_id) AS "order", event_type,
 	   b#>>'{data,order,status}' AS status, b#>>'{data,order,status_reason}' AS reason,
 	   b#>'{data,order,amount}' AS amount, b#>>'{data,order,currency}' AS currency,
 	   b#>>'{data,order,user_id}' AS user_id, b#>>'{data,order,external_payment_id}' AS payment_id,
 	   (b#>>'{data,order,id}')::bigint = order_id AND jsonb_typeof(b#>'{data,order,id}') = 'number' AS id_ok,
-	   b#>>'{data,order,created_at}' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?\+00:00$' AS created_utc,
-	   coalesce(b#>>'{data,order,expires_at}' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?\+00:00$', true) AS expires_utc,
+	   b#>>'{data,order,created_at}' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?[+-]\d\d:\d\d$' AS created_iso,
+	   coalesce(b#>>'{data,order,expires_at}' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?[+-]\d\d:\d\d$', true) AS expires_iso,
 	   (b#>>'{data,order,expires_at}')::timestamptz - (b#>>'{data,order,created_at}')::timestamptz AS expires_after
   FROM bodies
  WHERE endpoint_id = :ep_all AND order_id IS NOT NULL
@@ -370,7 +377,7 @@ SELECT worker_running, queued, in_flight, failed, dead, oldest_due_age > interva
 CREATE TEMP TABLE paid_rows AS
 	SELECT o.id, row_number() OVER (ORDER BY o.id) AS n FROM shop.outbox o WHERE o.endpoint_id = :ep_paid;
 UPDATE shop.outbox o SET state = 'failed', attempts = 3, last_status = 503, last_error = 'HTTP 503',
-	   next_attempt_at = now() + interval '4 seconds'
+	   next_attempt_at = now() + interval '1 hour'
   FROM paid_rows p WHERE p.id = o.id AND p.n = 1;
 UPDATE shop.outbox o SET state = 'dead', attempts = 12, last_status = 500, last_error = 'HTTP 500',
 	   queued_at = now() - interval '4 days', updated_at = now() - interval '1 hour'
@@ -395,7 +402,8 @@ SELECT worker_running, queued, in_flight, failed, dead, oldest_due_age > interva
 ------------------------------------------------------------------------------
 SELECT min(id) AS dead_row FROM shop.outbox WHERE endpoint_id = :ep_paid AND state = 'dead' \gset
 SELECT shop.shop_redeliver(:dead_row) AS redelivered;
-SELECT state, attempts, next_attempt_at <= now() AS due, queued_at > now() - interval '1 minute' AS age_restarted,
+-- (its queued_at was 4 days ago)
+SELECT state, attempts, next_attempt_at <= now() AS due, queued_at > now() - interval '1 day' AS age_restarted,
 	   lease_until IS NULL AS no_lease
   FROM shop.outbox WHERE id = :dead_row;
 SELECT shop.shop_redeliver(:dead_row) AS again;
@@ -411,7 +419,8 @@ SELECT pg_temp.outcome('SELECT shop.shop_redeliver_dead(-1)::text');
 SELECT count(*) AS dead_rows FROM shop.outbox_dead;
 SELECT shop.shop_redeliver_dead() AS redelivered_all;
 SELECT count(*) AS dead_rows FROM shop.outbox_dead;
-SELECT state, count(*), bool_and(attempts = 0) AS untried, bool_and(queued_at > now() - interval '1 minute') AS age_restarted
+-- (no row is older than a day now: the redelivered ones were 4 days old)
+SELECT state, count(*), bool_and(attempts = 0) AS untried, bool_and(queued_at > now() - interval '1 day') AS age_restarted
   FROM shop.outbox WHERE endpoint_id IN (SELECT id FROM name_of WHERE kind = 'endpoint')
  GROUP BY state ORDER BY state;
 SELECT worker_running, queued, in_flight, failed, dead FROM shop.outbox_health;

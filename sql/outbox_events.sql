@@ -291,7 +291,7 @@ CREATE TEMP VIEW keys AS
 SELECT DISTINCT ARRAY(SELECT jsonb_object_keys(b) ORDER BY 1) AS envelope_keys FROM bodies;
 SELECT bool_and(b->>'id' = 'evt_' || event_id) AS id_is_evt_event_id,
 	   bool_and(b->>'type' = event_type) AS type_matches,
-	   bool_and(b->>'created_at' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?[+-]\d\d:\d\d$') AS created_at_iso,
+	   bool_and(b->>'created_at' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$') AS created_at_iso,
 	   bool_and((b->>'created_at')::timestamptz BETWEEN now() - interval '1 hour' AND now()) AS created_at_recent
   FROM bodies;
 -- data, one line per event type
@@ -307,8 +307,8 @@ SELECT pg_temp.n('order', order_id) AS "order", event_type,
 	   b#>'{data,order,amount}' AS amount, b#>>'{data,order,currency}' AS currency,
 	   b#>>'{data,order,user_id}' AS user_id, b#>>'{data,order,external_payment_id}' AS payment_id,
 	   (b#>>'{data,order,id}')::bigint = order_id AND jsonb_typeof(b#>'{data,order,id}') = 'number' AS id_ok,
-	   b#>>'{data,order,created_at}' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?[+-]\d\d:\d\d$' AS created_iso,
-	   coalesce(b#>>'{data,order,expires_at}' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?[+-]\d\d:\d\d$', true) AS expires_iso,
+	   b#>>'{data,order,created_at}' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$' AS created_iso,
+	   coalesce(b#>>'{data,order,expires_at}' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$', true) AS expires_iso,
 	   (b#>>'{data,order,expires_at}')::timestamptz - (b#>>'{data,order,created_at}')::timestamptz AS expires_after
   FROM bodies
  WHERE endpoint_id = :ep_all AND order_id IS NOT NULL

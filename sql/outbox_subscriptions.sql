@@ -246,9 +246,10 @@ SELECT shop.shop_enable_endpoint(:ep_b) AS enabled_again;
 SELECT * FROM subs_endpoints WHERE name = 'b';
 
 ------------------------------------------------------------------------------
--- shop_unsubscribe: the endpoint is removed but kept; its queued and
--- failed rows become dead ("endpoint unsubscribed"); a row in flight is
--- left to the worker, delivered and dead rows keep their state and error.
+-- shop_unsubscribe: the endpoint is removed but kept; its queued, failed
+-- and in-flight rows become dead ("endpoint unsubscribed": a request on the
+-- wire finishes, its result is only logged), delivered and dead rows keep
+-- their state and error.
 -- It gets no new rows; its URL can be subscribed again (a new endpoint).
 ------------------------------------------------------------------------------
 INSERT INTO subs SELECT 'd', shop.shop_subscribe('https://subs.example.test/d', ARRAY['order.created'],

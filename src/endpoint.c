@@ -71,9 +71,13 @@ endpoint_url_refusal(const char *url)
 	char	   *user = NULL;
 	char	   *password = NULL;
 	const char *why = NULL;
+	const char *p;
 
 	if (strlen(url) > ENDPOINT_MAX_URL)
 		return "the URL is too long";
+	/* libcurl would read "https:///x" as host "x": the host must be there */
+	if ((p = strstr(url, "://")) == NULL || p[3] == '/' || p[3] == '\0')
+		return "the URL is malformed";
 	u = curl_url();
 	if (u == NULL)
 		return "out of memory";

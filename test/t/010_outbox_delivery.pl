@@ -13,7 +13,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use ShopOutboxTest;
 
-my $node = outbox_node('outbox_delivery');
+# sessions in another time zone than UTC: the bodies' timestamps must still be UTC
+my $node = outbox_node('outbox_delivery', 'timezone' => q{'Asia/Seoul'});
 my $recv = ShopOutboxTest::Receiver->start(name => 'receiver_010');
 
 ok(poll_sql($node, 'SELECT worker_running FROM shop.outbox_health'),
@@ -85,6 +86,13 @@ for my $r (@$rows)
 	my $b = eval { json_decode($d->{body}) };
 	if (!$b) { push @body_problems, "$id: body is not JSON"; next; }
 	my $o = $b->{data}{order} // {};
+	my $utc = qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;
+	for my $ts ([ 'created_at', $b->{created_at} ], [ 'data.order.created_at', $b->{data}{order}{created_at} ],
+		[ 'data.order.expires_at', $b->{data}{order}{expires_at} ])
+	{
+		push @body_problems, "$id: $ts->[0] " . ($ts->[1] // 'null') . ' is not ISO 8601 in UTC'
+		  unless ($ts->[1] // '') =~ $utc;
+	}
 	my %have = (id => $b->{id}, type => $b->{type}, has_created_at => defined $b->{created_at} ? 1 : 0,
 		order_id => $o->{id}, status => $o->{status}, status_reason => $o->{status_reason},
 		user_id => $o->{user_id}, amount => $o->{amount}, currency => $o->{currency},
@@ -123,7 +131,7 @@ for my $r (@$rows)
 	  && $r->{attempts_log}[0]{http_status} == 200 && $r->{attempts_log}[0]{succeeded};
 }
 is_deeply(\@body_problems, [],
-	'bodies: the outbox row\'s bytes; id = webhook-id = "evt_<event id>", type, created_at, data.order as documented');
+	'bodies: the outbox row\'s bytes; id = webhook-id = "evt_<event id>", type, created_at, data.order as documented; timestamps ISO 8601 in UTC');
 is_deeply(\@header_problems, [],
 	'headers: content-type application/json, user-agent shop-outbox/<version>, webhook-timestamp now, webhook-signature v1,<base64>');
 is_deeply(\@row_problems, [],

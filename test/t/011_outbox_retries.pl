@@ -214,22 +214,28 @@ ok(!$epv->{enabled} && defined $epv->{disabled_reason} && $epv->{disabled_reason
 is($node->safe_psql('postgres', "SELECT state, attempts FROM shop.outbox WHERE id = $dis_row"),
 	'failed|3', 'its row is failed after 3 attempts (not dead: max_attempts is 4)');
 my $dis2 = buy($node, 'dis2');
-is($node->safe_psql('postgres', "SELECT count(*) FROM shop.outbox o JOIN shop.event e ON e.id = o.event_id
-	WHERE o.endpoint_id = $dis AND e.order_id = $dis2"), '0',
-	'an event while it is disabled queues no row for it (rows go to enabled endpoints)');
+my $dis2_row = $node->safe_psql('postgres', "SELECT o.id FROM shop.outbox o JOIN shop.event e ON e.id = o.event_id
+	WHERE o.endpoint_id = $dis AND e.order_id = $dis2");
+isnt($dis2_row, '', 'an event while it is disabled still queues a row for it (README as amended: it waits)');
 ok(poll_sql($node, "SELECT clock_timestamp() > next_attempt_at + interval '500 ms' FROM shop.outbox WHERE id = $dis_row"),
-	'its row\'s retry time has passed');
+	'its failed row\'s retry time has passed');
 is($node->safe_psql('postgres', "SELECT state, attempts FROM shop.outbox WHERE id = $dis_row"),
-	'failed|3', 'the row waits: no attempt while the endpoint is disabled');
+	'failed|3', 'the failed row waits: no attempt while the endpoint is disabled');
+is($node->safe_psql('postgres', "SELECT state, attempts FROM shop.outbox WHERE id = $dis2_row"),
+	'queued|0', 'the new row waits too, never tried');
 is(scalar @{ $recv->deliveries('/status/500/dis') }, 3, 'the receiver got exactly 3 attempts');
+is($node->safe_psql('postgres', "SELECT backlog FROM shop.event_endpoints WHERE endpoint_id = $dis"),
+	'2', 'shop.event_endpoints: backlog 2 while disabled');
 
 $recv->set_mode('/status/500/dis', '/ok');
 is($node->safe_psql('postgres', "SELECT shop.shop_enable_endpoint($dis)"), 't', 'shop_enable_endpoint: true');
-ok(poll_sql($node, "SELECT bool_and(state = 'delivered') FROM shop.outbox WHERE endpoint_id = $dis", 't', 20),
-	'enabled again: the waiting row is delivered');
-is($node->safe_psql('postgres', "SELECT enabled, disabled_reason IS NULL, consecutive_failures, delivered > 0, backlog
-	FROM shop.event_endpoints WHERE endpoint_id = $dis"), 't|t|0|t|0',
-	'shop.event_endpoints: enabled, no reason, failure count reset, delivered, no backlog');
+ok(poll_sql($node, "SELECT count(*) = 2 AND bool_and(state = 'delivered') FROM shop.outbox WHERE endpoint_id = $dis", 't', 20),
+	'enabled again: both waiting rows are delivered');
+is($node->safe_psql('postgres', "SELECT enabled, disabled_reason IS NULL, consecutive_failures, delivered, backlog
+	FROM shop.event_endpoints WHERE endpoint_id = $dis"), 't|t|0|2|0',
+	'shop.event_endpoints: enabled, no reason, failure count reset, 2 delivered, no backlog');
+is(scalar(grep { $_->{verified} && $_->{answer} eq '200' } @{ $recv->deliveries('/status/500/dis') }), 2,
+	'the receiver got both, verified');
 is(sql_error($node, 'SELECT shop.shop_enable_endpoint(-1)'), 'P0002', 'shop_enable_endpoint on an unknown endpoint: P0002');
 unsubscribe($dis);
 reload_with($node, 'shop.endpoint_max_failures' => '1000');

@@ -9,7 +9,7 @@
 // and `standardwebhooks` are used.
 //
 // Usage:
-//   node receiver.js [PORT] [--max-lifetime SECONDS] [--log-file FILE] [--no-stdin-watch]
+//   node receiver.js [PORT] [--max-lifetime SECONDS] [--log-file FILE] [--no-stdin-watch] [--detach]
 //
 //   PORT             port on 127.0.0.1; 0 (the default) lets the OS pick one.
 //                    When listening, one line "port=<N>" is printed on stdout.
@@ -17,6 +17,8 @@
 //   --log-file       also append every delivery as one JSON line to FILE
 //   --no-stdin-watch do not exit when stdin closes (for running by hand with
 //                    stdin at /dev/null)
+//   --detach         keep running after the process that started it is gone
+//                    (the quick start's demo receiver); implies --no-stdin-watch
 //
 // It stops by itself: when its stdin reaches end-of-file (the test that
 // started it holds the other end of a pipe, so the receiver goes when the test
@@ -91,6 +93,7 @@ let port = 0;
 let maxLifetime = 600;
 let logFile = null;
 let stdinWatch = true;
+let parentWatch = true;
 {
 	const args = process.argv.slice(2);
 	for (let i = 0; i < args.length; i++) {
@@ -98,6 +101,7 @@ let stdinWatch = true;
 		if (a === '--max-lifetime') maxLifetime = Number(args[++i]);
 		else if (a === '--log-file') logFile = args[++i];
 		else if (a === '--no-stdin-watch') stdinWatch = false;
+		else if (a === '--detach') stdinWatch = parentWatch = false;
 		else if (/^\d+$/.test(a)) port = Number(a);
 		else {
 			process.stderr.write(`receiver: unknown argument ${a}\n`);
@@ -126,9 +130,11 @@ function quit(why, code = 0) {
 }
 setTimeout(() => quit(`max lifetime ${maxLifetime}s reached`), maxLifetime * 1000).unref();
 const parentPid = process.ppid;
-setInterval(() => {
-	if (process.ppid !== parentPid) quit('parent process is gone');
-}, 1000).unref();
+if (parentWatch) {
+	setInterval(() => {
+		if (process.ppid !== parentPid) quit('parent process is gone');
+	}, 1000).unref();
+}
 if (stdinWatch) {
 	process.stdin.on('end', () => quit('stdin closed'));
 	process.stdin.on('close', () => quit('stdin closed'));

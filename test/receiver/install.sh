@@ -11,7 +11,7 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 	echo "node and npm are needed for the test receiver (test/install-deps.sh installs them)" >&2
 	exit 1
 fi
-if [ -f "$dir/node_modules/standardwebhooks/package.json" ]; then
+if [ -f "$dir/node_modules/standardwebhooks/package.json" ] && [ -f "$dir/node_modules/stripe/package.json" ]; then
 	exit 0
 fi
 cd "$dir"

@@ -87,6 +87,7 @@ static SPIPlanPtr plan_claim;
 static SPIPlanPtr plan_secrets;
 static SPIPlanPtr plan_next_due;
 static SPIPlanPtr plan_record;
+static SPIPlanPtr plan_unapplied;
 
 /* The extension's owner, whose rights the worker's statements run with. */
 static Oid	owner_oid = InvalidOid;
@@ -520,6 +521,57 @@ excerpt(const OutboxRequest *req)
 }
 
 /*
+ * Hand a provider call's outcome to the code that knows what it means
+ * (refund.c, session.c), in a subtransaction: should that fail (an order
+ * locked too long, say), the error goes into the row, which is tried again
+ * later, and the worker and the other results carry on.
+ */
+static void
+handle_answer(OutboxRequest *req, const WebhookProvider *provider, bool delivered,
+			  bool dead, Jsonb *answer)
+{
+	static const Oid argtypes[] = {INT8OID, TEXTOID, INT8OID};
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		if (strcmp(req->operation, "refund") == 0)
+			refund_record_answer(req->subject_id, provider, delivered, dead, answer,
+								 req->error);
+		else
+			session_record_answer(req->operation, req->subject_id, provider,
+								  delivered, dead, answer);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata = shop_subxact_abort(cxt, owner);
+		Datum		values[3];
+
+		ereport(WARNING,
+				(errmsg("shop outbox worker: the answer to row %lld could not be applied: %s",
+						(long long) req->id, edata->message)));
+		values[0] = Int64GetDatum(req->id);
+		values[1] = CStringGetTextDatum(psprintf("answer not applied: %s", edata->message));
+		values[2] = Int64GetDatum(retry_delay_ms(req));
+		shop_exec(shop_plan(&plan_unapplied,
+							"UPDATE shop.outbox"
+							"   SET state = 'failed', last_error = $2,"
+							"       next_attempt_at = now() + $3 * interval '1 millisecond',"
+							"       updated_at = now()"
+							" WHERE id = $1",
+							3, argtypes),
+				  values, NULL, false, 0);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+}
+
+/*
  * Record finished requests: an attempt row each, the row's new state, and
  * the endpoint's failure count (disabling it after too many in a row).
  * Frees the requests.
@@ -623,9 +675,8 @@ record_results(OutboxRequest **done, int ndone)
 							"   FROM o WHERE e.id = o.endpoint_id",
 							11, argtypes),
 				  values, nulls, false, 0);
-		if (req->operation != NULL && strcmp(req->operation, "refund") == 0 && provider != NULL)
-			refund_record_answer(req->subject_id, provider, ok, strcmp(state, "dead") == 0,
-								 answer, req->error);
+		if (provider != NULL)
+			handle_answer(req, provider, ok, strcmp(state, "dead") == 0, answer);
 		outbox_request_free(req);
 	}
 	end_work();

@@ -483,6 +483,23 @@ process_event(const WebhookProvider *provider, const WebhookEvent *event,
 }
 
 /*
+ * Apply an event that did not come as a webhook (a payment fetched from the
+ * provider) by the webhook's own rules: recorded once per (provider, event
+ * id), applied to its order exactly as the webhook would.  Returns the
+ * result (processed, duplicate, ignored, unmatched).  SPI connected.
+ */
+const char *
+webhook_apply_event(const WebhookProvider *provider, const WebhookEvent *event,
+					Jsonb *payload)
+{
+	Outcome		out;
+
+	memset(&out, 0, sizeof(out));
+	process_event(provider, event, payload, &out);
+	return out.result;
+}
+
+/*
  * shop_handle_webhook(provider text, headers jsonb, body text) returns jsonb
  *
  * {"result": processed|duplicate|ignored|unmatched, "event_id", "order_id",

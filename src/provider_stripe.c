@@ -366,7 +366,10 @@ stripe_fetch(const char *session_id, ProviderCall *call)
 	call->path = psprintf("/v1/checkout/sessions/%s", id);
 	call->content_type = "application/x-www-form-urlencoded";
 	call->body = NULL;
-	call->idempotency_key = psprintf("session-%s-fetch", session_id);
+	/* a read: the key only names the request (fetches repeat over time) */
+	call->idempotency_key = psprintf("session-%s-fetch-%lld", session_id,
+									 (long long) ((GetCurrentTimestamp() - SetEpochTimestamp())
+												  / USECS_PER_SEC / 60));
 	curl_free(id);
 }
 

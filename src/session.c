@@ -17,11 +17,15 @@
 
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(shop_reconcile_payments);
 
 static SPIPlanPtr plan_open_sessions;
 static SPIPlanPtr plan_queue_call;
 static SPIPlanPtr plan_session_state;
 static SPIPlanPtr plan_session_of;
+static SPIPlanPtr plan_stale_sessions;
 
 /*
  * Queue a provider call about session row session_id (SPI connected).
@@ -175,4 +179,74 @@ session_record_answer(const char *operation, int64 session_row,
 			webhook_apply_event(provider, &event, answer);
 		}
 	}
+}
+
+/*
+ * shop_reconcile_payments(older_than interval, max_orders int) returns int
+ *
+ * Ask the providers about PENDING orders whose checkout has been open for
+ * older_than without a payment event: a lost webhook must not leave a paid
+ * customer's order to expire.  Queues one fetch per session (not while one
+ * is still open); a paid answer is applied as the webhook would be, and the
+ * webhook arriving later is answered "duplicate".  Returns how many were
+ * queued.  The delivery worker runs it every shop.reconcile_interval.
+ */
+Datum
+shop_reconcile_payments(PG_FUNCTION_ARGS)
+{
+	static const Oid argtypes[] = {INTERVALOID, INT4OID};
+	Datum		values[2];
+	SPITupleTable *sessions;
+	int32		max_orders;
+	uint64		n;
+	uint64		i;
+	int32		queued = 0;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("older_than and max_orders must not be null")));
+	max_orders = PG_GETARG_INT32(1);
+	if (max_orders <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_orders must be positive, not %d", max_orders)));
+	SPI_connect();
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = Int32GetDatum(max_orders);
+	n = shop_exec(shop_plan(&plan_stale_sessions,
+							"SELECT s.id, s.provider, s.session_id"
+							"  FROM shop.payment_session s"
+							"  JOIN shop.orders o ON o.id = s.order_id"
+							" WHERE s.state = 'open' AND o.status = 'PENDING'"
+							"   AND s.created_at <= now() - $1"
+							"   AND NOT EXISTS (SELECT FROM shop.payment_log l"
+							"                    WHERE l.order_id = o.id AND l.kind = 'paid')"
+							"   AND NOT EXISTS (SELECT FROM shop.outbox x"
+							"                    WHERE x.provider = s.provider"
+							"                      AND x.operation = 'fetch_payment'"
+							"                      AND x.subject_id = s.id"
+							"                      AND x.state IN ('queued', 'in_flight', 'failed'))"
+							" ORDER BY s.created_at, s.id LIMIT $2",
+							2, argtypes),
+				  values, NULL, false, 0);
+	sessions = SPI_tuptable;
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+		int64		row = DatumGetInt64(SPI_getbinval(sessions->vals[i], sessions->tupdesc, 1, &isnull));
+		char	   *name = SPI_getvalue(sessions->vals[i], sessions->tupdesc, 2);
+		char	   *session_id = SPI_getvalue(sessions->vals[i], sessions->tupdesc, 3);
+		WebhookProvider *provider = webhook_load_provider(cstring_to_text(name));
+		ProviderCall call;
+
+		if (provider->kind->api == NULL || provider->kind->api->fetch == NULL)
+			continue;
+		memset(&call, 0, sizeof(call));
+		provider->kind->api->fetch(session_id, &call);
+		queue_session_call(provider, row, "fetch_payment", &call);
+		queued++;
+	}
+	SPI_finish();
+	PG_RETURN_INT32(queued);
 }

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Set up and run the shop locally: install packages, build and install the
-# extension, start a cluster with pg_cron, load demo data, show the flow.
+# extension, start a cluster with pg_cron and the outbox delivery worker,
+# start a local event receiver, load demo data, show the flow.
 #
 #   bash demo/quickstart.sh          (as root on Debian 12)
 #
-# The cluster keeps running afterwards; connect with the psql line printed
-# at the end, stop it with: bash test/cluster.sh stop /var/tmp/shop-demo
+# The cluster and the receiver keep running afterwards; connect with the
+# psql line printed at the end, stop them with the commands printed there.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${SHOP_DEMO_DIR:-/var/tmp/shop-demo}
 port=${SHOP_DEMO_PORT:-5433}
+rport=${SHOP_DEMO_RECEIVER_PORT:-18089}
 
 bash "$root/test/install-deps.sh"
+bash "$root/test/receiver/install.sh"
 export PATH="$(pg_config --bindir):$PATH"
 make -C "$root" -s
 make -C "$root" -s install
@@ -20,16 +23,67 @@ bash "$root/test/cluster.sh" stop "$dir"
 bash "$root/test/cluster.sh" start "$dir" "$port"
 psql=(psql -X -q -h "$dir" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1)
 
+# The delivery worker runs when shop is preloaded (it serves the database
+# shop.database_name names); the demo receiver is plain http on loopback,
+# which only shop.outbox_allow_http_loopback allows.  Written to the
+# configuration file (ALTER SYSTEM knows a library's settings only once the
+# library is loaded).
+if ! grep -q "^shop.database_name" "$dir/data/postgresql.conf"; then
+	cat >>"$dir/data/postgresql.conf" <<CONF
+# the quick start's delivery worker
+shared_preload_libraries = 'pg_cron,shop'
+shop.database_name = 'postgres'
+shop.outbox_allow_http_loopback = on
+CONF
+	bash "$root/test/cluster.sh" stop "$dir"
+	bash "$root/test/cluster.sh" start "$dir" "$port"
+fi
+
+# The merchant's side: a receiver that verifies every event with the
+# reference Standard Webhooks library (test/receiver/receiver.js).
+[ -f "$dir/receiver.pid" ] && kill "$(cat "$dir/receiver.pid")" 2>/dev/null || true
+setsid node "$root/test/receiver/receiver.js" "$rport" --detach --max-lifetime 86400 \
+	--log-file "$dir/receiver.log" </dev/null >"$dir/receiver.out" 2>&1 &
+echo $! >"$dir/receiver.pid"
+for _ in $(seq 50); do grep -q '^port=' "$dir/receiver.out" 2>/dev/null && break; sleep 0.1; done
+
 "${psql[@]}" -c "DROP EXTENSION IF EXISTS shop CASCADE" \
 	-c "CREATE EXTENSION IF NOT EXISTS pg_cron" \
 	-c "CREATE EXTENSION shop" \
 	-f "$root/demo/demo_data.sql"
 "${psql[@]}" -c "SELECT shop.shop_schedule_expiry('* * * * *') AS expiry_job"
+
+# Subscribe the receiver to every event; hand it the generated secret.
+endpoint="http://127.0.0.1:$rport/ok/demo"
+secret=$("${psql[@]}" -At -c "SELECT shop.shop_subscribe('$endpoint', ARRAY['*'],
+	description => 'demo receiver') ->> 'secret'" 2>/dev/null)
+node -e "fetch('http://127.0.0.1:$rport/_secret', {method: 'POST',
+	headers: {'content-type': 'application/json'},
+	body: JSON.stringify({path: '/ok/demo', secret: process.argv[1]})})
+	.then(r => { if (!r.ok) process.exit(1); })" "$secret"
+
 "${psql[@]}" -f "$root/demo/demo_flow.sql"
+
+echo
+echo "== the worker delivers the events to the receiver (signed, verified there)"
+for _ in $(seq 100); do
+	left=$("${psql[@]}" -At -c "SELECT count(*) FROM shop.outbox WHERE state <> 'delivered'")
+	[ "$left" = 0 ] && break
+	sleep 0.1
+done
+"${psql[@]}" -P footer=off -c "SELECT o.id AS outbox_id, e.type AS event, o.state, o.attempts, o.last_status
+	FROM shop.outbox o JOIN shop.event e ON e.id = o.event_id ORDER BY o.id"
+node -e "fetch('http://127.0.0.1:$rport/_log').then(r => r.json()).then(log => {
+	for (const d of log) console.log(d.webhook_id.padEnd(8), (d.type || '').padEnd(16),
+		'order', String(d.order_id ?? '-').padEnd(4), d.verified ? 'signature verified' : 'NOT VERIFIED');
+})"
 
 cat <<MSG
 
-The shop is running (pg_cron releases expired orders every minute).
+The shop is running: pg_cron releases expired orders every minute, the
+outbox worker sends events to the receiver on 127.0.0.1:$rport.
   psql -h $dir -p $port -U postgres -d postgres
-  stop:  bash $root/test/cluster.sh stop $dir
+  SELECT * FROM shop.outbox_health;  SELECT * FROM shop.event_endpoints;
+  receiver log: $dir/receiver.log
+  stop:  bash $root/test/cluster.sh stop $dir; kill \$(cat $dir/receiver.pid)
 MSG

@@ -71,9 +71,13 @@ endpoint_url_refusal(const char *url)
 	char	   *user = NULL;
 	char	   *password = NULL;
 	const char *why = NULL;
+	const char *p;
 
 	if (strlen(url) > ENDPOINT_MAX_URL)
 		return "the URL is too long";
+	/* libcurl would read "https:///x" as host "x": the host must be there */
+	if ((p = strstr(url, "://")) == NULL || p[3] == '/' || p[3] == '\0')
+		return "the URL is malformed";
 	u = curl_url();
 	if (u == NULL)
 		return "out of memory";
@@ -332,7 +336,9 @@ require_endpoint(int64 endpoint_id)
  * shop_unsubscribe(endpoint_id bigint) returns boolean
  *
  * The endpoint is kept (removed_at) for its deliveries' history; what it
- * has not received yet is given up.  false when it was removed already.
+ * has not received yet is given up (a request on the wire still finishes;
+ * its attempt is logged, the row stays dead).  false when it was removed
+ * already.
  */
 Datum
 shop_unsubscribe(PG_FUNCTION_ARGS)
@@ -353,9 +359,10 @@ shop_unsubscribe(PG_FUNCTION_ARGS)
 								  " o AS ("
 								  "  UPDATE shop.outbox o"
 								  "     SET state = 'dead', last_error = 'endpoint unsubscribed',"
-								  "         updated_at = now()"
+								  "         claimed_by = NULL, lease_until = NULL, updated_at = now()"
 								  "    FROM e"
-								  "   WHERE o.endpoint_id = e.id AND o.state IN ('queued', 'failed'))"
+								  "   WHERE o.endpoint_id = e.id"
+								  "     AND o.state IN ('queued', 'in_flight', 'failed'))"
 								  " SELECT id FROM e",
 								  1, argtypes),
 						values, NULL, false, 0) == 1;

@@ -25,6 +25,13 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
+/*
+ * A timestamptz as ISO 8601 in UTC ("2026-11-29T10:15:02.123456Z"), so the
+ * body a receiver gets does not depend on the writing session's TimeZone.
+ */
+#define UTC_TEXT(expr) \
+	"pg_catalog.to_char((" expr ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
 static SPIPlanPtr plan_emit_orders;
 static SPIPlanPtr plan_emit_stock_low;
 
@@ -113,7 +120,8 @@ events_emit_orders(const char *type, const int64 *order_ids, int norders,
 										"           'status_reason', o.status_reason, 'amount', o.amount,"
 										"           'currency', o.currency,"
 										"           'external_payment_id', o.external_payment_id,"
-										"           'created_at', o.created_at, 'expires_at', o.expires_at))"
+										"           'created_at', " UTC_TEXT("o.created_at") ","
+										"           'expires_at', " UTC_TEXT("o.expires_at") "))"
 										"         || coalesce($3, '{}')"
 										"    FROM shop.orders o"
 										"   WHERE o.id = ANY ($2) AND EXISTS (SELECT FROM ep)"
@@ -123,7 +131,7 @@ events_emit_orders(const char *type, const int64 *order_ids, int norders,
 										"   (endpoint_id, event_id, url, headers, body, idempotency_key, ordering_key)"
 										" SELECT ep.id, ev.id, ep.url, '{\"content-type\": \"application/json\"}',"
 										"        jsonb_build_object('id', 'evt_' || ev.id, 'type', ev.type,"
-										"          'created_at', ev.created_at, 'data', ev.payload)::text,"
+										"          'created_at', " UTC_TEXT("ev.created_at") ", 'data', ev.payload)::text,"
 										"        'evt_' || ev.id, 'order:' || ev.order_id"
 										"   FROM ev CROSS JOIN ep"
 										"  ORDER BY ev.id, ep.id",
@@ -164,7 +172,7 @@ events_emit_stock_low(int64 sku_id, int64 threshold)
 										"   (endpoint_id, event_id, url, headers, body, idempotency_key, ordering_key)"
 										" SELECT ep.id, ev.id, ep.url, '{\"content-type\": \"application/json\"}',"
 										"        jsonb_build_object('id', 'evt_' || ev.id, 'type', ev.type,"
-										"          'created_at', ev.created_at, 'data', ev.payload)::text,"
+										"          'created_at', " UTC_TEXT("ev.created_at") ", 'data', ev.payload)::text,"
 										"        'evt_' || ev.id, 'sku:' || ev.sku_id"
 										"   FROM ev CROSS JOIN ep",
 										2, argtypes),

@@ -35,6 +35,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/pmsignal.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -67,6 +68,8 @@ int			outbox_max_attempts = 12;
 int			outbox_max_age_s = 3 * 24 * 3600;
 int			outbox_poll_interval_ms = 1000;
 int			outbox_endpoint_max_failures = 20;
+int			outbox_reconcile_interval_s = 60;
+int			outbox_reconcile_after_s = 600;
 bool		outbox_allow_http_loopback = false;
 
 /* Shared state: where the worker's latch is, for wake-ups. */
@@ -86,6 +89,8 @@ static SPIPlanPtr plan_claim;
 static SPIPlanPtr plan_secrets;
 static SPIPlanPtr plan_next_due;
 static SPIPlanPtr plan_record;
+static SPIPlanPtr plan_unapplied;
+static SPIPlanPtr plan_reconcile;
 
 /* The extension's owner, whose rights the worker's statements run with. */
 static Oid	owner_oid = InvalidOid;
@@ -186,6 +191,14 @@ outbox_worker_init(void)
 							"Consecutive failed attempts after which an event endpoint is disabled.",
 							NULL, &outbox_endpoint_max_failures, 20, 1, INT_MAX,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("shop.reconcile_interval",
+							"How often the delivery worker asks providers about stale checkouts (0: never).",
+							NULL, &outbox_reconcile_interval_s, 60, 0, 86400,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("shop.reconcile_after",
+							"How long a checkout stays open without a payment event before its provider is asked.",
+							NULL, &outbox_reconcile_after_s, 600, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomBoolVariable("shop.outbox_allow_http_loopback",
 							 "Allow http:// outbound requests to loopback hosts.",
 							 "Only for tests and local demos; otherwise only https:// is sent to.",
@@ -303,19 +316,22 @@ add_header(OutboxRequest *req, const char *name, const char *value)
  * newest first), so receivers keep verifying while a secret rotates.
  */
 static char *
-sign(OutboxRequest *req, const char *msg_id, int64 timestamp)
+sign(OutboxRequest *req, SPITupleTable *secrets, uint64 nsecrets,
+	 const char *msg_id, int64 timestamp)
 {
 	StringInfoData sig;
 	uint64		i;
 
 	initStringInfo(&sig);
-	for (i = 0; i < SPI_processed; i++)
+	for (i = 0; i < nsecrets; i++)
 	{
 		WebhookSecret secret;
+		bool		isnull;
 
-		if (shop_get_int64(i, 1, NULL) != req->endpoint_id)
+		if (DatumGetInt64(SPI_getbinval(secrets->vals[i], secrets->tupdesc, 1, &isnull)) !=
+			req->endpoint_id)
 			continue;
-		secret = standard_parse_secret(shop_get_text(i, 2));
+		secret = standard_parse_secret(SPI_getvalue(secrets->vals[i], secrets->tupdesc, 2));
 		if (sig.len > 0)
 			appendStringInfoChar(&sig, ' ');
 		appendStringInfoString(&sig, standard_sign(&secret, msg_id, timestamp,
@@ -326,11 +342,12 @@ sign(OutboxRequest *req, const char *msg_id, int64 timestamp)
 }
 
 /*
- * Build the request of claim result row i (columns as in plan_claim);
- * the secrets of the claimed endpoints are in secrets/nsecrets.
+ * Build the request of claim result row i (columns as in plan_claim); the
+ * secrets of the claimed endpoints are in secrets (nsecrets rows).
  */
 static OutboxRequest *
-build_request(SPITupleTable *claimed, uint64 i, TimestampTz now_ts)
+build_request(SPITupleTable *claimed, uint64 i, SPITupleTable *secrets,
+			  uint64 nsecrets, TimestampTz now_ts)
 {
 	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "shop outbox request",
 											  ALLOCSET_SMALL_SIZES);
@@ -362,7 +379,6 @@ build_request(SPITupleTable *claimed, uint64 i, TimestampTz now_ts)
 			 line = strtok_r(NULL, "\n", &save))
 			req->headers = curl_slist_append(req->headers, line);
 	}
-	add_header(req, "user-agent", "shop-outbox/" SHOP_VERSION);
 	add_header(req, "expect", "");	/* no 100-continue round trip */
 	d = SPI_getbinval(row, desc, 9, &isnull);
 	if (!isnull)
@@ -371,9 +387,25 @@ build_request(SPITupleTable *claimed, uint64 i, TimestampTz now_ts)
 		char	   *msg_id = TextDatumGetCString(d);
 		int64		timestamp = (now_ts - SetEpochTimestamp()) / USECS_PER_SEC;
 
+		add_header(req, "user-agent", "shop-outbox/" SHOP_VERSION);
 		add_header(req, "webhook-id", msg_id);
 		add_header(req, "webhook-timestamp", psprintf("%lld", (long long) timestamp));
-		add_header(req, "webhook-signature", sign(req, msg_id, timestamp));
+		add_header(req, "webhook-signature", sign(req, secrets, nsecrets, msg_id, timestamp));
+	}
+	req->provider = SPI_getvalue(row, desc, 10);
+	req->operation = SPI_getvalue(row, desc, 11);
+	d = SPI_getbinval(row, desc, 12, &isnull);
+	req->subject_id = isnull ? 0 : DatumGetInt64(d);
+	if (req->provider != NULL)
+	{
+		/* a provider call: its API key now (never stored with the row) */
+		char	   *key = provider_has_api_key(req->provider)
+			? provider_api_key(req->provider) : NULL;
+
+		if (key != NULL)
+			add_header(req, "authorization", psprintf("Bearer %s", key));
+		add_header(req, "user-agent", "shop/" SHOP_VERSION);
+		req->keep_answer = true;
 	}
 	MemoryContextSwitchTo(old);
 	return req;
@@ -403,7 +435,8 @@ claim_and_start(int n, TimestampTz *next_due, OutboxRequest **failed, int *nfail
 								   "       c.method, c.body,"
 								   "       (SELECT pg_catalog.string_agg(h.key || ': ' || h.value, E'\\n')"
 								   "          FROM pg_catalog.jsonb_each_text(c.headers) h),"
-								   "       CASE WHEN c.event_id IS NOT NULL THEN c.idempotency_key END"
+								   "       CASE WHEN c.event_id IS NOT NULL THEN c.idempotency_key END,"
+								   "       c.provider, c.operation, c.subject_id"
 								   "  FROM shop.outbox_claim($1, $2 * interval '1 millisecond') c"
 								   " ORDER BY c.id",
 								   2, claim_types),
@@ -413,6 +446,8 @@ claim_and_start(int n, TimestampTz *next_due, OutboxRequest **failed, int *nfail
 	{
 		Datum		ids;
 		int64	   *endpoint_ids = palloc(sizeof(int64) * nclaimed);
+		uint64		nsecrets;
+		SPITupleTable *secrets;
 
 		for (i = 0; i < nclaimed; i++)
 		{
@@ -421,16 +456,17 @@ claim_and_start(int n, TimestampTz *next_due, OutboxRequest **failed, int *nfail
 			endpoint_ids[i] = isnull ? 0 : DatumGetInt64(d);
 		}
 		ids = shop_int64_array(endpoint_ids, (int) nclaimed);
-		shop_exec(shop_plan(&plan_secrets,
-							"SELECT endpoint_id, secret FROM shop.event_endpoint_secret"
-							" WHERE endpoint_id = ANY ($1)"
-							"   AND (retires_at IS NULL OR retires_at > now())"
-							" ORDER BY endpoint_id, added_at DESC, id DESC",
-							1, secret_types),
-				  &ids, NULL, true, 0);
+		nsecrets = shop_exec(shop_plan(&plan_secrets,
+									   "SELECT endpoint_id, secret FROM shop.event_endpoint_secret"
+									   " WHERE endpoint_id = ANY ($1)"
+									   "   AND (retires_at IS NULL OR retires_at > now())"
+									   " ORDER BY endpoint_id, added_at DESC, id DESC",
+									   1, secret_types),
+							 &ids, NULL, true, 0);
+		secrets = SPI_tuptable;
 		for (i = 0; i < nclaimed; i++)
 		{
-			OutboxRequest *req = build_request(claimed, i, now_ts);
+			OutboxRequest *req = build_request(claimed, i, secrets, nsecrets, now_ts);
 			MemoryContext old = MemoryContextSwitchTo(req->cxt);
 
 			if (!outbox_http_start(req))
@@ -496,6 +532,57 @@ excerpt(const OutboxRequest *req)
 }
 
 /*
+ * Hand a provider call's outcome to the code that knows what it means
+ * (refund.c, session.c), in a subtransaction: should that fail (an order
+ * locked too long, say), the error goes into the row, which is tried again
+ * later, and the worker and the other results carry on.
+ */
+static void
+handle_answer(OutboxRequest *req, const WebhookProvider *provider, bool delivered,
+			  bool dead, Jsonb *answer)
+{
+	static const Oid argtypes[] = {INT8OID, TEXTOID, INT8OID};
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		if (strcmp(req->operation, "refund") == 0)
+			refund_record_answer(req->subject_id, provider, delivered, dead, answer,
+								 req->error);
+		else
+			session_record_answer(req->operation, req->subject_id, provider,
+								  delivered, dead, answer);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata = shop_subxact_abort(cxt, owner);
+		Datum		values[3];
+
+		ereport(WARNING,
+				(errmsg("shop outbox worker: the answer to row %lld could not be applied: %s",
+						(long long) req->id, edata->message)));
+		values[0] = Int64GetDatum(req->id);
+		values[1] = CStringGetTextDatum(psprintf("answer not applied: %s", edata->message));
+		values[2] = Int64GetDatum(retry_delay_ms(req));
+		shop_exec(shop_plan(&plan_unapplied,
+							"UPDATE shop.outbox"
+							"   SET state = 'failed', last_error = $2,"
+							"       next_attempt_at = now() + $3 * interval '1 millisecond',"
+							"       updated_at = now()"
+							" WHERE id = $1",
+							3, argtypes),
+				  values, NULL, false, 0);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+}
+
+/*
  * Record finished requests: an attempt row each, the row's new state, and
  * the endpoint's failure count (disabling it after too many in a row).
  * Frees the requests.
@@ -517,10 +604,32 @@ record_results(OutboxRequest **done, int ndone)
 		int64		delay = 0;
 		Datum		values[11];
 		char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+		WebhookProvider *provider = NULL;
+		Jsonb	   *answer = NULL;
+		bool		final = false;
 
+		if (req->provider != NULL)
+		{
+			/*
+			 * A provider call: its answer is read here, its own words go
+			 * into the error, and its retry rules decide (Stripe: any 4xx
+			 * but 409 and 429 will fail again, so it is final).
+			 */
+			char	   *message;
+
+			provider = webhook_load_provider(cstring_to_text(req->provider));
+			answer = provider_parse_answer(req->answer);
+			message = provider->kind->api ? provider->kind->api->error_message(answer) : NULL;
+			if (!ok && req->error == NULL)
+				req->error = psprintf("HTTP %d%s%s", req->http_status,
+									  message ? ": " : "", message ? message : "");
+			final = !ok && provider->kind->api != NULL &&
+				!provider->kind->api->retryable(req->error != NULL && req->http_status == 0
+												? 0 : req->http_status);
+		}
 		if (ok)
 			state = "delivered";
-		else if (req->attempt >= outbox_max_attempts ||
+		else if (final || req->attempt >= outbox_max_attempts ||
 				 now_ts - req->queued_at >= (int64) outbox_max_age_s * USECS_PER_SEC)
 			state = "dead";
 		else
@@ -577,9 +686,32 @@ record_results(OutboxRequest **done, int ndone)
 							"   FROM o WHERE e.id = o.endpoint_id",
 							11, argtypes),
 				  values, nulls, false, 0);
-		MemoryContextDelete(req->cxt);
+		if (provider != NULL)
+			handle_answer(req, provider, ok, strcmp(state, "dead") == 0, answer);
+		outbox_request_free(req);
 	}
 	end_work();
+}
+
+/*
+ * Queue the providers' fetches for stale checkouts (session.c); how many.
+ */
+static int
+reconcile(void)
+{
+	static const Oid argtypes[] = {INT4OID};
+	Datum		values[1];
+	int			queued;
+
+	begin_work("reconciling stale checkouts");
+	values[0] = Int32GetDatum(outbox_reconcile_after_s);
+	shop_exec(shop_plan(&plan_reconcile,
+						"SELECT shop.shop_reconcile_payments($1 * interval '1 second', 100)",
+						1, argtypes),
+			  values, NULL, false, 0);
+	queued = (int) shop_get_int64(0, 1, NULL);
+	end_work();
+	return queued;
 }
 
 /*
@@ -592,6 +724,7 @@ shop_outbox_worker_main(Datum arg)
 	int			ndone;
 	bool		ready = false;
 	TimestampTz next_claim = 0;
+	TimestampTz next_reconcile = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -629,6 +762,13 @@ shop_outbox_worker_main(Datum arg)
 		}
 
 		now_ts = GetCurrentTimestamp();
+		if (outbox_reconcile_interval_s > 0 && now_ts >= next_reconcile)
+		{
+			if (reconcile() > 0)
+				next_claim = 0;
+			next_reconcile = TimestampTzPlusMilliseconds(now_ts,
+														 (int64) outbox_reconcile_interval_s * 1000);
+		}
 		free_slots = outbox_max_in_flight - outbox_http_running();
 		ndone = 0;
 		if (free_slots > 0 && now_ts >= next_claim)
@@ -654,6 +794,8 @@ shop_outbox_worker_main(Datum arg)
 
 		if (outbox_http_running() > 0)
 		{
+			if (!PostmasterIsAlive())
+				proc_exit(1);
 			ndone = outbox_http_poll(POLL_SLICE_MS, done, 1000);
 			if (ndone > 0)
 			{

@@ -15,6 +15,9 @@ set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/test/install-deps.sh" || exit 1
+# the outbox tests' receiver verifies deliveries with the npm package
+# standardwebhooks (installed before the tree is copied for the test user)
+bash "$root/test/receiver/install.sh" || exit 1
 bindir=$(pg_config --bindir)
 pgxs_dir=$(dirname "$(pg_config --pgxs)")/..
 export PATH="$bindir:$PATH"
@@ -100,6 +103,13 @@ if [ -n "$pgtap_files" ]; then
 	cat "$work/pgtap.out"
 	prove_counts "$work/pgtap.out" "$rc"
 fi
+
+echo "== test receiver (self-test with the reference standardwebhooks signer)"
+(cd "$tree/test/receiver" && as_pg node --test selftest.js) >"$work/receiver.out" 2>&1
+cat "$work/receiver.out"
+rpass=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$work/receiver.out" | tail -n 1)
+rfail=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$work/receiver.out" | tail -n 1)
+count "${rpass:-0}" "${rfail:-1}"
 
 echo "== Perl TAP"
 tap_files=$(cd "$tree" && ls test/t/*.pl 2>/dev/null)

@@ -52,9 +52,14 @@ my %expected = (
 		functions => [
 			'shop.shop_adjust_stock(bigint,integer,text)',
 			'shop.shop_check_invariants()',
+			'shop.shop_enable_endpoint(bigint)',
 			'shop.shop_expire_pending(integer)',
+			'shop.shop_redeliver(bigint)',
+			'shop.shop_redeliver_dead(bigint)',
 		],
-		select => [ 'shop.active_reservations', 'shop.expiring_orders', 'shop.sku_stock' ],
+		select => [ 'shop.active_reservations', 'shop.event_endpoints', 'shop.expiring_orders',
+					'shop.outbox_attempts', 'shop.outbox_dead', 'shop.outbox_health',
+					'shop.outbox_pending', 'shop.sku_stock' ],
 	},
 	shop_webhook => {
 		schema => ['USAGE'],
@@ -310,6 +315,15 @@ is(su("SELECT status, status_reason FROM shop.orders WHERE id = $order{dave}"),
 allowed('dba', "SELECT * FROM shop.shop_adjust_stock($sku2, 5, 'receiving')",
 	"$sku2|10|1|9", 'shop_adjust_stock');
 allowed('dba', 'SELECT count(*) FROM shop.shop_check_invariants()', '0', 'shop_check_invariants');
+# dba: the outbox's views and redelivery (no endpoint here: empty, 0)
+for my $view (qw(outbox_pending outbox_dead outbox_attempts event_endpoints))
+{
+	allowed('dba', "SELECT count(*) FROM shop.$view", '0', "SELECT shop.$view");
+}
+allowed('dba', 'SELECT queued FROM shop.outbox_health', '0', 'SELECT shop.outbox_health');
+allowed('dba', 'SELECT shop.shop_redeliver_dead()', '0', 'shop_redeliver_dead');
+refused('dba', 'SELECT * FROM shop.event_endpoint_secret', 'read shop.event_endpoint_secret');
+refused('dba', "SELECT shop.shop_subscribe('https://example.invalid/', ARRAY['*'])", 'shop_subscribe');
 
 # --- (b) exactly these privileges, nothing more -------------------------------
 

@@ -185,6 +185,22 @@ provider_parse_answer(const char *body)
 }
 
 /*
+ * The start of an answer as printable ASCII, for an error's DETAIL.
+ */
+static char *
+printable_start(const char *body)
+{
+	int			len = body ? Min((int) strlen(body), 200) : 0;
+	char	   *s = palloc(len + 1);
+	int			i;
+
+	for (i = 0; i < len; i++)
+		s[i] = (body[i] >= 0x20 && body[i] < 0x7f) ? body[i] : '?';
+	s[len] = '\0';
+	return s;
+}
+
+/*
  * Make call to provider now and return its answer (a JSON object).  Raises
  * SH020 when the provider cannot be reached in time, SH021 when it refuses
  * (4xx), SH022 when it fails (5xx) or answers something unreadable; DETAIL
@@ -263,7 +279,8 @@ provider_call_sync(const WebhookProvider *provider, const ProviderCall *call)
 				(errcode(ERRCODE_SHOP_PROVIDER_FAILED),
 				 errmsg("payment provider \"%s\" failed (HTTP %ld)", provider->name, status),
 				 errdetail("%s", message ? message
-						   : json == NULL ? "The answer is not a JSON object."
+						   : json == NULL ? psprintf("The answer is not a JSON object: \"%s\".",
+													 printable_start(body))
 						   : "The provider gave no message."),
 				 errhint("Nothing was stored; calling again is safe (the request is idempotent).")));
 	return json;
@@ -355,7 +372,7 @@ read_order(int64 order_id, CheckoutOrder *order)
 
 	values[0] = Int64GetDatum(order_id);
 	if (shop_exec(shop_plan(&plan_order,
-							"SELECT status, currency::text, amount, expires_at"
+							"SELECT status, currency::text, amount, expires_at, created_at"
 							"  FROM shop.orders WHERE id = $1",
 							1, argtypes),
 				  values, NULL, true, 0) == 0)
@@ -372,6 +389,8 @@ read_order(int64 order_id, CheckoutOrder *order)
 	order->amount = shop_get_int64(0, 3, NULL);
 	order->expires_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
 														  SPI_tuptable->tupdesc, 4, &isnull));
+	order->created_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+														  SPI_tuptable->tupdesc, 5, &isnull));
 	n = shop_exec(shop_plan(&plan_lines,
 							"SELECT product_name, unit_price, qty FROM shop.order_item"
 							" WHERE order_id = $1 ORDER BY sku_id",

@@ -184,7 +184,7 @@ shop_refund(PG_FUNCTION_ARGS)
 						"SELECT (SELECT l.provider FROM shop.payment_log l"
 						"         WHERE l.order_id = o.id AND l.payment_id = o.external_payment_id"
 						"         ORDER BY l.id LIMIT 1),"
-						"       o.amount - COALESCE((SELECT sum(r.amount) FROM shop.refund r"
+						"       o.amount - COALESCE((SELECT sum(r.amount)::bigint FROM shop.refund r"
 						"                             WHERE r.order_id = o.id AND r.state <> 'failed'"
 						"                               AND r.payment_id = o.external_payment_id), 0),"
 						"       o.currency::text"

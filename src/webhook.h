@@ -127,6 +127,7 @@ typedef struct CheckoutOrder
 	int64		order_id;
 	char		currency[4];
 	int64		amount;
+	TimestampTz created_at;
 	TimestampTz expires_at;
 	int			nlines;
 	CheckoutLine *lines;

@@ -170,9 +170,33 @@ COMMENT ON FUNCTION shop.shop_confirm_paid(bigint, text, bigint, text) IS
 ALTER TABLE shop.sku ADD COLUMN low_stock_threshold integer
 	CONSTRAINT sku_low_stock_threshold_check CHECK (low_stock_threshold >= 0);
 
+-- API keys of providers' outbound calls (src/sql/40_webhooks.sql), and the
+-- providers view gains whether one is set.
+-- API keys for providers' outbound calls (provider_api.c).  Readable only
+-- by the extension owner; shop.payment_providers says only whether one is set.
+CREATE TABLE shop.payment_provider_api_key (
+	provider	text PRIMARY KEY REFERENCES shop.payment_provider (name) ON DELETE CASCADE,
+	api_key		text NOT NULL CHECK (api_key <> ''),
+	updated_at	timestamptz NOT NULL DEFAULT now()
+);
+
+SELECT pg_catalog.pg_extension_config_dump('shop.payment_provider_api_key', '');
+CREATE OR REPLACE VIEW shop.payment_providers AS
+SELECT p.name,
+	   p.kind,
+	   p.options,
+	   (SELECT pg_catalog.count(*) FROM shop.payment_provider_secret s
+		 WHERE s.provider OPERATOR(pg_catalog.=) p.name) AS secrets,
+	   (SELECT pg_catalog.min(s.retires_at) FROM shop.payment_provider_secret s
+		 WHERE s.provider OPERATOR(pg_catalog.=) p.name) AS next_secret_retires_at,
+	   p.updated_at,
+	   EXISTS (SELECT FROM shop.payment_provider_api_key k
+				WHERE k.provider OPERATOR(pg_catalog.=) p.name) AS api_key_set
+  FROM shop.payment_provider p;
+
 -- The transactional outbox and outgoing events (src/sql/50_outbox.sql, as
--- written there).  All objects are new: privileges below revoke on them
--- alone.
+-- written there), then the provider calls (src/sql/60_provider_calls.sql).
+-- All objects are new: privileges below revoke on them alone.
 -- A merchant endpoint that receives events.  Kept after shop_unsubscribe
 -- (removed_at) so its deliveries keep their history.
 CREATE TABLE shop.event_endpoint (
@@ -242,9 +266,19 @@ CREATE TABLE shop.outbox (
 	created_at		timestamptz NOT NULL DEFAULT now(),
 	updated_at		timestamptz NOT NULL DEFAULT now(),
 	delivered_at	timestamptz,
+	-- a provider call (provider_api.c): whom it calls, what it does, and the
+	-- row it is about (a refund); its API key is added when it is sent
+	provider		text REFERENCES shop.payment_provider (name),
+	operation		text NOT NULL DEFAULT 'event' CHECK (operation IN ('event', 'refund')),
+	subject_id		bigint,
 	CONSTRAINT outbox_in_flight_has_lease CHECK ((state = 'in_flight') = (lease_until IS NOT NULL)),
+	CONSTRAINT outbox_target CHECK (CASE operation WHEN 'event' THEN endpoint_id IS NOT NULL AND provider IS NULL
+												   ELSE provider IS NOT NULL AND endpoint_id IS NULL END),
 	UNIQUE (endpoint_id, idempotency_key)
 );
+-- a provider call is made once per idempotency key
+CREATE UNIQUE INDEX outbox_provider_key_idx ON shop.outbox (provider, idempotency_key)
+	WHERE provider IS NOT NULL;
 -- what the worker claims: due rows, and in-flight rows whose lease ran out
 CREATE INDEX outbox_due_idx ON shop.outbox (next_attempt_at, id)
 	WHERE state IN ('queued', 'failed');
@@ -285,9 +319,10 @@ SELECT pg_catalog.pg_extension_config_dump('shop.outbox_attempt_id_seq', '');
 -- The worker's claim, in SQL so that it can be read, and raced in the
 -- isolation tests, as it runs: up to max_rows due rows (queued or failed
 -- whose time has come, or in flight with an expired lease), only of enabled
--- endpoints, never a row while an older open row of the same endpoint and
--- ordering key exists, locked with SKIP LOCKED (a row someone else is
--- claiming is theirs), marked in_flight with a lease, attempts counted.
+-- endpoints (provider calls have none), never a row while an older open row
+-- of the same endpoint and ordering key exists, locked with SKIP LOCKED (a
+-- row someone else is claiming is theirs), marked in_flight with a lease,
+-- attempts counted.
 -- Granted to no one: the worker runs it as the extension's owner.
 CREATE FUNCTION shop.outbox_claim(max_rows integer, lease interval)
 	RETURNS SETOF shop.outbox
@@ -297,12 +332,13 @@ AS $$
 	WITH due AS (
 		SELECT o.id
 		  FROM shop.outbox o
-		  JOIN shop.event_endpoint e ON e.id = o.endpoint_id
+		  LEFT JOIN shop.event_endpoint e ON e.id = o.endpoint_id
 		 WHERE ((o.state IN ('queued', 'failed') AND o.next_attempt_at <= now())
 				OR (o.state = 'in_flight' AND o.lease_until < now()))
-		   AND e.enabled AND e.removed_at IS NULL
+		   AND (o.endpoint_id IS NULL OR (e.enabled AND e.removed_at IS NULL))
 		   AND NOT EXISTS (SELECT FROM shop.outbox p
-							WHERE p.endpoint_id = o.endpoint_id
+							WHERE p.endpoint_id IS NOT DISTINCT FROM o.endpoint_id
+							  AND p.provider IS NOT DISTINCT FROM o.provider
 							  AND p.ordering_key = o.ordering_key
 							  AND p.id < o.id
 							  AND p.state IN ('queued', 'in_flight', 'failed'))
@@ -379,7 +415,9 @@ SELECT o.id AS outbox_id,
 	   o.last_status,
 	   o.last_error,
 	   o.queued_at,
-	   pg_catalog.now() OPERATOR(pg_catalog.-) o.queued_at AS age
+	   pg_catalog.now() OPERATOR(pg_catalog.-) o.queued_at AS age,
+	   o.provider,
+	   o.operation
   FROM shop.outbox o
   LEFT JOIN shop.event ev ON ev.id OPERATOR(pg_catalog.=) o.event_id
  WHERE o.state IN ('queued', 'in_flight', 'failed');
@@ -395,7 +433,9 @@ SELECT o.id AS outbox_id,
 	   o.last_status,
 	   o.last_error,
 	   o.queued_at,
-	   o.updated_at AS died_at
+	   o.updated_at AS died_at,
+	   o.provider,
+	   o.operation
   FROM shop.outbox o
   LEFT JOIN shop.event ev ON ev.id OPERATOR(pg_catalog.=) o.event_id
  WHERE o.state OPERATOR(pg_catalog.=) 'dead';
@@ -462,15 +502,111 @@ SELECT EXISTS (SELECT FROM pg_catalog.pg_stat_activity
   FROM shop.outbox o;
 COMMENT ON VIEW shop.outbox_health IS 'is the delivery worker running, and how large is the backlog';
 
-REVOKE ALL ON TABLE shop.event_endpoint, shop.event_endpoint_secret, shop.event, shop.outbox,
-	shop.outbox_attempt, shop.outbox_pending, shop.outbox_dead, shop.outbox_attempts,
-	shop.event_endpoints, shop.outbox_health FROM PUBLIC;
+-- One hosted checkout per order and provider, as the provider answered.
+CREATE TABLE shop.payment_session (
+	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	order_id	bigint NOT NULL REFERENCES shop.orders (id),
+	provider	text NOT NULL REFERENCES shop.payment_provider (name),
+	session_id	text NOT NULL CHECK (session_id <> ''),
+	url			text NOT NULL CHECK (url <> ''),
+	expires_at	timestamptz,
+	state		text NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'completed', 'expired')),
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	updated_at	timestamptz NOT NULL DEFAULT now(),
+	UNIQUE (order_id, provider),
+	UNIQUE (provider, session_id)
+);
+
+-- One row per refund; review_id is the flag an automatic refund resolves
+-- (at most one refund per flag: the webhook queues exactly one).
+CREATE TABLE shop.refund (
+	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	order_id			bigint NOT NULL REFERENCES shop.orders (id),
+	provider			text NOT NULL REFERENCES shop.payment_provider (name),
+	payment_id			text NOT NULL CHECK (payment_id <> ''),
+	amount				bigint NOT NULL CHECK (amount > 0),
+	currency			char(3) NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
+	reason				text,
+	state				text NOT NULL DEFAULT 'requested'
+		CHECK (state IN ('requested', 'succeeded', 'failed')),
+	provider_refund_id	text,
+	review_id			bigint REFERENCES shop.order_review (id),
+	last_error			text,
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	updated_at			timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX refund_order_idx ON shop.refund (order_id);
+CREATE UNIQUE INDEX refund_review_idx ON shop.refund (review_id) WHERE review_id IS NOT NULL;
+
+SELECT pg_catalog.pg_extension_config_dump('shop.payment_session', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.refund', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.payment_session_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.refund_id_seq', '');
+
+-- API: Provider calls
+--
+-- The functions that take an API key keep a failing statement out of the
+-- server log, like the webhook functions.
+
+CREATE FUNCTION shop.shop_set_provider_api_key(name text, api_key text)
+	RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'shop_set_provider_api_key'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	SET log_min_error_statement = panic;
+COMMENT ON FUNCTION shop.shop_set_provider_api_key(text, text) IS
+	'store the API key of a provider''s outbound calls (never shown again)';
+
+CREATE FUNCTION shop.shop_start_payment(order_id bigint, provider text,
+										success_url text, cancel_url text)
+	RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'shop_start_payment'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION shop.shop_start_payment(bigint, text, text, text) IS
+	'start the provider''s hosted checkout for a PENDING order (one call, idempotent); returns the session and its URL; the same order and provider return the stored session';
+
+CREATE FUNCTION shop.shop_refund(order_id bigint, amount bigint DEFAULT NULL,
+								 reason text DEFAULT NULL)
+	RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'shop_refund'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION shop.shop_refund(bigint, bigint, text) IS
+	'queue a refund of a PAID order''s payment through the outbox (all that is left by default)';
+
+CREATE VIEW shop.refunds AS
+SELECT r.id AS refund_id,
+	   r.order_id,
+	   o.status AS order_status,
+	   r.provider,
+	   r.payment_id,
+	   r.amount,
+	   r.currency,
+	   r.reason,
+	   r.state,
+	   r.provider_refund_id,
+	   r.review_id,
+	   r.last_error,
+	   r.created_at,
+	   r.updated_at
+  FROM shop.refund r
+  JOIN shop.orders o ON o.id OPERATOR(pg_catalog.=) r.order_id;
+COMMENT ON VIEW shop.refunds IS 'refunds with their order and state (ORDER BY refund_id DESC for newest first)';
+
+REVOKE ALL ON TABLE shop.payment_provider_api_key, shop.event_endpoint,
+	shop.event_endpoint_secret, shop.event, shop.outbox, shop.outbox_attempt,
+	shop.outbox_pending, shop.outbox_dead, shop.outbox_attempts, shop.event_endpoints,
+	shop.outbox_health, shop.payment_session, shop.refund, shop.refunds FROM PUBLIC;
 REVOKE ALL ON SEQUENCE shop.event_endpoint_id_seq, shop.event_endpoint_secret_id_seq,
-	shop.event_id_seq, shop.outbox_id_seq, shop.outbox_attempt_id_seq FROM PUBLIC;
+	shop.event_id_seq, shop.outbox_id_seq, shop.outbox_attempt_id_seq,
+	shop.payment_session_id_seq, shop.refund_id_seq FROM PUBLIC;
 REVOKE ALL ON FUNCTION shop.outbox_claim(integer, interval),
 	shop.shop_subscribe(text, text[], text, text, integer), shop.shop_unsubscribe(bigint),
 	shop.shop_enable_endpoint(bigint), shop.shop_redeliver(bigint),
-	shop.shop_redeliver_dead(bigint) FROM PUBLIC;
+	shop.shop_redeliver_dead(bigint), shop.shop_set_provider_api_key(text, text),
+	shop.shop_start_payment(bigint, text, text, text),
+	shop.shop_refund(bigint, bigint, text) FROM PUBLIC;
 
 -- Privileges: CREATE OR REPLACE VIEW keeps the views' grants, and the only
 -- REVOKEs are the ones above, on objects this upgrade creates.  A

@@ -40,6 +40,9 @@ typedef struct OutboxRequest
 	char	   *body;			/* NULL: no body */
 	int			body_len;
 	struct curl_slist *headers;
+	char	   *provider;		/* provider rows: the provider called */
+	char	   *operation;		/* event | refund */
+	int64		subject_id;		/* the refund of a refund row */
 
 	/* filled in by outbox_http.c */
 	CURL	   *easy;
@@ -52,6 +55,9 @@ typedef struct OutboxRequest
 	bool		truncated;		/* the body went past the cap */
 	int			excerpt_len;
 	char		excerpt[OUTBOX_EXCERPT_BYTES];
+	bool		keep_answer;	/* provider rows: the whole answer is read */
+	char	   *answer;			/* malloc'd (the write callback may not palloc) */
+	size_t		answer_len;
 	char		errbuf[CURL_ERROR_SIZE];
 } OutboxRequest;
 

@@ -51,6 +51,17 @@ write_body(char *data, size_t size, size_t nmemb, void *arg)
 	keep = Min(n, (size_t) (OUTBOX_EXCERPT_BYTES - req->excerpt_len));
 	memcpy(req->excerpt + req->excerpt_len, data, keep);
 	req->excerpt_len += keep;
+	if (req->keep_answer)
+	{
+		char	   *grown = realloc(req->answer, req->answer_len + n + 1);
+
+		if (grown == NULL)
+			return 0;
+		req->answer = grown;
+		memcpy(req->answer + req->answer_len, data, n);
+		req->answer_len += n;
+		req->answer[req->answer_len] = '\0';
+	}
 	return n;
 }
 
@@ -222,6 +233,7 @@ void
 outbox_request_free(OutboxRequest *req)
 {
 	curl_slist_free_all(req->headers);
+	free(req->answer);
 	MemoryContextDelete(req->cxt);
 }
 

@@ -304,19 +304,22 @@ add_header(OutboxRequest *req, const char *name, const char *value)
  * newest first), so receivers keep verifying while a secret rotates.
  */
 static char *
-sign(OutboxRequest *req, const char *msg_id, int64 timestamp)
+sign(OutboxRequest *req, SPITupleTable *secrets, uint64 nsecrets,
+	 const char *msg_id, int64 timestamp)
 {
 	StringInfoData sig;
 	uint64		i;
 
 	initStringInfo(&sig);
-	for (i = 0; i < SPI_processed; i++)
+	for (i = 0; i < nsecrets; i++)
 	{
 		WebhookSecret secret;
+		bool		isnull;
 
-		if (shop_get_int64(i, 1, NULL) != req->endpoint_id)
+		if (DatumGetInt64(SPI_getbinval(secrets->vals[i], secrets->tupdesc, 1, &isnull)) !=
+			req->endpoint_id)
 			continue;
-		secret = standard_parse_secret(shop_get_text(i, 2));
+		secret = standard_parse_secret(SPI_getvalue(secrets->vals[i], secrets->tupdesc, 2));
 		if (sig.len > 0)
 			appendStringInfoChar(&sig, ' ');
 		appendStringInfoString(&sig, standard_sign(&secret, msg_id, timestamp,
@@ -327,11 +330,12 @@ sign(OutboxRequest *req, const char *msg_id, int64 timestamp)
 }
 
 /*
- * Build the request of claim result row i (columns as in plan_claim);
- * the secrets of the claimed endpoints are in secrets/nsecrets.
+ * Build the request of claim result row i (columns as in plan_claim); the
+ * secrets of the claimed endpoints are in secrets (nsecrets rows).
  */
 static OutboxRequest *
-build_request(SPITupleTable *claimed, uint64 i, TimestampTz now_ts)
+build_request(SPITupleTable *claimed, uint64 i, SPITupleTable *secrets,
+			  uint64 nsecrets, TimestampTz now_ts)
 {
 	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "shop outbox request",
 											  ALLOCSET_SMALL_SIZES);
@@ -363,7 +367,6 @@ build_request(SPITupleTable *claimed, uint64 i, TimestampTz now_ts)
 			 line = strtok_r(NULL, "\n", &save))
 			req->headers = curl_slist_append(req->headers, line);
 	}
-	add_header(req, "user-agent", "shop-outbox/" SHOP_VERSION);
 	add_header(req, "expect", "");	/* no 100-continue round trip */
 	d = SPI_getbinval(row, desc, 9, &isnull);
 	if (!isnull)
@@ -372,9 +375,25 @@ build_request(SPITupleTable *claimed, uint64 i, TimestampTz now_ts)
 		char	   *msg_id = TextDatumGetCString(d);
 		int64		timestamp = (now_ts - SetEpochTimestamp()) / USECS_PER_SEC;
 
+		add_header(req, "user-agent", "shop-outbox/" SHOP_VERSION);
 		add_header(req, "webhook-id", msg_id);
 		add_header(req, "webhook-timestamp", psprintf("%lld", (long long) timestamp));
-		add_header(req, "webhook-signature", sign(req, msg_id, timestamp));
+		add_header(req, "webhook-signature", sign(req, secrets, nsecrets, msg_id, timestamp));
+	}
+	req->provider = SPI_getvalue(row, desc, 10);
+	req->operation = SPI_getvalue(row, desc, 11);
+	d = SPI_getbinval(row, desc, 12, &isnull);
+	req->subject_id = isnull ? 0 : DatumGetInt64(d);
+	if (req->provider != NULL)
+	{
+		/* a provider call: its API key now (never stored with the row) */
+		char	   *key = provider_has_api_key(req->provider)
+			? provider_api_key(req->provider) : NULL;
+
+		if (key != NULL)
+			add_header(req, "authorization", psprintf("Bearer %s", key));
+		add_header(req, "user-agent", "shop/" SHOP_VERSION);
+		req->keep_answer = true;
 	}
 	MemoryContextSwitchTo(old);
 	return req;
@@ -404,7 +423,8 @@ claim_and_start(int n, TimestampTz *next_due, OutboxRequest **failed, int *nfail
 								   "       c.method, c.body,"
 								   "       (SELECT pg_catalog.string_agg(h.key || ': ' || h.value, E'\\n')"
 								   "          FROM pg_catalog.jsonb_each_text(c.headers) h),"
-								   "       CASE WHEN c.event_id IS NOT NULL THEN c.idempotency_key END"
+								   "       CASE WHEN c.event_id IS NOT NULL THEN c.idempotency_key END,"
+								   "       c.provider, c.operation, c.subject_id"
 								   "  FROM shop.outbox_claim($1, $2 * interval '1 millisecond') c"
 								   " ORDER BY c.id",
 								   2, claim_types),
@@ -414,6 +434,8 @@ claim_and_start(int n, TimestampTz *next_due, OutboxRequest **failed, int *nfail
 	{
 		Datum		ids;
 		int64	   *endpoint_ids = palloc(sizeof(int64) * nclaimed);
+		uint64		nsecrets;
+		SPITupleTable *secrets;
 
 		for (i = 0; i < nclaimed; i++)
 		{
@@ -422,16 +444,17 @@ claim_and_start(int n, TimestampTz *next_due, OutboxRequest **failed, int *nfail
 			endpoint_ids[i] = isnull ? 0 : DatumGetInt64(d);
 		}
 		ids = shop_int64_array(endpoint_ids, (int) nclaimed);
-		shop_exec(shop_plan(&plan_secrets,
-							"SELECT endpoint_id, secret FROM shop.event_endpoint_secret"
-							" WHERE endpoint_id = ANY ($1)"
-							"   AND (retires_at IS NULL OR retires_at > now())"
-							" ORDER BY endpoint_id, added_at DESC, id DESC",
-							1, secret_types),
-				  &ids, NULL, true, 0);
+		nsecrets = shop_exec(shop_plan(&plan_secrets,
+									   "SELECT endpoint_id, secret FROM shop.event_endpoint_secret"
+									   " WHERE endpoint_id = ANY ($1)"
+									   "   AND (retires_at IS NULL OR retires_at > now())"
+									   " ORDER BY endpoint_id, added_at DESC, id DESC",
+									   1, secret_types),
+							 &ids, NULL, true, 0);
+		secrets = SPI_tuptable;
 		for (i = 0; i < nclaimed; i++)
 		{
-			OutboxRequest *req = build_request(claimed, i, now_ts);
+			OutboxRequest *req = build_request(claimed, i, secrets, nsecrets, now_ts);
 			MemoryContext old = MemoryContextSwitchTo(req->cxt);
 
 			if (!outbox_http_start(req))
@@ -518,10 +541,32 @@ record_results(OutboxRequest **done, int ndone)
 		int64		delay = 0;
 		Datum		values[11];
 		char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+		WebhookProvider *provider = NULL;
+		Jsonb	   *answer = NULL;
+		bool		final = false;
 
+		if (req->provider != NULL)
+		{
+			/*
+			 * A provider call: its answer is read here, its own words go
+			 * into the error, and its retry rules decide (Stripe: any 4xx
+			 * but 409 and 429 will fail again, so it is final).
+			 */
+			char	   *message;
+
+			provider = webhook_load_provider(cstring_to_text(req->provider));
+			answer = provider_parse_answer(req->answer);
+			message = provider->kind->api ? provider->kind->api->error_message(answer) : NULL;
+			if (!ok && req->error == NULL)
+				req->error = psprintf("HTTP %d%s%s", req->http_status,
+									  message ? ": " : "", message ? message : "");
+			final = !ok && provider->kind->api != NULL &&
+				!provider->kind->api->retryable(req->error != NULL && req->http_status == 0
+												? 0 : req->http_status);
+		}
 		if (ok)
 			state = "delivered";
-		else if (req->attempt >= outbox_max_attempts ||
+		else if (final || req->attempt >= outbox_max_attempts ||
 				 now_ts - req->queued_at >= (int64) outbox_max_age_s * USECS_PER_SEC)
 			state = "dead";
 		else
@@ -578,6 +623,9 @@ record_results(OutboxRequest **done, int ndone)
 							"   FROM o WHERE e.id = o.endpoint_id",
 							11, argtypes),
 				  values, nulls, false, 0);
+		if (req->operation != NULL && strcmp(req->operation, "refund") == 0 && provider != NULL)
+			refund_record_answer(req->subject_id, provider, ok, strcmp(state, "dead") == 0,
+								 answer, req->error);
 		outbox_request_free(req);
 	}
 	end_work();

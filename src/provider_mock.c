@@ -21,7 +21,8 @@ PG_FUNCTION_INFO_V1(shop_sign_mock);
 #define MOCK_MIN_AT	((TimestampTz) (UNIX_EPOCH_JDATE - POSTGRES_EPOCH_JDATE) * USECS_PER_DAY)
 #define MOCK_END_AT	(MOCK_MIN_AT + INT64CONST(253402300800) * USECS_PER_SEC)
 
-static const char *const mock_option_keys[] = {NULL};
+/* no mapping keys: the mock's events use the standard defaults */
+static const char *const mock_option_keys[] = {"api_base", "auto_refund", NULL};
 
 /*
  * The mock's events use the standard kind's default mapping (its options
@@ -39,7 +40,9 @@ const WebhookKind webhook_kind_mock = {
 	.parse_secret = standard_parse_secret,
 	.verify = standard_verify,
 	.parse = mock_parse,
-	.option_keys = mock_option_keys
+	.option_keys = mock_option_keys,
+	.api = &stripe_api,			/* demo/mock_provider.js speaks Stripe's API */
+	.default_api_base = "http://127.0.0.1:18090"
 };
 
 /*

@@ -17,11 +17,15 @@
  */
 #include "webhook.h"
 
+#include <curl/curl.h>
+
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 
 #define STRIPE_SECRET_PREFIX	"whsec_"
 
-static const char *const stripe_option_keys[] = {NULL};
+static const char *const stripe_option_keys[] = {"api_base", "auto_refund", NULL};
 
 /*
  * The endpoint secret as given: Stripe keys the HMAC with the whole string.
@@ -197,5 +201,167 @@ const WebhookKind webhook_kind_stripe = {
 	.parse_secret = stripe_parse_secret,
 	.verify = stripe_verify,
 	.parse = stripe_parse,
-	.option_keys = stripe_option_keys
+	.option_keys = stripe_option_keys,
+	.api = &stripe_api,
+	.default_api_base = "https://api.stripe.com"
+};
+
+/*
+ * Stripe's API (https://docs.stripe.com/api): form-encoded requests with
+ * Stripe's bracket syntax for nested fields, JSON answers, errors as
+ * {"error": {"type", "message", ...}}.  The mock kind speaks it too
+ * (demo/mock_provider.js), pointed at its own api_base.
+ */
+
+/* Stripe's limits on a Checkout Session's expires_at, from now. */
+#define STRIPE_SESSION_MIN_SECS	(30 * 60 + 60)	/* 30 min, and a minute's margin */
+#define STRIPE_SESSION_MAX_SECS	(24 * 60 * 60)
+
+/*
+ * Append key=value to a form body, both percent-encoded by libcurl.
+ */
+static void
+form_add(StringInfo form, const char *key, const char *value)
+{
+	char	   *k = curl_easy_escape(NULL, key, 0);
+	char	   *v = curl_easy_escape(NULL, value, 0);
+
+	if (k == NULL || v == NULL)
+		elog(ERROR, "shop: out of memory encoding a form field");
+	if (form->len > 0)
+		appendStringInfoChar(form, '&');
+	appendStringInfo(form, "%s=%s", k, v);
+	curl_free(k);
+	curl_free(v);
+}
+
+static void
+form_add_int(StringInfo form, const char *key, int64 value)
+{
+	form_add(form, key, psprintf("%lld", (long long) value));
+}
+
+/*
+ * POST /v1/checkout/sessions: one line per order line from the price
+ * snapshot, the order in metadata and client_reference_id, and expires_at
+ * tied to the order's, clamped into the window Stripe accepts.
+ */
+static void
+stripe_checkout(const CheckoutOrder *order, ProviderCall *call)
+{
+	StringInfoData form;
+	int64		now = (GetCurrentTimestamp() - SetEpochTimestamp()) / USECS_PER_SEC;
+	int64		expires = (order->expires_at - SetEpochTimestamp()) / USECS_PER_SEC;
+	char		currency[4];
+	int			i;
+
+	for (i = 0; i < 3; i++)
+		currency[i] = pg_tolower((unsigned char) order->currency[i]);
+	currency[3] = '\0';
+	expires = Max(expires, now + STRIPE_SESSION_MIN_SECS);
+	expires = Min(expires, now + STRIPE_SESSION_MAX_SECS);
+
+	initStringInfo(&form);
+	form_add(&form, "mode", "payment");
+	for (i = 0; i < order->nlines; i++)
+	{
+		const CheckoutLine *line = &order->lines[i];
+
+		form_add(&form, psprintf("line_items[%d][price_data][currency]", i), currency);
+		form_add_int(&form, psprintf("line_items[%d][price_data][unit_amount]", i),
+					 line->unit_price);
+		form_add(&form, psprintf("line_items[%d][price_data][product_data][name]", i),
+				 line->name);
+		form_add_int(&form, psprintf("line_items[%d][quantity]", i), line->qty);
+	}
+	form_add_int(&form, "metadata[order_id]", order->order_id);
+	form_add_int(&form, "client_reference_id", order->order_id);
+	form_add(&form, "success_url", order->success_url);
+	form_add(&form, "cancel_url", order->cancel_url);
+	form_add_int(&form, "expires_at", expires);
+
+	call->method = "POST";
+	call->path = pstrdup("/v1/checkout/sessions");
+	call->content_type = "application/x-www-form-urlencoded";
+	call->body = form.data;
+	call->idempotency_key = psprintf("order-%lld-checkout", (long long) order->order_id);
+}
+
+static bool
+stripe_checkout_result(Jsonb *answer, CheckoutSession *session)
+{
+	static const char *const id_path[] = {"id"};
+	static const char *const url_path[] = {"url"};
+	static const char *const expires_path[] = {"expires_at"};
+	int64		expires;
+
+	session->id = webhook_json_string(webhook_json_get(answer, id_path, 1), NULL);
+	session->url = webhook_json_string(webhook_json_get(answer, url_path, 1), NULL);
+	session->expires_at = 0;
+	if (webhook_json_amount(webhook_json_get(answer, expires_path, 1), &expires))
+		session->expires_at = SetEpochTimestamp() + expires * USECS_PER_SEC;
+	return session->id != NULL && session->url != NULL;
+}
+
+/*
+ * POST /v1/refunds for a payment (a PaymentIntent id).
+ */
+static void
+stripe_refund(const RefundRequest *refund, ProviderCall *call)
+{
+	StringInfoData form;
+
+	initStringInfo(&form);
+	form_add(&form, "payment_intent", refund->payment_id);
+	form_add_int(&form, "amount", refund->amount);
+	form_add_int(&form, "metadata[order_id]", refund->order_id);
+	form_add_int(&form, "metadata[refund_id]", refund->refund_id);
+	call->method = "POST";
+	call->path = pstrdup("/v1/refunds");
+	call->content_type = "application/x-www-form-urlencoded";
+	call->body = form.data;
+	call->idempotency_key = psprintf("refund-%lld", (long long) refund->refund_id);
+}
+
+/*
+ * The refund's id; *succeeded when Stripe says it went through ("pending"
+ * and "requires_action" are not yet; the refund stays requested).
+ */
+static char *
+stripe_refund_result(Jsonb *answer, bool *succeeded)
+{
+	static const char *const id_path[] = {"id"};
+	static const char *const status_path[] = {"status"};
+	char	   *status = webhook_json_string(webhook_json_get(answer, status_path, 1), NULL);
+
+	*succeeded = status != NULL && strcmp(status, "succeeded") == 0;
+	return webhook_json_string(webhook_json_get(answer, id_path, 1), NULL);
+}
+
+static char *
+stripe_error_message(Jsonb *answer)
+{
+	static const char *const message_path[] = {"error", "message"};
+
+	return answer ? webhook_json_string(webhook_json_get(answer, message_path, 2), NULL) : NULL;
+}
+
+/*
+ * Stripe's advice: retry network errors (0 here), 409 (a concurrent request
+ * with the same key), 429 and 5xx; any other 4xx will fail again.
+ */
+static bool
+stripe_retryable(int http_status)
+{
+	return http_status == 0 || http_status == 409 || http_status == 429 ||
+		http_status >= 500;
+}
+
+const ProviderApi stripe_api = {
+	.checkout = stripe_checkout,
+	.checkout_result = stripe_checkout_result,
+	.refund = stripe_refund,
+	.refund_result = stripe_refund_result,
+	.error_message = stripe_error_message,
+	.retryable = stripe_retryable
 };

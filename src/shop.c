@@ -3,6 +3,7 @@
  *		Module entry point: load-time setup and the extension's settings.
  */
 #include "shop.h"
+#include "webhook.h"
 
 #include <limits.h>
 
@@ -62,6 +63,13 @@ _PG_init(void)
 							&shop_low_stock_threshold,
 							0, 0, INT_MAX,
 							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("shop.provider_timeout",
+							"Timeout of a synchronous call to a payment provider.",
+							"Past it the call fails with SH020 and nothing is stored.",
+							&shop_provider_timeout_ms,
+							10000, 100, 600000,
+							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	outbox_worker_init();
 	MarkGUCPrefixReserved("shop");

@@ -232,6 +232,34 @@ review_extra(const char *reason, const char *detail)
 }
 
 /*
+ * Money arrived that cannot be kept: when the provider can refund through
+ * its API and auto_refund is on (the default), queue exactly one refund of
+ * that payment, tied to its review flag (resolved when the provider
+ * confirms).  Without an API key, an amount or a payment id the flag is
+ * left to a person, as before.
+ */
+static void
+refund_automatically(int64 order_id, const WebhookProvider *provider,
+					 const WebhookEvent *event, int64 review_id)
+{
+	char		currency[4];
+	int			i;
+
+	if (!events_schema_ready() ||	/* a 0.1 schema has no refunds */
+		provider->kind->api == NULL || !event->has_amount || event->amount <= 0 ||
+		event->payment_id == NULL || event->currency == NULL ||
+		strlen(event->currency) != 3 ||
+		!provider_option_bool(provider, "auto_refund", true) ||
+		!provider_has_api_key(provider->name))
+		return;
+	for (i = 0; i < 3; i++)
+		currency[i] = pg_toupper((unsigned char) event->currency[i]);
+	currency[3] = '\0';
+	refund_queue(provider, order_id, event->payment_id, event->amount, currency,
+				 "automatic: the payment could not be kept", review_id);
+}
+
+/*
  * Record that a person must look at the order (the event's row in
  * shop.order_review, listed by shop.orders_needing_review).
  */
@@ -241,6 +269,7 @@ flag_review(int64 order_id, const char *reason, const WebhookProvider *provider,
 {
 	static const Oid argtypes[] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[5];
+	int64		review_id;
 
 	values[0] = Int64GetDatum(order_id);
 	values[1] = CStringGetTextDatum(reason);
@@ -250,11 +279,15 @@ flag_review(int64 order_id, const char *reason, const WebhookProvider *provider,
 	shop_exec(shop_plan(&plan_review,
 						"INSERT INTO shop.order_review"
 						"  (order_id, reason, provider, event_id, detail)"
-						" VALUES ($1, $2, $3, $4, $5)",
+						" VALUES ($1, $2, $3, $4, $5)"
+						" RETURNING id",
 						5, argtypes),
 			  values, NULL, false, 0);
+	review_id = shop_get_int64(0, 1, NULL);
 	events_emit_orders("order.needs_review", &order_id, 1,
 					   review_extra(reason, detail));
+	if (strcmp(reason, "refund_required") == 0)
+		refund_automatically(order_id, provider, event, review_id);
 }
 
 /*

@@ -14,6 +14,7 @@
 #include "shop.h"
 
 #include "utils/jsonb.h"
+#include "datatype/timestamp.h"
 
 /*
  * Webhook SQLSTATEs (class SH, continuing shop.h's numbering at 010).  Part
@@ -25,6 +26,12 @@
 #define ERRCODE_SHOP_WEBHOOK_BAD_HEADERS		MAKE_SQLSTATE('S','H','0','1','3')
 #define ERRCODE_SHOP_WEBHOOK_BAD_BODY			MAKE_SQLSTATE('S','H','0','1','4')
 /* SH015 ERRCODE_SHOP_PAYMENT_MISMATCH and SH016 are in shop.h (order_state.c) */
+
+/* Provider calls (provider_api.c); the HTTP layer maps them to 502/504. */
+#define ERRCODE_SHOP_PROVIDER_UNREACHABLE		MAKE_SQLSTATE('S','H','0','2','0')
+#define ERRCODE_SHOP_PROVIDER_REFUSED			MAKE_SQLSTATE('S','H','0','2','1')
+#define ERRCODE_SHOP_PROVIDER_FAILED			MAKE_SQLSTATE('S','H','0','2','2')
+#define ERRCODE_SHOP_PROVIDER_UNSUPPORTED		MAKE_SQLSTATE('S','H','0','2','3')
 
 /* Default timestamp tolerance, seconds (Stripe's and Standard Webhooks'). */
 #define WEBHOOK_DEFAULT_TOLERANCE	300
@@ -92,6 +99,72 @@ typedef struct WebhookEvent
 	char	   *payment_id;		/* the provider's payment id */
 } WebhookEvent;
 
+/*
+ * An outbound call to a provider's API, built by its kind: appended to the
+ * provider's api_base, sent with its API key (provider_api.c adds the
+ * authorization, never stored with the call).
+ */
+typedef struct ProviderCall
+{
+	const char *method;
+	char	   *path;
+	const char *content_type;
+	char	   *body;
+	char	   *idempotency_key;
+} ProviderCall;
+
+/* What a checkout is started for: the order's snapshot. */
+typedef struct CheckoutLine
+{
+	char	   *name;
+	int64		unit_price;
+	int32		qty;
+} CheckoutLine;
+
+typedef struct CheckoutOrder
+{
+	int64		order_id;
+	char		currency[4];
+	int64		amount;
+	TimestampTz expires_at;
+	int			nlines;
+	CheckoutLine *lines;
+	const char *success_url;
+	const char *cancel_url;
+} CheckoutOrder;
+
+/* A started checkout, as the provider answered. */
+typedef struct CheckoutSession
+{
+	char	   *id;
+	char	   *url;
+	TimestampTz expires_at;		/* 0: not given */
+} CheckoutSession;
+
+/* A refund to send. */
+typedef struct RefundRequest
+{
+	int64		refund_id;
+	int64		order_id;
+	char	   *payment_id;
+	int64		amount;
+	char	   *currency;
+} RefundRequest;
+
+/* The outbound API of a kind (NULL members: the kind has no such call). */
+typedef struct ProviderApi
+{
+	void		(*checkout) (const CheckoutOrder *order, ProviderCall *call);
+	bool		(*checkout_result) (Jsonb *answer, CheckoutSession *session);
+	void		(*refund) (const RefundRequest *refund, ProviderCall *call);
+	/* the provider's refund id; *final false while the refund is pending */
+	char	   *(*refund_result) (Jsonb *answer, bool *succeeded);
+	/* the provider's own words for a refused request, or NULL */
+	char	   *(*error_message) (Jsonb *answer);
+	/* whether a failed HTTP status may succeed when sent again */
+	bool		(*retryable) (int http_status);
+} ProviderApi;
+
 /* A provider kind: one per provider_*.c file. */
 typedef struct WebhookKind
 {
@@ -107,7 +180,33 @@ typedef struct WebhookKind
 						  Jsonb *body, WebhookEvent *event);
 	/* option keys this kind accepts besides the common ones */
 	const char *const *option_keys;
+	/* outbound calls (NULL: none) and where they go by default */
+	const ProviderApi *api;
+	const char *default_api_base;
 } WebhookKind;
+
+extern const ProviderApi stripe_api;
+
+/* provider_api.c: outbound calls */
+extern int	shop_provider_timeout_ms;
+extern char *provider_api_base(const WebhookProvider *provider);
+extern char *provider_api_key(const char *name);
+extern bool provider_has_api_key(const char *name);
+extern const ProviderApi *provider_api(const WebhookProvider *provider);
+extern Jsonb *provider_parse_answer(const char *body);
+extern Jsonb *provider_call_sync(const WebhookProvider *provider,
+								 const ProviderCall *call);
+extern bool provider_option_bool(const WebhookProvider *provider,
+								 const char *key, bool default_value);
+
+/* refund.c: refunds through the outbox */
+extern int64 refund_queue(const WebhookProvider *provider, int64 order_id,
+						  const char *payment_id, int64 amount,
+						  const char *currency, const char *reason,
+						  int64 review_id);
+extern void refund_record_answer(int64 refund_id, const WebhookProvider *provider,
+								 bool delivered, bool dead, Jsonb *answer,
+								 const char *error);
 
 extern const WebhookKind webhook_kind_stripe;
 extern const WebhookKind webhook_kind_standard;

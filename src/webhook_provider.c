@@ -102,6 +102,31 @@ check_option(const char *key, JsonbValue *v)
 {
 	bool		ok = false;
 
+	if (strcmp(key, "auto_refund") == 0)
+	{
+		if (v->type != jbvBool)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option auto_refund must be true or false")));
+		return;
+	}
+	if (strcmp(key, "api_base") == 0)
+	{
+		char	   *url;
+		const char *why;
+
+		if (v->type != jbvString)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option api_base must be a URL string")));
+		url = pnstrdup(v->val.string.val, v->val.string.len);
+		if ((why = endpoint_url_refusal(url)) != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option api_base refused: %s", why)));
+		return;
+	}
+
 	if (strcmp(key, "tolerance_seconds") == 0 ||
 		strcmp(key, "rotation_grace_seconds") == 0)
 	{

@@ -26,6 +26,14 @@ CREATE TABLE shop.payment_provider_secret (
 	UNIQUE (provider, secret)
 );
 
+-- API keys for providers' outbound calls (provider_api.c).  Readable only
+-- by the extension owner; shop.payment_providers says only whether one is set.
+CREATE TABLE shop.payment_provider_api_key (
+	provider	text PRIMARY KEY REFERENCES shop.payment_provider (name) ON DELETE CASCADE,
+	api_key		text NOT NULL CHECK (api_key <> ''),
+	updated_at	timestamptz NOT NULL DEFAULT now()
+);
+
 -- Orders a person must look at: money arrived that the shop cannot simply
 -- book (wrong amount, or no stock left for a late payment).  One row per
 -- event; the order's status is left as it was.  A DBA closes a row by
@@ -50,6 +58,7 @@ CREATE INDEX order_review_order_idx ON shop.order_review (order_id);
 SELECT pg_catalog.pg_extension_config_dump('shop.payment_provider', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.payment_provider_secret', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.order_review', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.payment_provider_api_key', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.payment_provider_secret_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.order_review_id_seq', '');
 
@@ -168,6 +177,8 @@ SELECT p.name,
 		 WHERE s.provider OPERATOR(pg_catalog.=) p.name) AS secrets,
 	   (SELECT pg_catalog.min(s.retires_at) FROM shop.payment_provider_secret s
 		 WHERE s.provider OPERATOR(pg_catalog.=) p.name) AS next_secret_retires_at,
-	   p.updated_at
+	   p.updated_at,
+	   EXISTS (SELECT FROM shop.payment_provider_api_key k
+				WHERE k.provider OPERATOR(pg_catalog.=) p.name) AS api_key_set
   FROM shop.payment_provider p;
 COMMENT ON VIEW shop.payment_providers IS 'registered payment providers and how many secrets each has (never the secrets)';

@@ -74,9 +74,19 @@ CREATE TABLE shop.outbox (
 	created_at		timestamptz NOT NULL DEFAULT now(),
 	updated_at		timestamptz NOT NULL DEFAULT now(),
 	delivered_at	timestamptz,
+	-- a provider call (provider_api.c): whom it calls, what it does, and the
+	-- row it is about (a refund); its API key is added when it is sent
+	provider		text REFERENCES shop.payment_provider (name),
+	operation		text NOT NULL DEFAULT 'event' CHECK (operation IN ('event', 'refund')),
+	subject_id		bigint,
 	CONSTRAINT outbox_in_flight_has_lease CHECK ((state = 'in_flight') = (lease_until IS NOT NULL)),
+	CONSTRAINT outbox_target CHECK (CASE operation WHEN 'event' THEN endpoint_id IS NOT NULL AND provider IS NULL
+												   ELSE provider IS NOT NULL AND endpoint_id IS NULL END),
 	UNIQUE (endpoint_id, idempotency_key)
 );
+-- a provider call is made once per idempotency key
+CREATE UNIQUE INDEX outbox_provider_key_idx ON shop.outbox (provider, idempotency_key)
+	WHERE provider IS NOT NULL;
 -- what the worker claims: due rows, and in-flight rows whose lease ran out
 CREATE INDEX outbox_due_idx ON shop.outbox (next_attempt_at, id)
 	WHERE state IN ('queued', 'failed');
@@ -117,9 +127,10 @@ SELECT pg_catalog.pg_extension_config_dump('shop.outbox_attempt_id_seq', '');
 -- The worker's claim, in SQL so that it can be read, and raced in the
 -- isolation tests, as it runs: up to max_rows due rows (queued or failed
 -- whose time has come, or in flight with an expired lease), only of enabled
--- endpoints, never a row while an older open row of the same endpoint and
--- ordering key exists, locked with SKIP LOCKED (a row someone else is
--- claiming is theirs), marked in_flight with a lease, attempts counted.
+-- endpoints (provider calls have none), never a row while an older open row
+-- of the same endpoint and ordering key exists, locked with SKIP LOCKED (a
+-- row someone else is claiming is theirs), marked in_flight with a lease,
+-- attempts counted.
 -- Granted to no one: the worker runs it as the extension's owner.
 CREATE FUNCTION shop.outbox_claim(max_rows integer, lease interval)
 	RETURNS SETOF shop.outbox
@@ -129,12 +140,13 @@ AS $$
 	WITH due AS (
 		SELECT o.id
 		  FROM shop.outbox o
-		  JOIN shop.event_endpoint e ON e.id = o.endpoint_id
+		  LEFT JOIN shop.event_endpoint e ON e.id = o.endpoint_id
 		 WHERE ((o.state IN ('queued', 'failed') AND o.next_attempt_at <= now())
 				OR (o.state = 'in_flight' AND o.lease_until < now()))
-		   AND e.enabled AND e.removed_at IS NULL
+		   AND (o.endpoint_id IS NULL OR (e.enabled AND e.removed_at IS NULL))
 		   AND NOT EXISTS (SELECT FROM shop.outbox p
-							WHERE p.endpoint_id = o.endpoint_id
+							WHERE p.endpoint_id IS NOT DISTINCT FROM o.endpoint_id
+							  AND p.provider IS NOT DISTINCT FROM o.provider
 							  AND p.ordering_key = o.ordering_key
 							  AND p.id < o.id
 							  AND p.state IN ('queued', 'in_flight', 'failed'))
@@ -211,7 +223,9 @@ SELECT o.id AS outbox_id,
 	   o.last_status,
 	   o.last_error,
 	   o.queued_at,
-	   pg_catalog.now() OPERATOR(pg_catalog.-) o.queued_at AS age
+	   pg_catalog.now() OPERATOR(pg_catalog.-) o.queued_at AS age,
+	   o.provider,
+	   o.operation
   FROM shop.outbox o
   LEFT JOIN shop.event ev ON ev.id OPERATOR(pg_catalog.=) o.event_id
  WHERE o.state IN ('queued', 'in_flight', 'failed');
@@ -227,7 +241,9 @@ SELECT o.id AS outbox_id,
 	   o.last_status,
 	   o.last_error,
 	   o.queued_at,
-	   o.updated_at AS died_at
+	   o.updated_at AS died_at,
+	   o.provider,
+	   o.operation
   FROM shop.outbox o
   LEFT JOIN shop.event ev ON ev.id OPERATOR(pg_catalog.=) o.event_id
  WHERE o.state OPERATOR(pg_catalog.=) 'dead';

@@ -52,8 +52,10 @@ SELECT tables_are('shop',
 		  -- payment webhooks (issue #3)
 		  'payment_provider', 'payment_provider_secret', 'order_review',
 		  -- the outbox and outgoing events (issue #8)
-		  'event_endpoint', 'event_endpoint_secret', 'event', 'outbox', 'outbox_attempt'],
-	'schema shop has exactly the tables of issues #2, #3 and #8');
+		  'event_endpoint', 'event_endpoint_secret', 'event', 'outbox', 'outbox_attempt',
+		  -- provider calls (issue #9)
+		  'payment_provider_api_key', 'payment_session', 'refund'],
+	'schema shop has exactly the tables of issues #2, #3, #8 and #9');
 
 -- Columns and types: money is bigint minor units, currency char(3),
 -- user ids opaque text, times timestamptz.  set_eq: order does not matter.
@@ -291,8 +293,10 @@ SELECT views_are('shop', ARRAY['sku_stock', 'active_reservations', 'expiring_ord
 		  -- payment webhooks (issue #3)
 		  'webhook_events', 'unmatched_payments', 'orders_needing_review', 'payment_providers',
 		  -- the outbox (issue #8)
-		  'outbox_pending', 'outbox_dead', 'outbox_attempts', 'event_endpoints', 'outbox_health'],
-	'schema shop has exactly the DBA views of issues #2, #3 and #8');
+		  'outbox_pending', 'outbox_dead', 'outbox_attempts', 'event_endpoints', 'outbox_health',
+		  -- provider calls (issue #9)
+		  'refunds'],
+	'schema shop has exactly the DBA views of issues #2, #3, #8 and #9');
 SELECT set_eq($$SELECT col, typ FROM pg_temp.cols('shop.sku_stock')$$,
 	$$VALUES ('sku_id', 'bigint'), ('code', 'text'), ('product_id', 'bigint'),
 			 ('product_name', 'text'), ('on_hand', 'bigint'), ('reserved', 'bigint'),
@@ -360,8 +364,10 @@ SELECT functions_are('shop',
 		  -- the outbox and outgoing events (issue #8); outbox_claim is the
 		  -- worker's, granted to no one
 		  'shop_subscribe', 'shop_unsubscribe', 'shop_enable_endpoint', 'shop_redeliver',
-		  'shop_redeliver_dead', 'outbox_claim'],
-	'schema shop has exactly the functions of issues #2, #3 and #8');
+		  'shop_redeliver_dead', 'outbox_claim',
+		  -- provider calls (issue #9)
+		  'shop_set_provider_api_key', 'shop_start_payment', 'shop_refund'],
+	'schema shop has exactly the functions of issues #2, #3, #8 and #9');
 SELECT has_function('shop', 'shop_cart_add', ARRAY['text', 'bigint', 'integer']);
 SELECT has_function('shop', 'shop_cart_set_qty', ARRAY['text', 'bigint', 'integer']);
 SELECT has_function('shop', 'shop_cart_remove', ARRAY['text', 'bigint']);
@@ -405,7 +411,11 @@ SELECT set_eq($$
 	('shop_enable_endpoint', 'endpoint_id bigint', 'boolean'),
 	('shop_redeliver', 'outbox_id bigint', 'boolean'),
 	('shop_redeliver_dead', 'endpoint_id bigint DEFAULT NULL::bigint', 'integer'),
-	('outbox_claim', 'max_rows integer, lease interval', 'SETOF shop.outbox')
+	('outbox_claim', 'max_rows integer, lease interval', 'SETOF shop.outbox'),
+	-- provider calls (issue #9)
+	('shop_set_provider_api_key', 'name text, api_key text', 'jsonb'),
+	('shop_start_payment', 'order_id bigint, provider text, success_url text, cancel_url text', 'jsonb'),
+	('shop_refund', 'order_id bigint, amount bigint DEFAULT NULL::bigint, reason text DEFAULT NULL::text', 'jsonb')
 	$$,
 	'every API function has the documented arguments, defaults and result');
 -- Defaults work: the short forms resolve to the documented functions.

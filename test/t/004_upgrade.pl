@@ -34,7 +34,8 @@ my %sql = map { $_ => slurp_file("$sqldir/$_.sql") } qw(grants workload snapshot
 my %may_drop = ('payment_log.processed' => 1);
 my %may_add = ('orders.status_note' => 1, 'sku.low_stock_threshold' => 1);
 # tables 0.2 adds (the outbox and outgoing events); they start empty
-my %new_tables = map { $_ => 1 } qw(event_endpoint event_endpoint_secret event outbox outbox_attempt);
+my %new_tables = map { $_ => 1 } qw(event_endpoint event_endpoint_secret event outbox outbox_attempt
+  payment_provider_api_key payment_session refund);
 my %migrated = ('orders.status_reason' => 1, 'orders.status_note' => 1);
 my %reason_vocabulary = map { $_ => 1 }
   qw(cancelled customer_cancelled shop_cancelled payment_failed expired paid_after_release);

@@ -7,7 +7,8 @@
 # refund is succeeded with that refund's id.  Two ways: the provider acted
 # at once and its answer never came (hang), and the provider acts only
 # seconds later (slow), so that the retry meets the first request still in
-# progress (409, retried) before it gets the saved answer.
+# progress (409, retried) before it gets the saved answer.  Both on
+# automatic refunds (queued by the webhook) and once on shop_refund's.
 use strict;
 use warnings;
 use FindBin;
@@ -34,15 +35,37 @@ sub refund_posts
 		  @{ $mock->requests(path => '/v1/refunds', since => $since) } ];
 }
 
+# A refund queued by shop_refund (2500 of a paid order), or automatically
+# (10000: a payment that lands on an order cancelled on purpose).
+sub queue_refund
+{
+	my ($what, $how) = @_;
+	if ($how eq 'shop_refund')
+	{
+		my ($order, $pi) = paid_order($node, $mock, "crash-$what");
+		my $r = sql_call($node, "SELECT shop.shop_refund($order, 2500)");
+		ok($r->{ok}, "$what: shop_refund queued a refund") or diag($r->{error});
+		return ($r->{ok} ? json_decode($r->{value})->{refund_id} : 0, $pi, 2500);
+	}
+	my $order = order_of($node, "crash-$what");
+	my $start = json_decode($node->safe_psql('postgres',
+		"SELECT shop.shop_start_payment($order, 'mock', 'https://shop.example/ok', 'https://shop.example/back')"));
+	relay_events($node, $mock);
+	my $paid = $mock->pay($start->{session_id});
+	$node->safe_psql('postgres', "SELECT shop.shop_release($order, 'customer_cancelled')");
+	my $relayed = relay_events($node, $mock);
+	is($relayed->[0]{result}{review}, 'refund_required', "$what: the late payment is flagged refund_required");
+	my $id = $node->safe_psql('postgres', "SELECT id FROM shop.refund WHERE order_id = $order");
+	ok($id ne '', "$what: an automatic refund was queued");
+	return ($id || 0, $paid->{session}{payment_intent}, 10000);
+}
+
 sub crash_with_refund_in_flight
 {
-	my ($what, $rule) = @_;
-	my ($order, $pi) = paid_order($node, $mock, "crash-$what");
+	my ($what, $how, $rule) = @_;
 	my $seq = $mock->last_seq;
 	$mock->fail(path => '/v1/refunds', %$rule);
-	my $r = sql_call($node, "SELECT shop.shop_refund($order, 2500)");
-	ok($r->{ok}, "$what: shop_refund queued a refund") or diag($r->{error});
-	my $id = $r->{ok} ? json_decode($r->{value})->{refund_id} : 0;
+	my ($id, $pi, $amount) = queue_refund($what, $how);
 	ok(wait_until(sub { @{ refund_posts("refund-$id", $seq) } >= 1 }, 30), "$what: the refund is on the wire");
 	is($node->safe_psql('postgres', "SELECT state FROM shop.outbox WHERE idempotency_key = 'refund-$id'"),
 		'in_flight', "$what: its outbox row is in flight");
@@ -57,7 +80,7 @@ sub crash_with_refund_in_flight
 		"$what: after the restart the refund succeeds");
 	my $made = $mock->refunds_of($pi);
 	is(scalar @$made, 1, "$what: the provider holds exactly one refund ($at_crash when the server stopped)");
-	is($made->[0]{amount}, 2500, "$what: of 2500");
+	is($made->[0]{amount}, $amount, "$what: of $amount");
 	my $row = one_json($node, "SELECT to_jsonb(r) FROM shop.refund r WHERE id = $id") // {};
 	ok(grep({ defined $_ && !ref $_ && $_ eq ($made->[0]{id} // 'none') } values %$row),
 		"$what: shop.refund holds the provider's refund id");
@@ -74,17 +97,22 @@ sub crash_with_refund_in_flight
 }
 
 # The provider refunds at once; its answer never comes.
-crash_with_refund_in_flight('answer lost', { mode => 'hang', process => JSON::PP::true });
+crash_with_refund_in_flight('answer lost', 'automatic', { mode => 'hang', process => JSON::PP::true });
 
 # The provider takes 6 s before it acts: the retry after the restart finds
 # the first request still running (409, which is retried) and then gets its
 # saved answer.
-my $posts = crash_with_refund_in_flight('provider still working',
+my $posts = crash_with_refund_in_flight('provider still working', 'automatic',
 	{ mode => 'slow', process => JSON::PP::false, delay_ms => 6000 });
 ok(scalar(grep { ($_->{answer} // '') eq '409' } @$posts) >= 1,
 	'provider still working: the retry met the first request in progress (409) and was retried');
 
+# The same for a refund queued by shop_refund.
+crash_with_refund_in_flight('shop_refund, answer lost', 'shop_refund', { mode => 'hang', process => JSON::PP::true });
+
 is($mock->state->{posts_without_idempotency_key}, 0, 'every POST the shop made carried an Idempotency-Key');
+my $key = $mock->api_key;
+unlike(slurp_file($node->logfile), qr/\Q$key\E/, 'the API key is nowhere in the server log (log_min_messages = debug1)');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM shop.shop_check_invariants()'), '0',
 	'no invariant is broken');
 

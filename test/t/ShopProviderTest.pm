@@ -1,6 +1,6 @@
 # Helpers for the payment provider calls' TAP tests (test/t/03*_provider_*.pl):
 # a node with the outbox worker preloaded (as ShopOutboxTest, in a UTF8
-# database, with a few products), the mock payment provider
+# database, with a few products, statements not logged), the mock payment provider
 # (demo/mock_provider.js) run as a child of the test, the provider registered
 # with its API base and key, orders, synchronous calls with their SQLSTATE
 # and DETAIL, and the mock's signed events relayed into shop_handle_webhook.
@@ -42,6 +42,11 @@ sub provider_node
 		'shop.outbox_max_attempts'          => '6',
 		'shop.endpoint_max_failures'        => '1000',
 		'log_min_messages'                  => 'debug1',
+		# the server's defaults for statement logging, so that the tests can
+		# look for the API key in the log (the test framework sets
+		# log_statement = all, which README says logs every statement)
+		'log_statement'                     => 'none',
+		'log_min_error_statement'           => 'error',
 		%extra);
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init(extra => [ '--encoding=UTF8', '--locale=C' ]);

@@ -269,7 +269,8 @@ CREATE TABLE shop.outbox (
 	-- a provider call (provider_api.c): whom it calls, what it does, and the
 	-- row it is about (a refund); its API key is added when it is sent
 	provider		text REFERENCES shop.payment_provider (name),
-	operation		text NOT NULL DEFAULT 'event' CHECK (operation IN ('event', 'refund')),
+	operation		text NOT NULL DEFAULT 'event'
+		CHECK (operation IN ('event', 'refund', 'expire_checkout', 'fetch_payment')),
 	subject_id		bigint,
 	CONSTRAINT outbox_in_flight_has_lease CHECK ((state = 'in_flight') = (lease_until IS NOT NULL)),
 	CONSTRAINT outbox_target CHECK (CASE operation WHEN 'event' THEN endpoint_id IS NOT NULL AND provider IS NULL
@@ -575,6 +576,15 @@ CREATE FUNCTION shop.shop_refund(order_id bigint, amount bigint DEFAULT NULL,
 COMMENT ON FUNCTION shop.shop_refund(bigint, bigint, text) IS
 	'queue a refund of a PAID order''s payment through the outbox (all that is left by default)';
 
+CREATE FUNCTION shop.shop_reconcile_payments(older_than interval DEFAULT '10 minutes',
+											 max_orders integer DEFAULT 100)
+	RETURNS integer
+	AS 'MODULE_PATHNAME', 'shop_reconcile_payments'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION shop.shop_reconcile_payments(interval, integer) IS
+	'ask the providers about PENDING orders whose checkout has been open for older_than without a payment event; returns how many fetches were queued';
+
 CREATE VIEW shop.refunds AS
 SELECT r.id AS refund_id,
 	   r.order_id,
@@ -606,7 +616,8 @@ REVOKE ALL ON FUNCTION shop.outbox_claim(integer, interval),
 	shop.shop_enable_endpoint(bigint), shop.shop_redeliver(bigint),
 	shop.shop_redeliver_dead(bigint), shop.shop_set_provider_api_key(text, text),
 	shop.shop_start_payment(bigint, text, text, text),
-	shop.shop_refund(bigint, bigint, text) FROM PUBLIC;
+	shop.shop_refund(bigint, bigint, text), shop.shop_reconcile_payments(interval, integer)
+	FROM PUBLIC;
 
 -- Privileges: CREATE OR REPLACE VIEW keeps the views' grants, and the only
 -- REVOKEs are the ones above, on objects this upgrade creates.  A

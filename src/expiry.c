@@ -10,7 +10,7 @@
  * its SKUs).  Skipping is safe: that order is handled by whoever holds it,
  * or by the next sweep.
  */
-#include "shop.h"
+#include "webhook.h"
 
 #include "catalog/pg_type.h"
 
@@ -85,6 +85,7 @@ expiry_release_locked(const int64 *order_ids, int norders, int *ndeltas)
 						1, argtypes),
 			  values, NULL, false, 0);
 	events_emit_orders(events_release_type(REASON_EXPIRED), order_ids, norders, NULL);
+	sessions_close(order_ids, norders);
 	return deltas;
 }
 

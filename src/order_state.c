@@ -16,7 +16,7 @@
  * that must be refunded (the SQL functions raise SH016, the webhook, which
  * must answer 200, flags the order refund_required).
  */
-#include "shop.h"
+#include "webhook.h"
 
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
@@ -177,6 +177,7 @@ order_release_locked(int64 order_id, OrderReason reason)
 						3, argtypes),
 			  values, NULL, false, 0);
 	events_emit_orders(events_release_type(reason), &order_id, 1, NULL);
+	sessions_close(&order_id, 1);
 }
 
 /*

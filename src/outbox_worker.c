@@ -68,6 +68,8 @@ int			outbox_max_attempts = 12;
 int			outbox_max_age_s = 3 * 24 * 3600;
 int			outbox_poll_interval_ms = 1000;
 int			outbox_endpoint_max_failures = 20;
+int			outbox_reconcile_interval_s = 60;
+int			outbox_reconcile_after_s = 600;
 bool		outbox_allow_http_loopback = false;
 
 /* Shared state: where the worker's latch is, for wake-ups. */
@@ -87,6 +89,8 @@ static SPIPlanPtr plan_claim;
 static SPIPlanPtr plan_secrets;
 static SPIPlanPtr plan_next_due;
 static SPIPlanPtr plan_record;
+static SPIPlanPtr plan_unapplied;
+static SPIPlanPtr plan_reconcile;
 
 /* The extension's owner, whose rights the worker's statements run with. */
 static Oid	owner_oid = InvalidOid;
@@ -187,6 +191,14 @@ outbox_worker_init(void)
 							"Consecutive failed attempts after which an event endpoint is disabled.",
 							NULL, &outbox_endpoint_max_failures, 20, 1, INT_MAX,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("shop.reconcile_interval",
+							"How often the delivery worker asks providers about stale checkouts (0: never).",
+							NULL, &outbox_reconcile_interval_s, 60, 0, 86400,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("shop.reconcile_after",
+							"How long a checkout stays open without a payment event before its provider is asked.",
+							NULL, &outbox_reconcile_after_s, 600, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomBoolVariable("shop.outbox_allow_http_loopback",
 							 "Allow http:// outbound requests to loopback hosts.",
 							 "Only for tests and local demos; otherwise only https:// is sent to.",
@@ -520,6 +532,57 @@ excerpt(const OutboxRequest *req)
 }
 
 /*
+ * Hand a provider call's outcome to the code that knows what it means
+ * (refund.c, session.c), in a subtransaction: should that fail (an order
+ * locked too long, say), the error goes into the row, which is tried again
+ * later, and the worker and the other results carry on.
+ */
+static void
+handle_answer(OutboxRequest *req, const WebhookProvider *provider, bool delivered,
+			  bool dead, Jsonb *answer)
+{
+	static const Oid argtypes[] = {INT8OID, TEXTOID, INT8OID};
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		if (strcmp(req->operation, "refund") == 0)
+			refund_record_answer(req->subject_id, provider, delivered, dead, answer,
+								 req->error);
+		else
+			session_record_answer(req->operation, req->subject_id, provider,
+								  delivered, dead, answer);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata = shop_subxact_abort(cxt, owner);
+		Datum		values[3];
+
+		ereport(WARNING,
+				(errmsg("shop outbox worker: the answer to row %lld could not be applied: %s",
+						(long long) req->id, edata->message)));
+		values[0] = Int64GetDatum(req->id);
+		values[1] = CStringGetTextDatum(psprintf("answer not applied: %s", edata->message));
+		values[2] = Int64GetDatum(retry_delay_ms(req));
+		shop_exec(shop_plan(&plan_unapplied,
+							"UPDATE shop.outbox"
+							"   SET state = 'failed', last_error = $2,"
+							"       next_attempt_at = now() + $3 * interval '1 millisecond',"
+							"       updated_at = now()"
+							" WHERE id = $1",
+							3, argtypes),
+				  values, NULL, false, 0);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+}
+
+/*
  * Record finished requests: an attempt row each, the row's new state, and
  * the endpoint's failure count (disabling it after too many in a row).
  * Frees the requests.
@@ -623,12 +686,32 @@ record_results(OutboxRequest **done, int ndone)
 							"   FROM o WHERE e.id = o.endpoint_id",
 							11, argtypes),
 				  values, nulls, false, 0);
-		if (req->operation != NULL && strcmp(req->operation, "refund") == 0 && provider != NULL)
-			refund_record_answer(req->subject_id, provider, ok, strcmp(state, "dead") == 0,
-								 answer, req->error);
+		if (provider != NULL)
+			handle_answer(req, provider, ok, strcmp(state, "dead") == 0, answer);
 		outbox_request_free(req);
 	}
 	end_work();
+}
+
+/*
+ * Queue the providers' fetches for stale checkouts (session.c); how many.
+ */
+static int
+reconcile(void)
+{
+	static const Oid argtypes[] = {INT4OID};
+	Datum		values[1];
+	int			queued;
+
+	begin_work("reconciling stale checkouts");
+	values[0] = Int32GetDatum(outbox_reconcile_after_s);
+	shop_exec(shop_plan(&plan_reconcile,
+						"SELECT shop.shop_reconcile_payments($1 * interval '1 second', 100)",
+						1, argtypes),
+			  values, NULL, false, 0);
+	queued = (int) shop_get_int64(0, 1, NULL);
+	end_work();
+	return queued;
 }
 
 /*
@@ -641,6 +724,7 @@ shop_outbox_worker_main(Datum arg)
 	int			ndone;
 	bool		ready = false;
 	TimestampTz next_claim = 0;
+	TimestampTz next_reconcile = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -678,6 +762,13 @@ shop_outbox_worker_main(Datum arg)
 		}
 
 		now_ts = GetCurrentTimestamp();
+		if (outbox_reconcile_interval_s > 0 && now_ts >= next_reconcile)
+		{
+			if (reconcile() > 0)
+				next_claim = 0;
+			next_reconcile = TimestampTzPlusMilliseconds(now_ts,
+														 (int64) outbox_reconcile_interval_s * 1000);
+		}
 		free_slots = outbox_max_in_flight - outbox_http_running();
 		ndone = 0;
 		if (free_slots > 0 && now_ts >= next_claim)

@@ -338,6 +338,71 @@ stripe_refund_result(Jsonb *answer, bool *succeeded)
 	return webhook_json_string(webhook_json_get(answer, id_path, 1), NULL);
 }
 
+/*
+ * POST /v1/checkout/sessions/{id}/expire: the buyer can no longer pay.
+ */
+static void
+stripe_expire(const char *session_id, ProviderCall *call)
+{
+	char	   *id = curl_easy_escape(NULL, session_id, 0);
+
+	call->method = "POST";
+	call->path = psprintf("/v1/checkout/sessions/%s/expire", id);
+	call->content_type = "application/x-www-form-urlencoded";
+	call->body = pstrdup("");
+	call->idempotency_key = psprintf("session-%s-expire", session_id);
+	curl_free(id);
+}
+
+/*
+ * GET /v1/checkout/sessions/{id}: what became of a checkout.
+ */
+static void
+stripe_fetch(const char *session_id, ProviderCall *call)
+{
+	char	   *id = curl_easy_escape(NULL, session_id, 0);
+
+	call->method = "GET";
+	call->path = psprintf("/v1/checkout/sessions/%s", id);
+	call->content_type = "application/x-www-form-urlencoded";
+	call->body = NULL;
+	/* a read: the key only names the request (fetches repeat over time) */
+	call->idempotency_key = psprintf("session-%s-fetch-%lld", session_id,
+									 (long long) ((GetCurrentTimestamp() - SetEpochTimestamp())
+												  / USECS_PER_SEC / 60));
+	curl_free(id);
+}
+
+/*
+ * A fetched Checkout Session as the event its payment would have sent
+ * (checkout.session.completed): true when it is paid.
+ */
+static bool
+stripe_fetch_result(Jsonb *answer, WebhookEvent *event)
+{
+	static const char *const id_path[] = {"id"};
+	static const char *const status_path[] = {"payment_status"};
+	static const char *const order_path[] = {"metadata", "order_id"};
+	static const char *const total_path[] = {"amount_total"};
+	static const char *const currency_path[] = {"currency"};
+	static const char *const intent_path[] = {"payment_intent"};
+	char	   *session_id = webhook_json_string(webhook_json_get(answer, id_path, 1), NULL);
+	char	   *status = webhook_json_string(webhook_json_get(answer, status_path, 1), NULL);
+
+	if (session_id == NULL || status == NULL || strcmp(status, "paid") != 0)
+		return false;
+	memset(event, 0, sizeof(*event));
+	event->event_id = psprintf("fetched:%s", session_id);
+	event->type = pstrdup("checkout.session.completed");
+	event->kind = WEBHOOK_EVENT_PAID;
+	event->order_ref = webhook_json_string(webhook_json_get(answer, order_path, 2), NULL);
+	event->has_amount = webhook_json_amount(webhook_json_get(answer, total_path, 1),
+											&event->amount);
+	event->currency = webhook_json_string(webhook_json_get(answer, currency_path, 1), NULL);
+	event->payment_id = webhook_json_string(webhook_json_get(answer, intent_path, 1), NULL);
+	return true;
+}
+
 static char *
 stripe_error_message(Jsonb *answer)
 {
@@ -362,6 +427,9 @@ const ProviderApi stripe_api = {
 	.checkout_result = stripe_checkout_result,
 	.refund = stripe_refund,
 	.refund_result = stripe_refund_result,
+	.expire = stripe_expire,
+	.fetch = stripe_fetch,
+	.fetch_result = stripe_fetch_result,
 	.error_message = stripe_error_message,
 	.retryable = stripe_retryable
 };

@@ -37,6 +37,7 @@ static SPIPlanPtr plan_duplicate;
 static SPIPlanPtr plan_order_lines;
 static SPIPlanPtr plan_review;
 static SPIPlanPtr plan_finish_log;
+static SPIPlanPtr plan_fetched;
 
 /* What applying an event did, for the log row and the response. */
 typedef struct Outcome
@@ -440,16 +441,54 @@ finish_log(int64 log_id, const Outcome *out)
 }
 
 /*
+ * A paid event whose payment was already applied from a fetch (a closed or
+ * reconciled checkout, session.c) is that payment reported again: answered
+ * "duplicate", as a second delivery of the same event would be, and not
+ * recorded (its first report is the fetched one).
+ */
+static bool
+fetched_already(const WebhookProvider *provider, const WebhookEvent *event,
+				Outcome *out)
+{
+	static const Oid argtypes[] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	bool		isnull;
+
+	if (event->kind != WEBHOOK_EVENT_PAID || event->payment_id == NULL ||
+		strncmp(event->event_id, "fetched:", 8) == 0)
+		return false;
+	values[0] = CStringGetTextDatum(provider->name);
+	values[1] = CStringGetTextDatum(event->payment_id);
+	if (shop_exec(shop_plan(&plan_fetched,
+							"SELECT l.order_id, o.status"
+							"  FROM shop.payment_log l"
+							"  LEFT JOIN shop.orders o ON o.id = l.order_id"
+							" WHERE l.provider = $1 AND l.payment_id = $2 AND l.kind = 'paid'"
+							"   AND l.event_id LIKE 'fetched:%' AND l.result = 'processed'"
+							" LIMIT 1",
+							2, argtypes),
+				  values, NULL, false, 0) == 0)
+		return false;
+	out->result = "duplicate";
+	out->order_id = shop_get_int64(0, 1, &isnull);
+	out->status = shop_get_text(0, 2);
+	return true;
+}
+
+/*
  * Record and apply a verified, parsed event.
  */
 static void
 process_event(const WebhookProvider *provider, const WebhookEvent *event,
 			  Jsonb *payload, Outcome *out)
 {
-	int64		log_id = claim_event(provider, event, payload);
+	int64		log_id;
 	int64		order_id;
 	LockedOrder order;
 
+	if (fetched_already(provider, event, out))
+		return;
+	log_id = claim_event(provider, event, payload);
 	if (log_id == 0)
 	{
 		duplicate_outcome(provider, event, out);
@@ -480,6 +519,23 @@ process_event(const WebhookProvider *provider, const WebhookEvent *event,
 			apply_failed(&order, out);
 	}
 	finish_log(log_id, out);
+}
+
+/*
+ * Apply an event that did not come as a webhook (a payment fetched from the
+ * provider) by the webhook's own rules: recorded once per (provider, event
+ * id), applied to its order exactly as the webhook would.  Returns the
+ * result (processed, duplicate, ignored, unmatched).  SPI connected.
+ */
+const char *
+webhook_apply_event(const WebhookProvider *provider, const WebhookEvent *event,
+					Jsonb *payload)
+{
+	Outcome		out;
+
+	memset(&out, 0, sizeof(out));
+	process_event(provider, event, payload, &out);
+	return out.result;
 }
 
 /*

@@ -83,6 +83,7 @@ typedef struct WebhookRequest
 	int64		now;			/* unix seconds, the transaction's now() */
 } WebhookRequest;
 
+
 /*
  * The normalised event.  Strings are NULL when the event does not carry
  * them; a paid event without amount or currency can never confirm.
@@ -159,6 +160,11 @@ typedef struct ProviderApi
 	void		(*refund) (const RefundRequest *refund, ProviderCall *call);
 	/* the provider's refund id; *final false while the refund is pending */
 	char	   *(*refund_result) (Jsonb *answer, bool *succeeded);
+	/* close an open checkout, and read one's state (for a closed path) */
+	void		(*expire) (const char *session_id, ProviderCall *call);
+	void		(*fetch) (const char *session_id, ProviderCall *call);
+	/* a fetched checkout as a normalised event; false while it is unpaid */
+	bool		(*fetch_result) (Jsonb *answer, WebhookEvent *event);
 	/* the provider's own words for a refused request, or NULL */
 	char	   *(*error_message) (Jsonb *answer);
 	/* whether a failed HTTP status may succeed when sent again */
@@ -207,6 +213,16 @@ extern int64 refund_queue(const WebhookProvider *provider, int64 order_id,
 extern void refund_record_answer(int64 refund_id, const WebhookProvider *provider,
 								 bool delivered, bool dead, Jsonb *answer,
 								 const char *error);
+
+/* session.c: checkout sessions after their order was released */
+extern void sessions_close(const int64 *order_ids, int norders);
+extern void session_record_answer(const char *operation, int64 session_id,
+								  const WebhookProvider *provider, bool delivered,
+								  bool dead, Jsonb *answer);
+
+/* webhook.c: apply a normalised event as the webhook would */
+extern const char *webhook_apply_event(const WebhookProvider *provider,
+									   const WebhookEvent *event, Jsonb *payload);
 
 extern const WebhookKind webhook_kind_stripe;
 extern const WebhookKind webhook_kind_standard;

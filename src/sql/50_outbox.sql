@@ -77,7 +77,8 @@ CREATE TABLE shop.outbox (
 	-- a provider call (provider_api.c): whom it calls, what it does, and the
 	-- row it is about (a refund); its API key is added when it is sent
 	provider		text REFERENCES shop.payment_provider (name),
-	operation		text NOT NULL DEFAULT 'event' CHECK (operation IN ('event', 'refund')),
+	operation		text NOT NULL DEFAULT 'event'
+		CHECK (operation IN ('event', 'refund', 'expire_checkout', 'fetch_payment')),
 	subject_id		bigint,
 	CONSTRAINT outbox_in_flight_has_lease CHECK ((state = 'in_flight') = (lease_until IS NOT NULL)),
 	CONSTRAINT outbox_target CHECK (CASE operation WHEN 'event' THEN endpoint_id IS NOT NULL AND provider IS NULL

@@ -76,6 +76,15 @@ CREATE FUNCTION shop.shop_refund(order_id bigint, amount bigint DEFAULT NULL,
 COMMENT ON FUNCTION shop.shop_refund(bigint, bigint, text) IS
 	'queue a refund of a PAID order''s payment through the outbox (all that is left by default)';
 
+CREATE FUNCTION shop.shop_reconcile_payments(older_than interval DEFAULT '10 minutes',
+											 max_orders integer DEFAULT 100)
+	RETURNS integer
+	AS 'MODULE_PATHNAME', 'shop_reconcile_payments'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION shop.shop_reconcile_payments(interval, integer) IS
+	'ask the providers about PENDING orders whose checkout has been open for older_than without a payment event; returns how many fetches were queued';
+
 CREATE VIEW shop.refunds AS
 SELECT r.id AS refund_id,
 	   r.order_id,

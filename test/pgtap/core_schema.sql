@@ -366,7 +366,8 @@ SELECT functions_are('shop',
 		  'shop_subscribe', 'shop_unsubscribe', 'shop_enable_endpoint', 'shop_redeliver',
 		  'shop_redeliver_dead', 'outbox_claim',
 		  -- provider calls (issue #9)
-		  'shop_set_provider_api_key', 'shop_start_payment', 'shop_refund'],
+		  'shop_set_provider_api_key', 'shop_start_payment', 'shop_refund',
+		  'shop_reconcile_payments'],
 	'schema shop has exactly the functions of issues #2, #3, #8 and #9');
 SELECT has_function('shop', 'shop_cart_add', ARRAY['text', 'bigint', 'integer']);
 SELECT has_function('shop', 'shop_cart_set_qty', ARRAY['text', 'bigint', 'integer']);
@@ -415,7 +416,8 @@ SELECT set_eq($$
 	-- provider calls (issue #9)
 	('shop_set_provider_api_key', 'name text, api_key text', 'jsonb'),
 	('shop_start_payment', 'order_id bigint, provider text, success_url text, cancel_url text', 'jsonb'),
-	('shop_refund', 'order_id bigint, amount bigint DEFAULT NULL::bigint, reason text DEFAULT NULL::text', 'jsonb')
+	('shop_refund', 'order_id bigint, amount bigint DEFAULT NULL::bigint, reason text DEFAULT NULL::text', 'jsonb'),
+	('shop_reconcile_payments', 'older_than interval DEFAULT ''00:10:00''::interval, max_orders integer DEFAULT 100', 'integer')
 	$$,
 	'every API function has the documented arguments, defaults and result');
 -- Defaults work: the short forms resolve to the documented functions.

@@ -1,0 +1,252 @@
+/*
+ * session.c
+ *		Checkout sessions of released orders: close the payment path, and
+ *		never lose a payment that slipped through it.
+ *
+ * When an order is released (cancelled, failed, expired) while a hosted
+ * checkout of it is open, the buyer could still pay there.  The release
+ * queues the session's expiry at the provider through the outbox (written
+ * with the release, sent after it commits).  A provider that refuses
+ * because the session has completed in the meantime (the buyer paid a
+ * moment before) gets asked what happened (a fetch, also through the
+ * outbox), and a paid answer is applied by the webhook's own rules
+ * (webhook_apply_event): re-reserved and sold if the stock is still there,
+ * else flagged and refunded.  So the release never swallows a payment.
+ */
+#include "webhook.h"
+
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(shop_reconcile_payments);
+
+static SPIPlanPtr plan_open_sessions;
+static SPIPlanPtr plan_queue_call;
+static SPIPlanPtr plan_session_state;
+static SPIPlanPtr plan_session_of;
+static SPIPlanPtr plan_stale_sessions;
+
+/*
+ * Queue a provider call about session row session_id (SPI connected).
+ */
+static void
+queue_session_call(const WebhookProvider *provider, int64 session_row,
+				   const char *operation, const ProviderCall *call)
+{
+	static const Oid argtypes[] = {TEXTOID, TEXTOID, INT8OID, TEXTOID, TEXTOID,
+	TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+	values[0] = CStringGetTextDatum(provider->name);
+	values[1] = CStringGetTextDatum(operation);
+	values[2] = Int64GetDatum(session_row);
+	values[3] = CStringGetTextDatum(psprintf("%s%s", provider_api_base(provider), call->path));
+	values[4] = CStringGetTextDatum(call->method);
+	values[5] = CStringGetTextDatum(call->content_type);
+	values[6] = call->body ? CStringGetTextDatum(call->body) : (Datum) 0;
+	nulls[6] = call->body ? ' ' : 'n';
+	values[7] = CStringGetTextDatum(call->idempotency_key);
+	shop_exec_keep_result(shop_plan(&plan_queue_call,
+									"INSERT INTO shop.outbox"
+									"  (provider, operation, subject_id, url, method, headers, body,"
+									"   idempotency_key, ordering_key)"
+									" VALUES ($1, $2, $3, $4, $5,"
+									"         pg_catalog.jsonb_build_object('content-type', $6::text,"
+									"                                       'idempotency-key', $8::text),"
+									"         $7, $8, 'session:' || $3)"
+									" ON CONFLICT (provider, idempotency_key) WHERE provider IS NOT NULL"
+									" DO NOTHING",
+									8, argtypes),
+						  values, nulls);
+	outbox_wake_at_commit();
+}
+
+/*
+ * The orders were just released: queue the expiry of their open checkout
+ * sessions.  Keeps the caller's SPI result.
+ */
+void
+sessions_close(const int64 *order_ids, int norders)
+{
+	static const Oid argtypes[] = {INT8ARRAYOID};
+	SPITupleTable *saved = SPI_tuptable;
+	uint64		saved_n = SPI_processed;
+	SPITupleTable *sessions;
+	Datum		values[1];
+	uint64		n;
+	uint64		i;
+
+	if (norders == 0 || !events_schema_ready())
+		return;
+	values[0] = shop_int64_array(order_ids, norders);
+	n = shop_exec(shop_plan(&plan_open_sessions,
+							"SELECT s.id, s.provider, s.session_id FROM shop.payment_session s"
+							" WHERE s.order_id = ANY ($1) AND s.state = 'open'"
+							" ORDER BY s.id",
+							1, argtypes),
+				  values, NULL, false, 0);
+	sessions = SPI_tuptable;
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+		int64		row = DatumGetInt64(SPI_getbinval(sessions->vals[i], sessions->tupdesc, 1, &isnull));
+		char	   *name = SPI_getvalue(sessions->vals[i], sessions->tupdesc, 2);
+		char	   *session_id = SPI_getvalue(sessions->vals[i], sessions->tupdesc, 3);
+		WebhookProvider *provider = webhook_load_provider(cstring_to_text(name));
+		ProviderCall call;
+
+		if (provider->kind->api == NULL || provider->kind->api->expire == NULL)
+			continue;
+		memset(&call, 0, sizeof(call));
+		provider->kind->api->expire(session_id, &call);
+		queue_session_call(provider, row, "expire_checkout", &call);
+	}
+	SPI_tuptable = saved;
+	SPI_processed = saved_n;
+}
+
+/*
+ * The provider session id of session row id, or NULL.
+ */
+static char *
+session_of(int64 id)
+{
+	static const Oid argtypes[] = {INT8OID};
+	Datum		values[1];
+
+	values[0] = Int64GetDatum(id);
+	if (shop_exec(shop_plan(&plan_session_of,
+							"SELECT session_id FROM shop.payment_session WHERE id = $1",
+							1, argtypes),
+				  values, NULL, true, 0) == 0)
+		return NULL;
+	return shop_get_text(0, 1);
+}
+
+static void
+set_session_state(int64 id, const char *state)
+{
+	static const Oid argtypes[] = {INT8OID, TEXTOID};
+	Datum		values[2];
+
+	values[0] = Int64GetDatum(id);
+	values[1] = CStringGetTextDatum(state);
+	shop_exec(shop_plan(&plan_session_state,
+						"UPDATE shop.payment_session SET state = $2, updated_at = now()"
+						" WHERE id = $1",
+						2, argtypes),
+			  values, NULL, false, 0);
+}
+
+/*
+ * The worker's news of a session call (its recording transaction, SPI
+ * connected).  An expiry that went through closes the session; one the
+ * provider refused means the session is no longer open (most likely paid):
+ * ask what became of it.  A fetched paid session is applied as its webhook
+ * would be.
+ */
+void
+session_record_answer(const char *operation, int64 session_row,
+					  const WebhookProvider *provider, bool delivered, bool dead,
+					  Jsonb *answer)
+{
+	const ProviderApi *api = provider->kind->api;
+	char	   *session_id = session_of(session_row);
+	WebhookEvent event;
+
+	if (session_id == NULL || api == NULL)
+		return;
+	if (strcmp(operation, "expire_checkout") == 0)
+	{
+		if (delivered)
+			set_session_state(session_row, "expired");
+		else if (dead && api->fetch != NULL)
+		{
+			ProviderCall call;
+
+			memset(&call, 0, sizeof(call));
+			api->fetch(session_id, &call);
+			queue_session_call(provider, session_row, "fetch_payment", &call);
+		}
+	}
+	else if (strcmp(operation, "fetch_payment") == 0 && delivered && answer != NULL)
+	{
+		if (api->fetch_result(answer, &event))
+		{
+			set_session_state(session_row, "completed");
+			webhook_apply_event(provider, &event, answer);
+		}
+	}
+}
+
+/*
+ * shop_reconcile_payments(older_than interval, max_orders int) returns int
+ *
+ * Ask the providers about PENDING orders whose checkout has been open for
+ * older_than without a payment event: a lost webhook must not leave a paid
+ * customer's order to expire.  Queues one fetch per session (not while one
+ * is still open); a paid answer is applied as the webhook would be, and the
+ * webhook arriving later is answered "duplicate".  Returns how many were
+ * queued.  The delivery worker runs it every shop.reconcile_interval.
+ */
+Datum
+shop_reconcile_payments(PG_FUNCTION_ARGS)
+{
+	static const Oid argtypes[] = {INTERVALOID, INT4OID};
+	Datum		values[2];
+	SPITupleTable *sessions;
+	int32		max_orders;
+	uint64		n;
+	uint64		i;
+	int32		queued = 0;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("older_than and max_orders must not be null")));
+	max_orders = PG_GETARG_INT32(1);
+	if (max_orders <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_orders must be positive, not %d", max_orders)));
+	SPI_connect();
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = Int32GetDatum(max_orders);
+	n = shop_exec(shop_plan(&plan_stale_sessions,
+							"SELECT s.id, s.provider, s.session_id"
+							"  FROM shop.payment_session s"
+							"  JOIN shop.orders o ON o.id = s.order_id"
+							" WHERE s.state = 'open' AND o.status = 'PENDING'"
+							"   AND s.created_at <= now() - $1"
+							"   AND NOT EXISTS (SELECT FROM shop.payment_log l"
+							"                    WHERE l.order_id = o.id AND l.kind = 'paid')"
+							"   AND NOT EXISTS (SELECT FROM shop.outbox x"
+							"                    WHERE x.provider = s.provider"
+							"                      AND x.operation = 'fetch_payment'"
+							"                      AND x.subject_id = s.id"
+							"                      AND x.state IN ('queued', 'in_flight', 'failed'))"
+							" ORDER BY s.created_at, s.id LIMIT $2",
+							2, argtypes),
+				  values, NULL, false, 0);
+	sessions = SPI_tuptable;
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+		int64		row = DatumGetInt64(SPI_getbinval(sessions->vals[i], sessions->tupdesc, 1, &isnull));
+		char	   *name = SPI_getvalue(sessions->vals[i], sessions->tupdesc, 2);
+		char	   *session_id = SPI_getvalue(sessions->vals[i], sessions->tupdesc, 3);
+		WebhookProvider *provider = webhook_load_provider(cstring_to_text(name));
+		ProviderCall call;
+
+		if (provider->kind->api == NULL || provider->kind->api->fetch == NULL)
+			continue;
+		memset(&call, 0, sizeof(call));
+		provider->kind->api->fetch(session_id, &call);
+		queue_session_call(provider, row, "fetch_payment", &call);
+		queued++;
+	}
+	SPI_finish();
+	PG_RETURN_INT32(queued);
+}

@@ -6,8 +6,9 @@
 # sent), SH004 without a payment.  Automatic refunds: a payment landing on
 # an order cancelled on purpose, or a second payment of a paid order, is
 # flagged refund_required and refunded exactly once, the flag resolved
-# 'refunded automatically'; with auto_refund false nothing is queued and the
-# flag stays open.  Stripe's retry rules (proven on automatic refunds, and
+# 'refunded automatically' (also when the release's expiry of the checkout
+# is refused and the shop fetches the same payment after its webhook); with
+# auto_refund false nothing is queued and the flag stays open.  Stripe's retry rules (proven on automatic refunds, and
 # once on shop_refund's): network errors, 409, 429 (after its Retry-After)
 # and 5xx are retried with the same key; a 400 is final: the row dead after
 # one attempt, the refund failed with the provider's message, the flag open.
@@ -131,35 +132,64 @@ is(scalar @{ refunds_of_order($o3) }, 0, '... nothing queued');
 
 # ---------------------------------------------------------------------------
 # Automatic refunds.  The buyer pays at the provider while the shop cancels
-# the order on purpose; the payment event arrives afterwards.
+# the order on purpose; the payment's webhook arrives afterwards.  The
+# release also asks the provider to expire the checkout (rule 3): that call
+# is held back until the webhook has been handled, then the provider refuses
+# it (the session is complete), the shop fetches the session and finds the
+# same payment: it must not be flagged or refunded a second time.
 sub paid_after_cancel
 {
 	my ($user) = @_;
 	my $order = order_of($node, $user);
 	my $session = start_session($order);
 	relay_events($node, $mock);
+	my $since = $mock->last_seq;
+	$mock->fail(path => "/v1/checkout/sessions/$session/expire", mode => 'hang');
 	my $paid = $mock->pay($session);    # money taken; its event not relayed yet
 	$node->safe_psql('postgres', "SELECT shop.shop_release($order, 'customer_cancelled')");
 	my $relayed = relay_events($node, $mock);
+	# the held-back expiry times out, is sent again and refused; then quiet
+	wait_until(sub {
+		grep { ($_->{answer} // '') eq '400' } @{ $mock->requests(path => "/v1/checkout/sessions/$session/expire",
+			since => $since) } }, 30);
+	worker_idle();
 	return ($order, $paid, $relayed);
 }
 
+# A second payment of a PAID order (another checkout of it, paid too): its
+# webhook flags refund_required and queues its refund.  No release is
+# involved.  Returns (order, first payment, second payment, relayed).
+sub paid_twice
+{
+	my ($user) = @_;
+	my ($order, $pi1) = paid_order($node, $mock, $user);
+	my $second = $mock->api_post('/v1/checkout/sessions', [
+		mode => 'payment', 'line_items[0][price_data][currency]' => 'krw',
+		'line_items[0][price_data][unit_amount]' => 10000, 'line_items[0][price_data][product_data][name]' => 'Mug',
+		'line_items[0][quantity]' => 1, 'metadata[order_id]' => $order, success_url => 'https://shop.example/ok' ],
+		key => "second-session-$order");
+	die "second session: " . explain($second) unless $second->{status} == 200;
+	my $paid2 = $mock->pay($second->{json}{id});
+	return ($order, $pi1, $paid2->{session}{payment_intent}, relay_events($node, $mock));
+}
+sub outcome { return join(',', map { ($_->{result}{result} // $_->{error}) . '/' . ($_->{result}{review} // '-') } @{ $_[0] }); }
+
 my ($oa, $paid_a, $rel_a) = paid_after_cancel('auto-a');
 my $pia = $paid_a->{session}{payment_intent};
-is(join(',', map { ($_->{result}{result} // $_->{error}) . '/' . ($_->{result}{review} // '-') } @$rel_a),
-	'processed/refund_required', 'a payment for an order cancelled on purpose: flagged refund_required');
+is(outcome($rel_a), 'processed/refund_required', 'a payment for an order cancelled on purpose: flagged refund_required');
 my $rows = refunds_of_order($oa);
-is(scalar @$rows, 1, '... exactly one refund queued with the flag');
+is(scalar @$rows, 1, '... exactly one refund queued, also after the shop fetched the refused checkout')
+  or diag(explain([ map { { id => $_->{id}, state => $_->{state}, review_id => $_->{review_id},
+	last_error => $_->{last_error} } } @$rows ]));
 is($rows->[0]{amount}, 10000, '... of the whole payment');
 ok(holds($rows->[0], $pia), "... of that payment ($pia)");
 ok(refund_state_is($rows->[0]{id} // 0, 'succeeded'), '... sent and succeeded');
 is(scalar @{ $mock->refunds_of($pia) }, 1, '... the provider made exactly one refund');
 is($mock->refunds_of($pia)->[0]{amount}, 10000, '... of 10000');
-ok(poll_sql($node, "SELECT resolved_at IS NOT NULL AND resolution = 'refunded automatically'
-	FROM shop.order_review WHERE order_id = $oa AND reason = 'refund_required'"),
-	'... the flag is resolved: refunded automatically');
+is_deeply([ map { "$_->{reason}/" . ($_->{resolved} ? $_->{resolution} : 'open') } @{ review_of($oa) } ],
+	['refund_required/refunded automatically'], '... one flag, resolved: refunded automatically');
 is($node->safe_psql('postgres', "SELECT count(*) FROM shop.orders_needing_review WHERE order_id = $oa"), '0',
-	'... and no longer in shop.orders_needing_review');
+	'... and nothing in shop.orders_needing_review');
 is($node->safe_psql('postgres', "SELECT status FROM shop.orders WHERE id = $oa"), 'CANCELLED',
 	'... the order stays CANCELLED');
 my $dup = relay_events($node, $mock, since => $paid_a->{event}{seq} - 1);
@@ -169,18 +199,8 @@ is(scalar @{ refunds_of_order($oa) }, 1, '... still one refund');
 is(scalar @{ $mock->refunds_of($pia) }, 1, '... and one at the provider');
 
 # Paid twice: the second payment is refunded, the first kept.
-my ($oc, $pic1) = paid_order($node, $mock, 'auto-twice');
-my $second = $mock->api_post('/v1/checkout/sessions', [
-	mode => 'payment', 'line_items[0][price_data][currency]' => 'krw',
-	'line_items[0][price_data][unit_amount]' => 10000, 'line_items[0][price_data][product_data][name]' => 'Mug',
-	'line_items[0][quantity]' => 1, 'metadata[order_id]' => $oc, success_url => 'https://shop.example/ok' ],
-	key => "second-session-$oc");
-die "second session: " . explain($second) unless $second->{status} == 200;
-my $paid_c2 = $mock->pay($second->{json}{id});
-my $pic2 = $paid_c2->{session}{payment_intent};
-my $rel_c = relay_events($node, $mock);
-is(join(',', map { ($_->{result}{result} // $_->{error}) . '/' . ($_->{result}{review} // '-') } @$rel_c),
-	'processed/refund_required', 'a second payment of a PAID order: flagged refund_required');
+my ($oc, $pic1, $pic2, $rel_c) = paid_twice('auto-twice');
+is(outcome($rel_c), 'processed/refund_required', 'a second payment of a PAID order: flagged refund_required');
 $rows = refunds_of_order($oc);
 is(scalar @$rows, 1, '... one refund queued');
 ok(holds($rows->[0], $pic2) && !holds($rows->[0], $pic1), '... of the second payment, not the first');
@@ -196,27 +216,25 @@ ok(poll_sql($node, "SELECT bool_and(resolved_at IS NOT NULL AND resolution = 're
 register_provider($node, $mock, auto_refund => JSON::PP::false);
 my ($ob, $paid_b, $rel_b) = paid_after_cancel('auto-off');
 my $pib = $paid_b->{session}{payment_intent};
-is(join(',', map { ($_->{result}{result} // $_->{error}) . '/' . ($_->{result}{review} // '-') } @$rel_b),
-	'processed/refund_required', 'auto_refund false: still flagged refund_required');
+is(outcome($rel_b), 'processed/refund_required', 'auto_refund false: still flagged refund_required');
 is(scalar @{ refunds_of_order($ob) }, 0, '... no refund queued');
-worker_idle();
 is(scalar @{ $mock->refunds_of($pib) }, 0, '... none made at the provider');
-is_deeply([ map { "$_->{reason}/" . ($_->{resolved} ? 'resolved' : 'open') } @{ review_of($ob) } ],
-	['refund_required/open'], '... the flag stays open');
-is($node->safe_psql('postgres', "SELECT count(*) FROM shop.orders_needing_review WHERE order_id = $ob"), '1',
+my $flags_b = review_of($ob);
+ok(@$flags_b && !grep({ $_->{resolved} } @$flags_b), '... the flag stays open');
+is(scalar @$flags_b, 1, '... one flag for the one payment (also after the shop fetched the refused checkout)');
+ok($node->safe_psql('postgres', "SELECT count(*) FROM shop.orders_needing_review WHERE order_id = $ob") >= 1,
 	'... in shop.orders_needing_review');
 register_provider($node, $mock);    # auto_refund back to its default, true
 
 # ---------------------------------------------------------------------------
-# Retry rules for queued calls, on automatic refunds (queued by the webhook,
-# sent by the worker).
+# Retry rules for queued calls, on automatic refunds (of second payments,
+# queued by the webhook, sent by the worker).
 sub refund_with_failure
 {
 	my ($what, $rule, %want) = @_;
 	my $since = $mock->last_seq;
 	$mock->fail(path => '/v1/refunds', %$rule);
-	my ($order, $paid) = paid_after_cancel("retry-$what");
-	my $pi = $paid->{session}{payment_intent};
+	my ($order, undef, $pi) = paid_twice("retry-$what");
 	my $id = refunds_of_order($order)->[0]{id} // 0;
 	my $ok = refund_state_is($id, 'succeeded');
 	$mock->clear_fail;
@@ -270,7 +288,7 @@ ok($gap >= 1.9, sprintf('429 with Retry-After: 2: the retry came %.2f s later (r
 $mock->fail(path => '/v1/refunds', mode => 'status', status => 400,
 	message => 'Refund refused by the mock: the account is closed');
 $seq = $mock->last_seq;
-my ($od, $paid_d, $rel_d) = paid_after_cancel('refused-400');
+my ($od, undef, $pid2) = paid_twice('refused-400');
 $rows = refunds_of_order($od);
 is(scalar @$rows, 1, '400: one automatic refund queued');
 my $idd = $rows->[0]{id} // 0;
@@ -285,7 +303,7 @@ is(scalar @{ refund_posts("refund-$idd", $seq) }, 1, '400: sent once, never retr
 is_deeply([ map { $_->{resolved} ? 'resolved' : 'open' } @{ review_of($od) } ], ['open'], '400: the flag stays open');
 is($node->safe_psql('postgres', "SELECT count(*) FROM shop.orders_needing_review WHERE order_id = $od"), '1',
 	'400: the order is in shop.orders_needing_review');
-is(scalar @{ $mock->refunds_of($paid_d->{session}{payment_intent}) }, 0, '400: nothing refunded at the provider');
+is(scalar @{ $mock->refunds_of($pid2) }, 0, '400: nothing refunded at the provider');
 $mock->clear_fail;
 
 # ---------------------------------------------------------------------------

@@ -8,7 +8,8 @@
 # at once and its answer never came (hang), and the provider acts only
 # seconds later (slow), so that the retry meets the first request still in
 # progress (409, retried) before it gets the saved answer.  Both on
-# automatic refunds (queued by the webhook) and once on shop_refund's.
+# automatic refunds (of a second payment, queued by the webhook) and once
+# on shop_refund's.
 use strict;
 use warnings;
 use FindBin;
@@ -36,25 +37,26 @@ sub refund_posts
 }
 
 # A refund queued by shop_refund (2500 of a paid order), or automatically
-# (10000: a payment that lands on an order cancelled on purpose).
+# (10000: a second payment of a paid order, flagged by its webhook).
 sub queue_refund
 {
 	my ($what, $how) = @_;
+	my ($order, $pi) = paid_order($node, $mock, "crash-$what");
 	if ($how eq 'shop_refund')
 	{
-		my ($order, $pi) = paid_order($node, $mock, "crash-$what");
 		my $r = sql_call($node, "SELECT shop.shop_refund($order, 2500)");
 		ok($r->{ok}, "$what: shop_refund queued a refund") or diag($r->{error});
 		return ($r->{ok} ? json_decode($r->{value})->{refund_id} : 0, $pi, 2500);
 	}
-	my $order = order_of($node, "crash-$what");
-	my $start = json_decode($node->safe_psql('postgres',
-		"SELECT shop.shop_start_payment($order, 'mock', 'https://shop.example/ok', 'https://shop.example/back')"));
-	relay_events($node, $mock);
-	my $paid = $mock->pay($start->{session_id});
-	$node->safe_psql('postgres', "SELECT shop.shop_release($order, 'customer_cancelled')");
+	my $second = $mock->api_post('/v1/checkout/sessions', [
+		mode => 'payment', 'line_items[0][price_data][currency]' => 'krw',
+		'line_items[0][price_data][unit_amount]' => 10000, 'line_items[0][price_data][product_data][name]' => 'Mug',
+		'line_items[0][quantity]' => 1, 'metadata[order_id]' => $order, success_url => 'https://shop.example/ok' ],
+		key => "second-session-$order");
+	die "second session: " . explain($second) unless $second->{status} == 200;
+	my $paid = $mock->pay($second->{json}{id});
 	my $relayed = relay_events($node, $mock);
-	is($relayed->[0]{result}{review}, 'refund_required', "$what: the late payment is flagged refund_required");
+	is($relayed->[0]{result}{review}, 'refund_required', "$what: a second payment is flagged refund_required");
 	my $id = $node->safe_psql('postgres', "SELECT id FROM shop.refund WHERE order_id = $order");
 	ok($id ne '', "$what: an automatic refund was queued");
 	return ($id || 0, $paid->{session}{payment_intent}, 10000);

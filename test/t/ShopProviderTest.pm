@@ -37,7 +37,7 @@ sub provider_node
 		'shop.outbox_allow_http_loopback'   => 'on',
 		'shop.outbox_retry_base'            => q{'100ms'},
 		'shop.outbox_retry_max'             => q{'1s'},
-		'shop.outbox_timeout'               => q{'2s'},
+		'shop.outbox_timeout'               => q{'1s'},
 		'shop.outbox_poll_interval'         => q{'100ms'},
 		'shop.outbox_max_attempts'          => '6',
 		'shop.endpoint_max_failures'        => '1000',

@@ -4,7 +4,7 @@
 # (form fields, Stripe's expires_at window, Bearer key, Idempotency-Key
 # answered from its own cache).  Proves: the documented result and request
 # (one line per order line from the price snapshot, metadata[order_id],
-# client_reference_id, URLs, expires_at = the order's clamped to 30 min -
+# client_reference_id, URLs, expires_at = the order's when its hold is 30 min -
 # 24 h, key order-<id>-checkout), one call per order (created=false after),
 # SH004 / SH023, SH020 on refused, unreachable and hanging providers (within
 # shop.provider_timeout), SH021 with the provider's message in DETAIL, SH022
@@ -135,13 +135,11 @@ ok(defined $f->{client_reference_id} && $f->{client_reference_id} ne '', 'form: 
   and note("client_reference_id = $f->{client_reference_id}");
 is($f->{success_url}, $ok_url, 'form: success_url as given');
 is($f->{cancel_url}, $back_url, 'form: cancel_url as given');
-my $arrived = int(($req->{received_ms} // 0) / 1000);
-my $exp = $f->{expires_at} // '';
-ok($exp =~ /^\d+$/ && $exp - $arrived >= 1800 && $exp - $arrived <= 86400,
-	"form: expires_at within Stripe's window, 30 min to 24 h after the request arrived ("
-	  . ($exp =~ /^\d+$/ ? $exp - $arrived : $exp) . ' s)');
-ok($exp =~ /^\d+$/ && $exp >= order_expires($o1),
-	'... the order\'s 20 min expiry clamped up to the window');
+# A 20 min hold is shorter than Stripe's 30 min minimum: expires_at is left
+# to Stripe's default (the session is expired with the order, rule 3).
+# Everything sent derives from the order alone, so a retry repeats it.
+ok(!defined $f->{expires_at},
+	'form: no expires_at for a 20 min hold (shorter than Stripe\'s 30 min minimum)');
 my %documented = map { $_ => 1 } qw(mode line_items metadata client_reference_id success_url cancel_url expires_at);
 my @extra = grep { !$documented{$_} } sort keys %$f;
 note('form fields beyond the documented ones: ' . (@extra ? join(', ', @extra) : 'none'));
@@ -170,7 +168,7 @@ is_deeply([ @$again{qw(session_id url expires_at)} ], [ @$res{qw(session_id url 
 is(scalar @{ $mock->requests(since => $seq) }, 0, '... and no call was made');
 is(scalar @{ $mock->sessions_of($o1) }, 1, '... the mock still holds one session');
 
-# expires_at is the order's when that is inside the window, else clamped.
+# expires_at is the order's when its hold is inside the window, else left out.
 my $o2h = order_of($node, 'ttl2h', undef, q{SET shop.reservation_ttl = '2h';});
 $seq = $mock->last_seq;
 $r = start_payment($o2h);
@@ -183,8 +181,7 @@ $seq = $mock->last_seq;
 $r = start_payment($o48h);
 ok($r->{ok}, 'an order reserved for 48 h: started') or diag($r->{error});
 $req = checkout_posts($seq)->[0] // { form => {}, received_ms => 0 };
-my $ahead = ($req->{form}{expires_at} // 0) - int($req->{received_ms} / 1000);
-ok($ahead <= 86400 && $ahead >= 86400 - 3600, "... expires_at clamped down to 24 h ($ahead s ahead)");
+ok(!defined $req->{form}{expires_at}, '... no expires_at (a hold longer than Stripe\'s 24 h maximum)');
 
 # ---------------------------------------------------------------------------
 # Orders that are not PENDING: SH004, no call.

@@ -76,8 +76,8 @@ my $seq = $mock->last_seq;
 my $r = refund($o1, 4000, 'customer asked');
 ok($r->{ok}, 'shop_refund on a PAID order') or diag($r->{error});
 my $rf = $r->{ok} ? json_decode($r->{value}) : {};
-is_deeply([ sort keys %$rf ], [ sort qw(refund_id state amount currency) ],
-	'it returns refund_id, state, amount, currency');
+is_deeply([ sort keys %$rf ], [ sort qw(refund_id order_id provider state amount currency) ],
+	'it returns refund_id, order_id, provider, state, amount, currency');
 is_deeply([ @$rf{qw(state amount currency)} ], [ 'requested', 4000, 'KRW' ], '... state requested, 4000 KRW');
 my $id1 = $rf->{refund_id} // 0;
 ok(refund_outbox_row($node, $id1), "... queued in shop.outbox with the key refund-$id1");

@@ -35,6 +35,7 @@ int			shop_provider_timeout_ms = 10000;
 
 static SPIPlanPtr plan_api_key;
 static SPIPlanPtr plan_has_key;
+static SPIPlanPtr plan_queue_call;
 static SPIPlanPtr plan_set_key;
 static SPIPlanPtr plan_session;
 static SPIPlanPtr plan_order;
@@ -284,6 +285,48 @@ provider_call_sync(const WebhookProvider *provider, const ProviderCall *call)
 						   : "The provider gave no message."),
 				 errhint("Nothing was stored; calling again is safe (the request is idempotent).")));
 	return json;
+}
+
+/*
+ * Queue call to provider through the outbox (SPI connected; replaces the
+ * SPI result): operation names what the worker does with the answer
+ * (refund.c, session.c), subject_id the row it is about, ordering_key the
+ * rows sent one after another.  A call already queued under the same
+ * Idempotency-Key is not queued twice.
+ */
+void
+provider_queue_call(const WebhookProvider *provider, const char *operation,
+					int64 subject_id, const ProviderCall *call,
+					const char *ordering_key)
+{
+	static const Oid argtypes[] = {TEXTOID, TEXTOID, INT8OID, TEXTOID, TEXTOID,
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+	values[0] = CStringGetTextDatum(provider->name);
+	values[1] = CStringGetTextDatum(operation);
+	values[2] = Int64GetDatum(subject_id);
+	values[3] = CStringGetTextDatum(psprintf("%s%s", provider_api_base(provider), call->path));
+	values[4] = CStringGetTextDatum(call->method);
+	values[5] = CStringGetTextDatum(call->content_type);
+	values[6] = call->body ? CStringGetTextDatum(call->body) : (Datum) 0;
+	nulls[6] = call->body ? ' ' : 'n';
+	values[7] = CStringGetTextDatum(call->idempotency_key);
+	values[8] = CStringGetTextDatum(ordering_key);
+	shop_exec(shop_plan(&plan_queue_call,
+						"INSERT INTO shop.outbox"
+						"  (provider, operation, subject_id, url, method, headers, body,"
+						"   idempotency_key, ordering_key)"
+						" VALUES ($1, $2, $3, $4, $5,"
+						"         pg_catalog.jsonb_build_object('content-type', $6::text,"
+						"                                       'idempotency-key', $8::text),"
+						"         $7, $8, $9)"
+						" ON CONFLICT (provider, idempotency_key) WHERE provider IS NOT NULL"
+						" DO NOTHING",
+						9, argtypes),
+			  values, nulls, false, 0);
+	outbox_wake_at_commit();
 }
 
 /*

@@ -286,7 +286,7 @@ CREATE INDEX outbox_due_idx ON shop.outbox (next_attempt_at, id)
 CREATE INDEX outbox_lease_idx ON shop.outbox (lease_until)
 	WHERE state = 'in_flight';
 -- the per-key ordering rule looks for an older open row of the same key
-CREATE INDEX outbox_open_key_idx ON shop.outbox (endpoint_id, ordering_key, id)
+CREATE INDEX outbox_open_key_idx ON shop.outbox (ordering_key, id)
 	WHERE state IN ('queued', 'in_flight', 'failed');
 CREATE INDEX outbox_endpoint_state_idx ON shop.outbox (endpoint_id, state);
 CREATE INDEX outbox_event_idx ON shop.outbox (event_id);
@@ -331,26 +331,40 @@ CREATE FUNCTION shop.outbox_claim(max_rows integer, lease interval)
 	SET search_path = pg_catalog, pg_temp
 AS $$
 	WITH due AS (
-		SELECT o.id
+		-- rows whose time has come, in the due index's order: a claim reads
+		-- about as many rows as it takes, whatever the backlog
+		SELECT o.id, o.next_attempt_at AS at
 		  FROM shop.outbox o
 		  LEFT JOIN shop.event_endpoint e ON e.id = o.endpoint_id
-		 WHERE ((o.state IN ('queued', 'failed') AND o.next_attempt_at <= now())
-				OR (o.state = 'in_flight' AND o.lease_until < now()))
+		 WHERE o.state IN ('queued', 'failed') AND o.next_attempt_at <= now()
 		   AND (o.endpoint_id IS NULL OR (e.enabled AND e.removed_at IS NULL))
 		   AND NOT EXISTS (SELECT FROM shop.outbox p
-							WHERE p.endpoint_id IS NOT DISTINCT FROM o.endpoint_id
-							  AND p.provider IS NOT DISTINCT FROM o.provider
-							  AND p.ordering_key = o.ordering_key
+							WHERE p.ordering_key = o.ordering_key
 							  AND p.id < o.id
-							  AND p.state IN ('queued', 'in_flight', 'failed'))
+							  AND p.state IN ('queued', 'in_flight', 'failed')
+							  AND (p.endpoint_id = o.endpoint_id OR p.provider = o.provider))
 		 ORDER BY o.next_attempt_at, o.id
 		 LIMIT max_rows
-		   FOR UPDATE OF o SKIP LOCKED)
+		   FOR UPDATE OF o SKIP LOCKED),
+	stale AS (
+		-- rows in flight whose claimant's lease ran out (a crash, a hang)
+		SELECT o.id, o.lease_until AS at
+		  FROM shop.outbox o
+		  LEFT JOIN shop.event_endpoint e ON e.id = o.endpoint_id
+		 WHERE o.state = 'in_flight' AND o.lease_until < now()
+		   AND (o.endpoint_id IS NULL OR (e.enabled AND e.removed_at IS NULL))
+		 ORDER BY o.lease_until, o.id
+		 LIMIT max_rows
+		   FOR UPDATE OF o SKIP LOCKED),
+	picked AS (
+		SELECT id FROM (SELECT * FROM due UNION ALL SELECT * FROM stale) c
+		 ORDER BY at, id
+		 LIMIT max_rows)
 	UPDATE shop.outbox o
 	   SET state = 'in_flight', attempts = o.attempts + 1, claimed_by = pg_backend_pid(),
 		   lease_until = now() + lease, updated_at = now()
-	  FROM due
-	 WHERE o.id = due.id
+	  FROM picked
+	 WHERE o.id = picked.id
 	RETURNING o.*
 $$;
 COMMENT ON FUNCTION shop.outbox_claim(integer, interval) IS

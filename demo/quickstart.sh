@@ -5,8 +5,9 @@
 #
 #   bash demo/quickstart.sh          (as root on Debian 12)
 #
-# The cluster and the receiver keep running afterwards; connect with the
-# psql line printed at the end, stop them with the commands printed there.
+# The cluster, the receiver and the mock payment provider keep running
+# afterwards; connect with the psql line printed at the end, stop them with
+# the commands printed there.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${SHOP_DEMO_DIR:-/var/tmp/shop-demo}
@@ -62,7 +63,19 @@ node -e "fetch('http://127.0.0.1:$rport/_secret', {method: 'POST',
 	body: JSON.stringify({path: '/ok/demo', secret: process.argv[1]})})
 	.then(r => { if (!r.ok) process.exit(1); })" "$secret"
 
+# The local payment provider (demo/mock_provider.js): Stripe's API shape, a
+# hosted pay page, events signed with the demo's mock secret.
+mock_secret=whsec_ZGVtby1vbmx5LXNlY3JldC1kby1ub3QtdXNlLTEyMzQ1Njc4
+mport=18090
+[ -f "$dir/mock_provider.pid" ] && kill "$(cat "$dir/mock_provider.pid")" 2>/dev/null || true
+setsid node "$root/demo/mock_provider.js" --port "$mport" --api-key sk_test_demo_key \
+	--webhook-secret "$mock_secret" --detach --max-lifetime 86400 \
+	</dev/null >"$dir/mock_provider.out" 2>&1 &
+echo $! >"$dir/mock_provider.pid"
+for _ in $(seq 50); do grep -q '^port=' "$dir/mock_provider.out" 2>/dev/null && break; sleep 0.1; done
+
 "${psql[@]}" -f "$root/demo/demo_flow.sql"
+bash "$root/demo/payment_flow.sh" "$dir" "$port" "$mport"
 
 echo
 echo "== the worker delivers the events to the receiver (signed, verified there)"
@@ -85,5 +98,6 @@ outbox worker sends events to the receiver on 127.0.0.1:$rport.
   psql -h $dir -p $port -U postgres -d postgres
   SELECT * FROM shop.outbox_health;  SELECT * FROM shop.event_endpoints;
   receiver log: $dir/receiver.log
-  stop:  bash $root/test/cluster.sh stop $dir; kill \$(cat $dir/receiver.pid)
+  the mock payment provider: http://127.0.0.1:$mport (its pay pages are the checkout URLs)
+  stop:  bash $root/test/cluster.sh stop $dir; kill \$(cat $dir/receiver.pid) \$(cat $dir/mock_provider.pid)
 MSG

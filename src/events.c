@@ -108,7 +108,7 @@ events_emit_orders(const char *type, const int64 *order_ids, int norders,
 	values[1] = shop_int64_array(order_ids, norders);
 	values[2] = extra ? JsonbPGetDatum(extra) : (Datum) 0;
 	nulls[2] = extra ? ' ' : 'n';
-	if (shop_exec_keep_result(shop_plan(&plan_emit_orders,
+	if (shop_exec_keep_result(shop_plan_generic(&plan_emit_orders,
 										"WITH ep AS ("
 										"  SELECT e.id, e.url FROM shop.event_endpoint e"
 										"   WHERE e.removed_at IS NULL"
@@ -154,7 +154,7 @@ events_emit_stock_low(int64 sku_id, int64 threshold)
 		return;
 	values[0] = Int64GetDatum(sku_id);
 	values[1] = Int64GetDatum(threshold);
-	if (shop_exec_keep_result(shop_plan(&plan_emit_stock_low,
+	if (shop_exec_keep_result(shop_plan_generic(&plan_emit_stock_low,
 										"WITH ep AS ("
 										"  SELECT e.id, e.url FROM shop.event_endpoint e"
 										"   WHERE e.removed_at IS NULL"

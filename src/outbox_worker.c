@@ -752,6 +752,7 @@ shop_outbox_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			next_reconcile = 0;		/* under the new interval from now on */
 		}
 		if (!ready && !(ready = extension_ready()))
 		{

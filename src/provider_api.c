@@ -35,6 +35,7 @@ int			shop_provider_timeout_ms = 10000;
 
 static SPIPlanPtr plan_api_key;
 static SPIPlanPtr plan_has_key;
+static SPIPlanPtr plan_queue_call;
 static SPIPlanPtr plan_set_key;
 static SPIPlanPtr plan_session;
 static SPIPlanPtr plan_order;
@@ -185,6 +186,22 @@ provider_parse_answer(const char *body)
 }
 
 /*
+ * The start of an answer as printable ASCII, for an error's DETAIL.
+ */
+static char *
+printable_start(const char *body)
+{
+	int			len = body ? Min((int) strlen(body), 200) : 0;
+	char	   *s = palloc(len + 1);
+	int			i;
+
+	for (i = 0; i < len; i++)
+		s[i] = (body[i] >= 0x20 && body[i] < 0x7f) ? body[i] : '?';
+	s[len] = '\0';
+	return s;
+}
+
+/*
  * Make call to provider now and return its answer (a JSON object).  Raises
  * SH020 when the provider cannot be reached in time, SH021 when it refuses
  * (4xx), SH022 when it fails (5xx) or answers something unreadable; DETAIL
@@ -263,10 +280,53 @@ provider_call_sync(const WebhookProvider *provider, const ProviderCall *call)
 				(errcode(ERRCODE_SHOP_PROVIDER_FAILED),
 				 errmsg("payment provider \"%s\" failed (HTTP %ld)", provider->name, status),
 				 errdetail("%s", message ? message
-						   : json == NULL ? "The answer is not a JSON object."
+						   : json == NULL ? psprintf("The answer is not a JSON object: \"%s\".",
+													 printable_start(body))
 						   : "The provider gave no message."),
 				 errhint("Nothing was stored; calling again is safe (the request is idempotent).")));
 	return json;
+}
+
+/*
+ * Queue call to provider through the outbox (SPI connected; replaces the
+ * SPI result): operation names what the worker does with the answer
+ * (refund.c, session.c), subject_id the row it is about, ordering_key the
+ * rows sent one after another.  A call already queued under the same
+ * Idempotency-Key is not queued twice.
+ */
+void
+provider_queue_call(const WebhookProvider *provider, const char *operation,
+					int64 subject_id, const ProviderCall *call,
+					const char *ordering_key)
+{
+	static const Oid argtypes[] = {TEXTOID, TEXTOID, INT8OID, TEXTOID, TEXTOID,
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+	values[0] = CStringGetTextDatum(provider->name);
+	values[1] = CStringGetTextDatum(operation);
+	values[2] = Int64GetDatum(subject_id);
+	values[3] = CStringGetTextDatum(psprintf("%s%s", provider_api_base(provider), call->path));
+	values[4] = CStringGetTextDatum(call->method);
+	values[5] = CStringGetTextDatum(call->content_type);
+	values[6] = call->body ? CStringGetTextDatum(call->body) : (Datum) 0;
+	nulls[6] = call->body ? ' ' : 'n';
+	values[7] = CStringGetTextDatum(call->idempotency_key);
+	values[8] = CStringGetTextDatum(ordering_key);
+	shop_exec(shop_plan(&plan_queue_call,
+						"INSERT INTO shop.outbox"
+						"  (provider, operation, subject_id, url, method, headers, body,"
+						"   idempotency_key, ordering_key)"
+						" VALUES ($1, $2, $3, $4, $5,"
+						"         pg_catalog.jsonb_build_object('content-type', $6::text,"
+						"                                       'idempotency-key', $8::text),"
+						"         $7, $8, $9)"
+						" ON CONFLICT (provider, idempotency_key) WHERE provider IS NOT NULL"
+						" DO NOTHING",
+						9, argtypes),
+			  values, nulls, false, 0);
+	outbox_wake_at_commit();
 }
 
 /*
@@ -355,7 +415,7 @@ read_order(int64 order_id, CheckoutOrder *order)
 
 	values[0] = Int64GetDatum(order_id);
 	if (shop_exec(shop_plan(&plan_order,
-							"SELECT status, currency::text, amount, expires_at"
+							"SELECT status, currency::text, amount, expires_at, created_at"
 							"  FROM shop.orders WHERE id = $1",
 							1, argtypes),
 				  values, NULL, true, 0) == 0)
@@ -372,6 +432,8 @@ read_order(int64 order_id, CheckoutOrder *order)
 	order->amount = shop_get_int64(0, 3, NULL);
 	order->expires_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
 														  SPI_tuptable->tupdesc, 4, &isnull));
+	order->created_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+														  SPI_tuptable->tupdesc, 5, &isnull));
 	n = shop_exec(shop_plan(&plan_lines,
 							"SELECT product_name, unit_price, qty FROM shop.order_item"
 							" WHERE order_id = $1 ORDER BY sku_id",

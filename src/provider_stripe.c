@@ -214,7 +214,7 @@ const WebhookKind webhook_kind_stripe = {
  */
 
 /* Stripe's limits on a Checkout Session's expires_at, from now. */
-#define STRIPE_SESSION_MIN_SECS	(30 * 60 + 60)	/* 30 min, and a minute's margin */
+#define STRIPE_SESSION_MIN_SECS	(30 * 60 + 60)	/* 30 min, and a minute for the call */
 #define STRIPE_SESSION_MAX_SECS	(24 * 60 * 60)
 
 /*
@@ -244,22 +244,25 @@ form_add_int(StringInfo form, const char *key, int64 value)
 /*
  * POST /v1/checkout/sessions: one line per order line from the price
  * snapshot, the order in metadata and client_reference_id, and expires_at
- * tied to the order's, clamped into the window Stripe accepts.
+ * the order's own when its reservation lasts within the window Stripe
+ * accepts (30 min to 24 h).  Shorter holds leave it to Stripe's default:
+ * the session is expired with the order anyway (session.c).  Everything
+ * sent derives from the order alone, never from the clock, so a retry
+ * sends the same parameters with the same Idempotency-Key (Stripe refuses
+ * a key reused with other parameters).
  */
 static void
 stripe_checkout(const CheckoutOrder *order, ProviderCall *call)
 {
 	StringInfoData form;
-	int64		now = (GetCurrentTimestamp() - SetEpochTimestamp()) / USECS_PER_SEC;
 	int64		expires = (order->expires_at - SetEpochTimestamp()) / USECS_PER_SEC;
+	int64		hold = (order->expires_at - order->created_at) / USECS_PER_SEC;
 	char		currency[4];
 	int			i;
 
 	for (i = 0; i < 3; i++)
 		currency[i] = pg_tolower((unsigned char) order->currency[i]);
 	currency[3] = '\0';
-	expires = Max(expires, now + STRIPE_SESSION_MIN_SECS);
-	expires = Min(expires, now + STRIPE_SESSION_MAX_SECS);
 
 	initStringInfo(&form);
 	form_add(&form, "mode", "payment");
@@ -278,7 +281,8 @@ stripe_checkout(const CheckoutOrder *order, ProviderCall *call)
 	form_add_int(&form, "client_reference_id", order->order_id);
 	form_add(&form, "success_url", order->success_url);
 	form_add(&form, "cancel_url", order->cancel_url);
-	form_add_int(&form, "expires_at", expires);
+	if (hold >= STRIPE_SESSION_MIN_SECS && hold <= STRIPE_SESSION_MAX_SECS)
+		form_add_int(&form, "expires_at", expires);
 
 	call->method = "POST";
 	call->path = pstrdup("/v1/checkout/sessions");

@@ -24,7 +24,6 @@
 PG_FUNCTION_INFO_V1(shop_refund);
 
 static SPIPlanPtr plan_insert_refund;
-static SPIPlanPtr plan_queue;
 static SPIPlanPtr plan_paid_order;
 static SPIPlanPtr plan_settled;
 static SPIPlanPtr plan_refused;
@@ -39,8 +38,6 @@ refund_queue(const WebhookProvider *provider, int64 order_id, const char *paymen
 {
 	static const Oid refund_types[] = {INT8OID, TEXTOID, TEXTOID, INT8OID, TEXTOID,
 	TEXTOID, INT8OID};
-	static const Oid queue_types[] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID,
-	TEXTOID, TEXTOID};
 	const ProviderApi *api = provider_api(provider);
 	Datum		values[7];
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
@@ -71,24 +68,8 @@ refund_queue(const WebhookProvider *provider, int64 order_id, const char *paymen
 	memset(&call, 0, sizeof(call));
 	api->refund(&req, &call);
 
-	values[0] = CStringGetTextDatum(provider->name);
-	values[1] = Int64GetDatum(req.refund_id);
-	values[2] = CStringGetTextDatum(psprintf("%s%s", provider_api_base(provider), call.path));
-	values[3] = CStringGetTextDatum(call.method);
-	values[4] = CStringGetTextDatum(call.content_type);
-	values[5] = CStringGetTextDatum(call.body);
-	values[6] = CStringGetTextDatum(call.idempotency_key);
-	shop_exec(shop_plan(&plan_queue,
-						"INSERT INTO shop.outbox"
-						"  (provider, operation, subject_id, url, method, headers, body,"
-						"   idempotency_key, ordering_key)"
-						" VALUES ($1, 'refund', $2, $3, $4,"
-						"         pg_catalog.jsonb_build_object('content-type', $5::text,"
-						"                                       'idempotency-key', $7::text),"
-						"         $6, $7, 'refund:' || $2)",
-						7, queue_types),
-			  values, NULL, false, 0);
-	outbox_wake_at_commit();
+	provider_queue_call(provider, "refund", req.refund_id, &call,
+						psprintf("refund:%lld", (long long) req.refund_id));
 	return req.refund_id;
 }
 
@@ -184,7 +165,7 @@ shop_refund(PG_FUNCTION_ARGS)
 						"SELECT (SELECT l.provider FROM shop.payment_log l"
 						"         WHERE l.order_id = o.id AND l.payment_id = o.external_payment_id"
 						"         ORDER BY l.id LIMIT 1),"
-						"       o.amount - COALESCE((SELECT sum(r.amount) FROM shop.refund r"
+						"       o.amount - COALESCE((SELECT sum(r.amount)::bigint FROM shop.refund r"
 						"                             WHERE r.order_id = o.id AND r.state <> 'failed'"
 						"                               AND r.payment_id = o.external_payment_id), 0),"
 						"       o.currency::text"

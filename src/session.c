@@ -22,45 +22,20 @@
 PG_FUNCTION_INFO_V1(shop_reconcile_payments);
 
 static SPIPlanPtr plan_open_sessions;
-static SPIPlanPtr plan_queue_call;
 static SPIPlanPtr plan_session_state;
 static SPIPlanPtr plan_session_of;
 static SPIPlanPtr plan_stale_sessions;
 
 /*
- * Queue a provider call about session row session_id (SPI connected).
+ * Queue a provider call about session row session_row: one at a time per
+ * session, in the order queued.
  */
 static void
 queue_session_call(const WebhookProvider *provider, int64 session_row,
 				   const char *operation, const ProviderCall *call)
 {
-	static const Oid argtypes[] = {TEXTOID, TEXTOID, INT8OID, TEXTOID, TEXTOID,
-	TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-
-	values[0] = CStringGetTextDatum(provider->name);
-	values[1] = CStringGetTextDatum(operation);
-	values[2] = Int64GetDatum(session_row);
-	values[3] = CStringGetTextDatum(psprintf("%s%s", provider_api_base(provider), call->path));
-	values[4] = CStringGetTextDatum(call->method);
-	values[5] = CStringGetTextDatum(call->content_type);
-	values[6] = call->body ? CStringGetTextDatum(call->body) : (Datum) 0;
-	nulls[6] = call->body ? ' ' : 'n';
-	values[7] = CStringGetTextDatum(call->idempotency_key);
-	shop_exec_keep_result(shop_plan(&plan_queue_call,
-									"INSERT INTO shop.outbox"
-									"  (provider, operation, subject_id, url, method, headers, body,"
-									"   idempotency_key, ordering_key)"
-									" VALUES ($1, $2, $3, $4, $5,"
-									"         pg_catalog.jsonb_build_object('content-type', $6::text,"
-									"                                       'idempotency-key', $8::text),"
-									"         $7, $8, 'session:' || $3)"
-									" ON CONFLICT (provider, idempotency_key) WHERE provider IS NOT NULL"
-									" DO NOTHING",
-									8, argtypes),
-						  values, nulls);
-	outbox_wake_at_commit();
+	provider_queue_call(provider, operation, session_row, call,
+						psprintf("session:%lld", (long long) session_row));
 }
 
 /*

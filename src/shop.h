@@ -109,6 +109,8 @@ typedef struct LockedOrder
 /* spi_util.c: kept plans, arguments, results */
 extern SPIPlanPtr shop_plan(SPIPlanPtr *slot, const char *sql,
 							int nargs, const Oid *argtypes);
+extern SPIPlanPtr shop_plan_generic(SPIPlanPtr *slot, const char *sql,
+									int nargs, const Oid *argtypes);
 extern uint64 shop_exec(SPIPlanPtr plan, Datum *values, const char *nulls,
 						bool read_only, long count);
 extern int64 shop_get_int64(uint64 row, int col, bool *isnull);

@@ -13,6 +13,7 @@
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/resowner.h"
@@ -30,6 +31,32 @@ shop_plan(SPIPlanPtr *slot, const char *sql, int nargs, const Oid *argtypes)
 		return *slot;
 
 	plan = SPI_prepare(sql, nargs, (Oid *) argtypes);
+	if (plan == NULL)
+		elog(ERROR, "shop: SPI_prepare failed: %s",
+			 SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "shop: SPI_keepplan failed");
+	*slot = plan;
+	return plan;
+}
+
+/*
+ * shop_plan() for a statement whose best plan does not depend on its
+ * parameters' values: always the generic plan, planned once.  Without this
+ * the plan cache keeps planning custom plans on every call when it finds
+ * the generic one costlier (as with "= ANY ($n)" on arrays), which for the
+ * event statements (run on every order transition, mostly to find that no
+ * endpoint subscribes) cost more than executing them.
+ */
+SPIPlanPtr
+shop_plan_generic(SPIPlanPtr *slot, const char *sql, int nargs, const Oid *argtypes)
+{
+	SPIPlanPtr	plan;
+
+	if (*slot != NULL)
+		return *slot;
+
+	plan = SPI_prepare_cursor(sql, nargs, (Oid *) argtypes, CURSOR_OPT_GENERIC_PLAN);
 	if (plan == NULL)
 		elog(ERROR, "shop: SPI_prepare failed: %s",
 			 SPI_result_code_string(SPI_result));

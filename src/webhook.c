@@ -441,32 +441,34 @@ finish_log(int64 log_id, const Outcome *out)
 }
 
 /*
- * A paid event whose payment was already applied from a fetch (a closed or
- * reconciled checkout, session.c) is that payment reported again: answered
- * "duplicate", as a second delivery of the same event would be, and not
- * recorded (its first report is the fetched one).
+ * A payment reported once by a webhook and once by a fetch (a closed or
+ * reconciled checkout, session.c), in either order, is one payment: the
+ * second report is answered "duplicate", as a second delivery of the same
+ * event would be, and not recorded, so it can neither sell nor flag (and
+ * refund) a second time.  Two webhooks of one payment keep their own rules.
  */
 static bool
 fetched_already(const WebhookProvider *provider, const WebhookEvent *event,
 				Outcome *out)
 {
-	static const Oid argtypes[] = {TEXTOID, TEXTOID};
-	Datum		values[2];
+	static const Oid argtypes[] = {TEXTOID, TEXTOID, BOOLOID};
+	Datum		values[3];
 	bool		isnull;
 
-	if (event->kind != WEBHOOK_EVENT_PAID || event->payment_id == NULL ||
-		strncmp(event->event_id, "fetched:", 8) == 0)
+	if (event->kind != WEBHOOK_EVENT_PAID || event->payment_id == NULL)
 		return false;
 	values[0] = CStringGetTextDatum(provider->name);
 	values[1] = CStringGetTextDatum(event->payment_id);
+	values[2] = BoolGetDatum(strncmp(event->event_id, "fetched:", 8) == 0);
 	if (shop_exec(shop_plan(&plan_fetched,
 							"SELECT l.order_id, o.status"
 							"  FROM shop.payment_log l"
 							"  LEFT JOIN shop.orders o ON o.id = l.order_id"
 							" WHERE l.provider = $1 AND l.payment_id = $2 AND l.kind = 'paid'"
-							"   AND l.event_id LIKE 'fetched:%' AND l.result = 'processed'"
+							"   AND l.result = 'processed'"
+							"   AND (l.event_id LIKE 'fetched:%') <> $3"
 							" LIMIT 1",
-							2, argtypes),
+							3, argtypes),
 				  values, NULL, false, 0) == 0)
 		return false;
 	out->result = "duplicate";

@@ -127,6 +127,7 @@ typedef struct CheckoutOrder
 	int64		order_id;
 	char		currency[4];
 	int64		amount;
+	TimestampTz created_at;
 	TimestampTz expires_at;
 	int			nlines;
 	CheckoutLine *lines;
@@ -204,6 +205,10 @@ extern Jsonb *provider_call_sync(const WebhookProvider *provider,
 								 const ProviderCall *call);
 extern bool provider_option_bool(const WebhookProvider *provider,
 								 const char *key, bool default_value);
+extern void provider_queue_call(const WebhookProvider *provider,
+								const char *operation, int64 subject_id,
+								const ProviderCall *call,
+								const char *ordering_key);
 
 /* refund.c: refunds through the outbox */
 extern int64 refund_queue(const WebhookProvider *provider, int64 order_id,

@@ -111,6 +111,13 @@ rpass=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$work/receiver.out" | tail -n 1)
 rfail=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$work/receiver.out" | tail -n 1)
 count "${rpass:-0}" "${rfail:-1}"
 
+echo "== mock payment provider (self-test, no database)"
+(cd "$tree/demo" && as_pg node --test mock_provider.test.js) >"$work/mock.out" 2>&1
+cat "$work/mock.out"
+mpass=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$work/mock.out" | tail -n 1)
+mfail=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$work/mock.out" | tail -n 1)
+count "${mpass:-0}" "${mfail:-1}"
+
 echo "== Perl TAP"
 tap_files=$(cd "$tree" && ls test/t/*.pl 2>/dev/null)
 if [ -n "$tap_files" ]; then

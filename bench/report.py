@@ -565,8 +565,9 @@ if EV:
              "*worker CPU* = the worker process's CPU time / run time (1.00 = one of the %d cores); "
              "*busy* = the machine's CPU busy share during the run; *WAL/cycle* = WAL bytes / cycles of the "
              "whole run; *claim ms* = one 16-row claim (`shop.outbox_claim`, planning included, rolled back) at "
-             "the backlog the run left, with the statistics as found (those of the history, `bench/sql/setup.sql`: "
-             "nearly every outbox row delivered; autoanalyze waits for 10 %% of the table to change)." % (os.cpu_count() or 0))
+             "the backlog the run left (the second of two, warm), with the statistics as found: those of the "
+             "history analyzed at the reset (`bench/sql/setup.sql`: nearly every outbox row delivered; autoanalyze "
+             "waits for 10 %% of the table to change)." % (os.cpu_count() or 0))
     L.append("")
     L.append("| clients | off cycles/s | write cycles/s | on cycles/s | write/off | **on/off** | ≥ 0.85? | "
              "p50 / p99 ms off / on | events written (on) | delivered by the end (on) | backlog at the end (on) | "
@@ -604,8 +605,9 @@ if DL:
              "analyzed and checkpointed, `shop.outbox_max_in_flight` set (ALTER SYSTEM + reload; the worker "
              "rereads it on SIGHUP), then `shop_enable_endpoint` wakes the worker. *time to deliver all* = from "
              "the enable to the last `delivered_at`; *delivered events/s* = events / that time; *claim ms* = one "
-             "claim of *in flight* rows at the full backlog (rolled back), with the statistics as found (before "
-             "the ANALYZE: those of the history) and after it (the delivery runs with these; capped at 10 s); "
+             "claim of *in flight* rows at the full backlog (the second of two, warm, rolled back; capped at 10 s for "
+             "both), with the statistics as found (before the ANALYZE: those of the history) and after it (the "
+             "delivery runs with these); "
              "*most at once* = the most "
              "requests open at the same time in the attempt log (checks the in-flight setting took effect). "
              "Events are written before and delivered afterwards: this is the worker's own rate, with no client "

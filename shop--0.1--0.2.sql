@@ -338,11 +338,16 @@ AS $$
 		  LEFT JOIN shop.event_endpoint e ON e.id = o.endpoint_id
 		 WHERE o.state IN ('queued', 'failed') AND o.next_attempt_at <= now()
 		   AND (o.endpoint_id IS NULL OR (e.enabled AND e.removed_at IS NULL))
+		   -- OFFSET 0 keeps this a probe per candidate (an index lookup by
+		   -- key): flattened into an anti-join, its plan followed the table's
+		   -- statistics, and with those of a mostly delivered history a
+		   -- claim read every open row once per open row (seconds per claim)
 		   AND NOT EXISTS (SELECT FROM shop.outbox p
 							WHERE p.ordering_key = o.ordering_key
 							  AND p.id < o.id
 							  AND p.state IN ('queued', 'in_flight', 'failed')
-							  AND (p.endpoint_id = o.endpoint_id OR p.provider = o.provider))
+							  AND (p.endpoint_id = o.endpoint_id OR p.provider = o.provider)
+						   OFFSET 0)
 		 ORDER BY o.next_attempt_at, o.id
 		 LIMIT max_rows
 		   FOR UPDATE OF o SKIP LOCKED),

@@ -32,19 +32,19 @@ static unsigned cache_generation;
  * built from this, each identifier quoted with PQescapeIdentifier.
  */
 static const char cache_sql[] =
-"SELECT pg_catalog.coalesce(pg_catalog.json_agg(pg_catalog.json_build_object("
+"SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json_build_object("
 "  'name', p.proname,"
 "  'set', p.proretset,"
 "  'vol', p.provolatile::pg_catalog.text,"
 "  'void', p.prorettype = 'pg_catalog.void'::pg_catalog.regtype,"
 "  'composite', rt.typtype = 'c' OR p.prorettype = 'pg_catalog.record'::pg_catalog.regtype,"
 "  'ndefaults', p.pronargdefaults,"
-"  'argnames', (SELECT pg_catalog.coalesce(pg_catalog.json_agg(u.n ORDER BY u.o), '[]')"
-"     FROM pg_catalog.unnest(pg_catalog.coalesce(p.proargnames,"
-"            pg_catalog.array_fill(''::pg_catalog.text, ARRAY[pg_catalog.coalesce(pg_catalog.array_length(p.proargmodes, 1), p.pronargs)])),"
-"          pg_catalog.coalesce(p.proargmodes, pg_catalog.array_fill('i'::pg_catalog.\"char\", ARRAY[p.pronargs])))"
+"  'argnames', (SELECT COALESCE(pg_catalog.json_agg(u.n ORDER BY u.o), '[]')"
+"     FROM ROWS FROM (pg_catalog.unnest(COALESCE(p.proargnames,"
+"            pg_catalog.array_fill(''::pg_catalog.text, ARRAY[COALESCE(pg_catalog.array_length(p.proargmodes, 1), p.pronargs::pg_catalog.int4)]))),"
+"          pg_catalog.unnest(COALESCE(p.proargmodes, pg_catalog.array_fill('i'::pg_catalog.\"char\", ARRAY[p.pronargs::pg_catalog.int4]))))"
 "          WITH ORDINALITY AS u(n, m, o) WHERE u.m IN ('i', 'b', 'v')),"
-"  'argtypes', (SELECT pg_catalog.coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(tn.nspname, t.typname) ORDER BY a.o), '[]')"
+"  'argtypes', (SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json_build_array(tn.nspname, t.typname) ORDER BY a.o), '[]')"
 "     FROM pg_catalog.unnest(p.proargtypes::pg_catalog.oid[]) WITH ORDINALITY AS a(t, o)"
 "     JOIN pg_catalog.pg_type t ON t.oid = a.t"
 "     JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace)"
@@ -367,6 +367,15 @@ pool_acquire(int *status, const char **code, const char **message)
 			return NULL;
 		}
 		pc->generation = 0;
+	}
+	else
+	{
+		/* no schema cache yet (it failed at start): load it now */
+		SchemaCache *sc = cache_get();
+
+		if (!sc)
+			cache_load(pc->conn);
+		cache_put(sc);
 	}
 	return pc;
 }

@@ -384,7 +384,7 @@ build_call_sql(const Fn *f, json_t *args, bool *has_param)
 		switch (f->ret)
 		{
 			case RET_SET:
-				sprintf(sql, "SELECT pg_catalog.coalesce(pg_catalog.json_agg(_f), '[]')::pg_catalog.text FROM %s%s%s%s _f",
+				sprintf(sql, "SELECT COALESCE(pg_catalog.json_agg(_f), '[]')::pg_catalog.text FROM %s%s%s%s _f",
 						src, any ? cols : "", any ? "), LATERAL " : "", call);
 				break;
 			case RET_COMPOSITE:
@@ -628,8 +628,12 @@ handle_rpc(struct MHD_Connection *c, const char *method, const char *fname, Requ
 		if (matches == 0)
 		{
 			sprintf(msg, "Could not find the function %s.%s(%s) in the schema cache", cfg.schema, fname, keys);
-			sprintf(det, "Searched for the function %s.%s with parameter%s%s%s, but no matches were found in the schema cache.",
-					cfg.schema, fname, *keys ? "s " : "s", *keys ? keys : "", *keys ? "" : " (none)");
+			if (*keys)
+				sprintf(det, "Searched for the function %s.%s with parameters %s, but no matches were found in the schema cache.",
+						cfg.schema, fname, keys);
+			else
+				sprintf(det, "Searched for the function %s.%s without parameters, but no matches were found in the schema cache.",
+						cfg.schema, fname);
 			reply_error(r, 404, "PGRST202", msg, det, NULL);
 		}
 		else

@@ -195,14 +195,18 @@ jwt_verify(const char *token, json_t **claims_out)
 	v = json_object_get(claims, "exp");
 	if (v && (!json_is_number(v) || now - JWT_SKEW_SECONDS >= json_number_value(v)))
 	{
+		JwtResult	res = json_is_number(v) ? JWT_EXPIRED : JWT_BAD_CLAIMS;
+
 		json_decref(claims);
-		return json_is_number(v) ? JWT_EXPIRED : JWT_BAD_CLAIMS;
+		return res;
 	}
 	v = json_object_get(claims, "nbf");
 	if (v && (!json_is_number(v) || now + JWT_SKEW_SECONDS < json_number_value(v)))
 	{
+		JwtResult	res = json_is_number(v) ? JWT_NOT_YET_VALID : JWT_BAD_CLAIMS;
+
 		json_decref(claims);
-		return json_is_number(v) ? JWT_NOT_YET_VALID : JWT_BAD_CLAIMS;
+		return res;
 	}
 	v = json_object_get(claims, "role");
 	if (v && (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 63))

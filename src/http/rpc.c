@@ -474,9 +474,10 @@ authenticate(struct MHD_Connection *c, Reply *r, char **role, char **claims_text
 	json_t	   *claims = NULL;
 
 	*authenticated = false;
-	if (auth && strncasecmp(auth, "Bearer ", 7) == 0)
+	/* "Bearer" with no token at all is a bad token, not anonymous */
+	if (auth && strncasecmp(auth, "Bearer", 6) == 0 && (auth[6] == ' ' || auth[6] == '\0'))
 	{
-		const char *tok = auth + 7;
+		const char *tok = auth + 6;
 		JwtResult	jr;
 
 		while (*tok == ' ')

@@ -72,7 +72,7 @@ async function startDaemon(offset, extra = [], { schema = fixtureArgs, user = 'f
 function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
 
 // A raw HTTP exchange over a socket (for what fetch normalises or refuses).
-function raw(port, text, { timeout = 5000 } = {}) {
+function raw(port, text, { timeout = 5000, end = false } = {}) {
 	return new Promise((resolve) => {
 		const s = net.connect(port, '127.0.0.1');
 		let buf = '';
@@ -84,7 +84,7 @@ function raw(port, text, { timeout = 5000 } = {}) {
 			const m = /^HTTP\/1\.[01] (\d{3})/.exec(buf);
 			resolve({ status: m ? Number(m[1]) : 0, text: buf, closed: true });
 		});
-		s.write(text);
+		if (end) s.end(text); else s.write(text);
 	});
 }
 

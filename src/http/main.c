@@ -432,7 +432,7 @@ main(int argc, char **argv)
 
 	pool_init();
 
-	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+	d = MHD_start_daemon(MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
 						 MHD_USE_ITC | MHD_USE_ERROR_LOG,
 						 0, NULL, NULL, answer, NULL,
 						 MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,

@@ -12,8 +12,9 @@
  *    volatile function fails in its read-only GET transaction (25006 → 405).
  *  - Results are shaped by the server, as PostgREST does: a set-returning
  *    function (SETOF / TABLE) → JSON array, a single composite → JSON
- *    object, a scalar → the JSON scalar, void → null (PostgREST PR #1795,
- *    "void functions return null instead of empty body").
+ *    object, a scalar → the JSON scalar, void → 204 No Content without a
+ *    body (PostgREST 9.0, PR #2058 "Returning 204 No Content where
+ *    appropriate", issue #2001).
  *  - Arguments are converted the way PostgREST converts them, by the server:
  *    json_to_record($1) with the function's argument types, so "5" and 5 are
  *    both a valid integer and a JSON array is a valid jsonb argument.
@@ -721,7 +722,12 @@ handle_rpc(struct MHD_Connection *c, const char *method, const char *fname, Requ
 			const char *hd = PQntuples(post) == 1 && !PQgetisnull(post, 0, 1) ? PQgetvalue(post, 0, 1) : "";
 			int			http = 200;
 
-			if (fn->ret != RET_VOID && PQntuples(res) >= 1 && !PQgetisnull(res, 0, 0))
+			if (fn->ret == RET_VOID)
+			{
+				/* no body, no Content-Type */
+				http = 204;
+			}
+			else if (PQntuples(res) >= 1 && !PQgetisnull(res, 0, 0))
 			{
 				r->body = strdup(PQgetvalue(res, 0, 0));
 				r->body_len = strlen(r->body);

@@ -37,11 +37,14 @@ test('single composite → object, SETOF composite / TABLE / SETOF scalar → ar
 	assert.deepEqual((await anon.rpc('pairs', { n: 0 })).data, []);
 });
 
-test('void → null; jsonb in and out; bigint beyond 2^53 kept exact in the body', async () => {
+test('void → 204 without a body; jsonb in and out; bigint beyond 2^53 kept exact in the body', async () => {
 	const v = await anon.rpc('nothing');
 	assert.equal(v.error, null);
-	assert.equal(v.status, 200);
+	assert.equal(v.status, 204);
 	assert.equal(v.data, null);
+	const raw204 = await post(d.url + '/rpc/nothing', '{}');
+	assert.equal(raw204.text, '');
+	assert.equal(raw204.headers.get('content-type'), null);
 	assert.deepEqual((await anon.rpc('echo_json', { items: [{ sku: 1, qty: 2 }] })).data, [{ sku: 1, qty: 2 }]);
 	const big = await post(d.url + '/rpc/big', '{"n": 9007199254740993}');
 	assert.equal(big.status, 200);

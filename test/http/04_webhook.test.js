@@ -80,3 +80,16 @@ test('the webhook role cannot call the RPC functions and RPC roles cannot call h
 	assert.equal(r.status, 401);
 	assert.equal((await r.json()).code, '42501');
 });
+
+test('any other database error → 500 (here: a webhook role without EXECUTE); nothing recorded', async () => {
+	const d2 = await startDaemon(11, ['--webhook-role', 'fx_anon']);
+	try {
+		const body = '{"type": "payment.succeeded", "data": {"order_id": "1"}}';
+		const r = await fetch(d2.url + '/webhooks/' + provider, { method: 'POST', headers: { 'Content-Type': 'application/json', ...signed('evt_500', body) }, body });
+		assert.equal(r.status, 500);
+		assert.equal((await r.json()).code, '42501');
+		assert.equal(logged('evt_500'), 0);
+	} finally {
+		assert.equal((await d2.stop()).code, 0);
+	}
+});

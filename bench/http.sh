@@ -31,6 +31,7 @@ if [ "$("${PSQL[@]}" -At -c "SELECT count(*) FROM pg_proc p JOIN pg_namespace n 
 	schema=bench_api
 fi
 "${PSQL[@]}" <<SQL
+SET client_min_messages = warning;
 DO \$\$ BEGIN
 	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'bench_http_auth') THEN
 		CREATE ROLE bench_http_auth LOGIN NOINHERIT;

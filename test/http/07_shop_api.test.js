@@ -43,10 +43,14 @@ test('products() anonymously → an array of catalogue rows', opts, async () => 
 	for (const k of ['product_id', 'product_name', 'sku_id', 'sku_code', 'price', 'currency', 'available']) assert.ok(k in a, k);
 });
 
-test('cart() without a token → 401 (PT401)', opts, async () => {
+test('cart() without a token → 401 (42501: the anonymous role may not); a token without sub → 401 (PT401)', opts, async () => {
 	const r = await new PostgrestClient(d.url).rpc('cart');
 	assert.equal(r.status, 401);
-	assert.equal(r.error.code, 'PT401');
+	assert.equal(r.error.code, '42501');
+	const nosub = new PostgrestClient(d.url, { headers: { Authorization: 'Bearer ' + sign({ role: 'shop_customer', exp: now() + 60 }) } });
+	const r2 = await nosub.rpc('cart');
+	assert.equal(r2.status, 401);
+	assert.equal(r2.error.code, 'PT401');
 });
 
 test('a guest shops: cart_add, cart, cart_set_qty, cart_remove', opts, async () => {

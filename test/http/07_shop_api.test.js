@@ -115,3 +115,17 @@ test('buy_now, and too little stock is a client error', opts, async () => {
 	assert.equal(missing.status, 404);
 	assert.equal(missing.error.code, 'PGRST202');
 });
+
+test('webhooks through shop_api.handle_webhook under shop_webhook: signed → 200 recorded, forged → 400', opts, async () => {
+	const secret = 'whsec_' + crypto.randomBytes(32).toString('base64');
+	psql(`SELECT shop.shop_set_provider('mock_api', 'mock', '${secret}')`);
+	const body = '{"type": "payment.succeeded", "data": {"order_id": "424242", "amount": 100, "currency": "KRW"}}';
+	const h = JSON.parse(psql(`SELECT shop.shop_sign_mock('mock_api', 'evt_api_1', '${body}')`));
+	const ok = await fetch(d.url + '/webhooks/mock_api', { method: 'POST', headers: { 'Content-Type': 'application/json', ...h }, body });
+	assert.equal(ok.status, 200);
+	assert.equal((await ok.json()).result, 'unmatched');
+	const forged = await fetch(d.url + '/webhooks/mock_api', { method: 'POST', headers: { 'Content-Type': 'application/json', ...h }, body: body.replace('100', '1') });
+	assert.equal(forged.status, 400);
+	assert.equal((await forged.json()).code, 'SH011');
+	assert.equal(psql("SELECT count(*) FROM shop.payment_log WHERE provider = 'mock_api'"), '1');
+});

@@ -440,6 +440,8 @@ main(int argc, char **argv)
 						 MHD_OPTION_CONNECTION_TIMEOUT, cfg.timeout_s,
 						 MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg.max_header,
 						 MHD_OPTION_CONNECTION_LIMIT, (unsigned) 2000,
+						 /* a thread per connection: small stacks (libpq and jansson need little) */
+						 MHD_OPTION_THREAD_STACK_SIZE, (size_t) (512 * 1024),
 						 MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
 						 MHD_OPTION_END);
 	if (!d)

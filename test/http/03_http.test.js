@@ -7,7 +7,8 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const http = require('node:http');
 const path = require('node:path');
-const { startDaemon, raw, post, sleep, workdir } = require('./lib');
+const { spawnSync } = require('node:child_process');
+const { startDaemon, raw, post, sleep, workdir, BIN } = require('./lib');
 
 const www = path.join(workdir, 'www');
 const files = {
@@ -156,4 +157,19 @@ test('SIGTERM drains the requests in flight, then exits 0', async () => {
 	assert.equal(exit.code, 0);
 	await assert.rejects(fetch(d3.url + '/health'));
 	assert.match(d3.log(), /draining/);
+});
+
+test('--help, and refusals at start: no secret, a short secret, a bad flag', () => {
+	const env = { PATH: process.env.PATH };
+	const help = spawnSync(BIN, ['--help'], { encoding: 'utf8', env });
+	assert.equal(help.status, 0);
+	for (const f of ['--db', '--listen', '--jwt-secret-file', '--pool', '--static-dir', '--schema', '--anon-role',
+		'--user-role', '--webhook-role', '--max-body']) assert.ok(help.stdout.includes(f), f);
+	assert.equal(spawnSync(BIN, [], { encoding: 'utf8', env }).status, 2);
+	const short = path.join(workdir, 'short-secret');
+	fs.writeFileSync(short, 'too short\n');
+	const s = spawnSync(BIN, ['--jwt-secret-file', short], { encoding: 'utf8', env });
+	assert.equal(s.status, 2);
+	assert.match(s.stderr, /at least 32 bytes/);
+	assert.equal(spawnSync(BIN, ['--no-such-flag'], { encoding: 'utf8', env }).status, 2);
 });

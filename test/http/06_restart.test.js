@@ -36,6 +36,9 @@ test('database restart mid-load: 503 meanwhile, recovery without restarting the 
 		const down = await post(d.url + '/rpc/add_them', '{"a": 1, "b": 1}');
 		assert.equal(down.status, 503);
 		assert.match(down.json.code, /^PGRST00[01]$/);
+		// a provider's webhook meanwhile: 503, so it retries later
+		const wh = await fetch(d.url + '/webhooks/mock', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"type": "x"}' });
+		assert.equal(wh.status, 503);
 		const health = await fetch(d.url + '/health');
 		assert.equal(health.status, 503);
 		assert.equal((await health.json()).database, 'unavailable');

@@ -908,8 +908,10 @@ $$;
 COMMENT ON FUNCTION shop_api.orders() IS
 	'the caller''s orders, newest first';
 
--- Another user's order answers exactly as a missing one (P0002, the same
--- message): no way to learn which order ids exist.
+-- Another user's order answers exactly as a missing one (PT404, the same
+-- message): no way to learn which order ids exist.  PT404 rather than the
+-- core's P0002: PostgREST answers PTnnn with HTTP nnn but every P0 code
+-- except P0001 with 500.
 CREATE FUNCTION shop_api."order"(order_id bigint)
 	RETURNS jsonb
 	LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
@@ -942,13 +944,13 @@ BEGIN
 	  FROM shop.orders o
 	 WHERE o.id = $1 AND o.user_id = uid AND o.status <> 'CREATED';
 	IF result IS NULL THEN
-		RAISE EXCEPTION 'order % does not exist', $1 USING ERRCODE = 'P0002';
+		RAISE EXCEPTION 'order % does not exist', $1 USING ERRCODE = 'PT404';
 	END IF;
 	RETURN result;
 END
 $$;
 COMMENT ON FUNCTION shop_api."order"(bigint) IS
-	'one of the caller''s orders with its lines and checkout sessions (P0002 for another user''s order, as for a missing one)';
+	'one of the caller''s orders with its lines and checkout sessions (PT404 for another user''s order, as for a missing one)';
 
 CREATE FUNCTION shop_api.cancel_order(order_id bigint)
 	RETURNS shop.order_summary
@@ -965,7 +967,7 @@ BEGIN
 	-- an order's user never changes: no lock needed to check it
 	PERFORM FROM shop.orders o WHERE o.id = $1 AND o.user_id = uid AND o.status <> 'CREATED';
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'order % does not exist', $1 USING ERRCODE = 'P0002';
+		RAISE EXCEPTION 'order % does not exist', $1 USING ERRCODE = 'PT404';
 	END IF;
 	SELECT * INTO result FROM shop.shop_release($1, 'customer_cancelled');
 	RETURN result;
@@ -988,7 +990,7 @@ BEGIN
 	END IF;
 	PERFORM FROM shop.orders o WHERE o.id = $1 AND o.user_id = uid AND o.status <> 'CREATED';
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'order % does not exist', $1 USING ERRCODE = 'P0002';
+		RAISE EXCEPTION 'order % does not exist', $1 USING ERRCODE = 'PT404';
 	END IF;
 	RETURN shop.shop_start_payment($1, $2, $3, $4);
 END

@@ -91,13 +91,17 @@ test('guest cart merged after login; order, orders, order, cancel', opts, async 
 	const one = await u.rpc('order', { order_id: o.data.id });
 	assert.equal(one.error, null);
 	assert.equal(typeof one.data, 'object');
-	// another user's order is not shown.  The SQL side raises P0002 (no_data_found), which
-	// PostgREST's table maps to 500 (P0*), not 404; PT404 would give 404 through PostgREST
-	// and shop-httpd alike.  Asserted: refused, nothing shown, the status PostgREST gives.
+	// another user's order: 404 (PT404), exactly as a missing one, nothing shown
 	const other = await user('someone-else').rpc('order', { order_id: o.data.id });
 	assert.equal(other.data, null);
-	assert.ok(['P0002', 'PT404'].includes(other.error.code), JSON.stringify(other.error));
-	assert.equal(other.status, other.error.code === 'PT404' ? 404 : 500);
+	assert.equal(other.status, 404, JSON.stringify(other.error));
+	assert.equal(other.error.code, 'PT404');
+	const missing = await u.rpc('order', { order_id: 999999999 });
+	assert.equal(missing.status, 404);
+	assert.equal(missing.error.code, 'PT404');
+	assert.equal(missing.error.message, other.error.message.replace(String(o.data.id), '999999999'));
+	const cancelOther = await user('someone-else').rpc('cancel_order', { order_id: o.data.id });
+	assert.equal(cancelOther.status, 404);
 	const c = await u.rpc('cancel_order', { order_id: o.data.id });
 	assert.equal(c.error, null);
 	assert.equal(c.data.status, 'CANCELLED');

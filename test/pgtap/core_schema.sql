@@ -367,7 +367,9 @@ SELECT functions_are('shop',
 		  'shop_redeliver_dead', 'outbox_claim',
 		  -- provider calls (issue #9)
 		  'shop_set_provider_api_key', 'shop_start_payment', 'shop_refund',
-		  'shop_reconcile_payments'],
+		  'shop_reconcile_payments',
+		  -- confirm-style providers (issue #9, Toss Payments)
+		  'shop_confirm_payment'],
 	'schema shop has exactly the functions of issues #2, #3, #8 and #9');
 SELECT has_function('shop', 'shop_cart_add', ARRAY['text', 'bigint', 'integer']);
 SELECT has_function('shop', 'shop_cart_set_qty', ARRAY['text', 'bigint', 'integer']);
@@ -417,7 +419,9 @@ SELECT set_eq($$
 	('shop_set_provider_api_key', 'name text, api_key text', 'jsonb'),
 	('shop_start_payment', 'order_id bigint, provider text, success_url text, cancel_url text', 'jsonb'),
 	('shop_refund', 'order_id bigint, amount bigint DEFAULT NULL::bigint, reason text DEFAULT NULL::text', 'jsonb'),
-	('shop_reconcile_payments', 'older_than interval DEFAULT ''00:10:00''::interval, max_orders integer DEFAULT 100', 'integer')
+	('shop_reconcile_payments', 'older_than interval DEFAULT ''00:10:00''::interval, max_orders integer DEFAULT 100', 'integer'),
+	-- confirm-style providers (issue #9, Toss Payments)
+	('shop_confirm_payment', 'provider text, order_id bigint, payment_key text, amount bigint', 'jsonb')
 	$$,
 	'every API function has the documented arguments, defaults and result');
 -- Defaults work: the short forms resolve to the documented functions.

@@ -17,6 +17,10 @@
  *	4. the event is applied by the transition table in the README ("How an
  *	   event changes its order"), through the one confirm and release of
  *	   order_state.c, with the order vocabulary of order_status.c.
+ * A kind whose provider signs nothing (trigger_only: Toss Payments) skips
+ * 2-4: its request only names a payment, which is fetched from the
+ * provider's API through the outbox and applied as the API reports it
+ * (trigger_fetch, session.c).
  * Providers are registered and loaded in webhook_provider.c.
  * Lock order is the core's: order row first, then SKU rows ascending.
  */

@@ -24,7 +24,9 @@ use Test::More;
 use Time::HiRes qw(time usleep);
 use ShopProviderTest;
 
-my $node = provider_node('provider_toss');
+# a request may stay in flight for 5 s: the crash below comes while the
+# worker still waits for Toss's answer to a cancel
+my $node = provider_node('provider_toss', 'shop.outbox_timeout' => q{'5s'});
 # the fake Toss on a port of this test's range (18150-18199), else the OS's
 my $mock = eval { ShopProviderTest::Mock->start(name => 'mock_034', port => 18151) }
   // ShopProviderTest::Mock->start(name => 'mock_034');
@@ -259,6 +261,27 @@ my %q = map { my ($k, $v) = split /=/, $_, 2; ($k => $v) } split /&/, $loc // ''
 is("$q{orderId} $q{amount}", toss_order($o11) . ' 10000', '... to the success URL with orderId and amount');
 $r = confirm($o11, $q{paymentKey}, $q{amount});
 ok($r->{ok} && json_decode($r->{value})->{order_status} eq 'PAID', '... whose paymentKey the shop confirms');
+
+# --- shop_refund's cancel on the wire when the server crashes: Toss holds one
+$seq = $mock->last_seq;
+$mock->fail(path => "/v1/payments/$k5/cancel", mode => 'hang', process => JSON::PP::true);
+$r = sql_call($node, "SELECT shop.shop_refund($o5)");
+ok($r->{ok}, 'shop_refund of another toss order') or diag($r->{error});
+my $crash_id = $r->{ok} ? json_decode($r->{value})->{refund_id} : 0;
+sub cancel_posts
+{
+	return [ grep { $_->{method} eq 'POST' && ($_->{idempotency_key} // '') eq "refund-$crash_id" }
+		@{ $mock->requests(path => "/v1/payments/$k5/cancel", since => $seq) } ];
+}
+ok(wait_until(sub { @{ cancel_posts() } >= 1 }, 20), '... its cancel is on the wire (Toss acted, the answer hangs)');
+$node->stop('immediate');
+$node->start;
+ok(poll_sql($node, "SELECT state FROM shop.refund WHERE id = $crash_id", 'succeeded'),
+	'after an immediate shutdown and restart the refund succeeds');
+ok(@{ cancel_posts() } >= 2, '... the cancel was sent again with the same Idempotency-Key');
+$tp = $mock->toss_payment($k5);
+is(scalar @{ $tp->{cancels} // [] }, 1, '... and Toss holds exactly one cancel');
+is($tp->{status}, 'CANCELED', '... of the whole payment');
 
 # secrets
 my $log = slurp_file($node->logfile);

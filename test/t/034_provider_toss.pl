@@ -31,6 +31,7 @@ my $node = provider_node('provider_toss', 'shop.outbox_timeout' => q{'5s'});
 my $mock = eval { ShopProviderTest::Mock->start(name => 'mock_034', port => 18151) }
   // ShopProviderTest::Mock->start(name => 'mock_034');
 my $api_base = $mock->api_base;
+note("the fake Toss listens at $api_base");
 $node->safe_psql('postgres', qq{
 	SELECT shop.shop_set_provider('toss', 'toss', 'unsigned', '{"api_base": "$api_base"}');
 	SELECT shop.shop_set_provider_api_key('toss', '${\ $mock->api_key }');

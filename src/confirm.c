@@ -139,12 +139,10 @@ apply_payment(MemoryContext outer, const WebhookProvider *provider, int64 order_
 	if (out.review != NULL)
 		return confirm_result(outer, out.review, order_id, out.status, payment_key,
 							  out.review, NULL);
+	/* PAID now, or already (the same payment applied by a fetch first) */
 	if (out.status != NULL && strcmp(out.status, "PAID") == 0)
 		return confirm_result(outer, "confirmed", order_id, "PAID", payment_key, NULL, NULL);
-	/* recorded before (the same payment applied by a fetch): as it stands */
-	return confirm_result(outer, out.status != NULL && strcmp(out.status, "PAID") == 0
-						  ? "confirmed" : out.result,
-						  order_id, out.status, payment_key, NULL, NULL);
+	return confirm_result(outer, out.result, order_id, out.status, payment_key, NULL, NULL);
 }
 
 /*

@@ -120,7 +120,7 @@ apply_payment(MemoryContext outer, const WebhookProvider *provider, int64 order_
 		 * fetches it again */
 		char	   *status = webhook_json_string(webhook_json_get(payment, status_path, 1), NULL);
 
-		if (session_upsert_payment(provider, order_id, payment_key, false) == 0)
+		if (session_upsert_payment(provider, order_id, payment_key, false, true) == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_SHOP_WRONG_ORDER_STATE),
 					 errmsg("order %lld already has another completed payment", (long long) order_id)));
@@ -134,7 +134,7 @@ apply_payment(MemoryContext outer, const WebhookProvider *provider, int64 order_
 				 errmsg("payment provider \"%s\" answered about another payment or order",
 						provider->name),
 				 errdetail("Asked for payment %s of order %lld.", payment_key, (long long) order_id)));
-	session_upsert_payment(provider, order_id, payment_key, true);
+	session_upsert_payment(provider, order_id, payment_key, true, true);
 	webhook_apply_event_outcome(provider, &event, payment, &out);
 	if (out.review != NULL)
 		return confirm_result(outer, out.review, order_id, out.status, payment_key,

@@ -28,6 +28,7 @@ static SPIPlanPtr plan_stale_sessions;
 static SPIPlanPtr plan_session_by_key;
 static SPIPlanPtr plan_insert_payment;
 static SPIPlanPtr plan_reuse_open;
+static SPIPlanPtr plan_open_of_order;
 static SPIPlanPtr plan_complete_session;
 
 /*
@@ -166,18 +167,22 @@ session_record_answer(const char *operation, int64 session_row,
  * hosted checkout (Toss Payments: the buyer pays in its widget, the shop
  * learns the payment key from the success URL or a webhook): the order's
  * payment_session row, session_id = the payment key, url = the payment's
- * API resource.  An open row of the order with another key takes the new
- * one (the buyer tried again); completed marks the row completed.  Returns
- * the row's id, or 0 when the order has a completed row of another
- * payment.  SPI connected; replaces the SPI result.
+ * API resource; completed marks the row completed.  When the order has an
+ * open row of another key, a trusted key (the provider answered about it)
+ * replaces it (the buyer tried again); an untrusted one (named by an
+ * unsigned webhook) leaves the row as it is and gets its id, so a forged
+ * request cannot make reconciliation look at another payment.  Returns the
+ * row's id, or 0 when the order has a completed row of another payment.
+ * SPI connected; replaces the SPI result.
  */
 int64
 session_upsert_payment(const WebhookProvider *provider, int64 order_id,
-					   const char *payment_key, bool completed)
+					   const char *payment_key, bool completed, bool trusted)
 {
 	static const Oid key_types[] = {TEXTOID, TEXTOID};
 	static const Oid row_types[] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 	static const Oid complete_types[] = {INT8OID};
+	static const Oid open_types[] = {INT8OID, TEXTOID};
 	Datum		values[5];
 	ProviderCall call;
 	int64		row = 0;
@@ -206,13 +211,20 @@ session_upsert_payment(const WebhookProvider *provider, int64 order_id,
 								" ON CONFLICT DO NOTHING RETURNING id",
 								5, row_types),
 					  values, NULL, false, 0) == 1 ||
-			shop_exec(shop_plan(&plan_reuse_open,
-								"UPDATE shop.payment_session"
-								"   SET session_id = $3, url = $4, state = $5, updated_at = now()"
-								" WHERE order_id = $1 AND provider = $2 AND state = 'open'"
-								" RETURNING id",
-								5, row_types),
-					  values, NULL, false, 0) == 1)
+			(trusted &&
+			 shop_exec(shop_plan(&plan_reuse_open,
+								 "UPDATE shop.payment_session"
+								 "   SET session_id = $3, url = $4, state = $5, updated_at = now()"
+								 " WHERE order_id = $1 AND provider = $2 AND state = 'open'"
+								 " RETURNING id",
+								 5, row_types),
+					   values, NULL, false, 0) == 1) ||
+			(!trusted &&
+			 shop_exec(shop_plan(&plan_open_of_order,
+								 "SELECT id FROM shop.payment_session"
+								 " WHERE order_id = $1 AND provider = $2 AND state = 'open'",
+								 2, open_types),
+					   values, NULL, false, 0) == 1))
 			return shop_get_int64(0, 1, NULL);
 		return 0;
 	}

@@ -554,7 +554,8 @@ webhook_apply_event_outcome(const WebhookProvider *provider, const WebhookEvent 
  * kind, Toss Payments) is never applied: its body could say anything.  It
  * only names a payment (event->payment_id) and the order it claims to be
  * for (event->order_ref); if that order exists, the payment is recorded as
- * its open payment session (unless it has a completed one) and fetched from
+ * its open payment session (unless it has one already, open or completed:
+ * an untrusted key replaces none) and fetched from
  * the provider's API through the outbox.  What the provider answers is
  * applied like any fetched payment (session.c): an authentic one by its
  * real state and its own order id, a forged one not at all.  Nothing is
@@ -586,7 +587,7 @@ trigger_fetch(const WebhookProvider *provider, const WebhookEvent *event, Outcom
 	}
 	out->order_id = order_id;
 	out->status = shop_get_text(0, 1);
-	row = session_upsert_payment(provider, order_id, event->payment_id, false);
+	row = session_upsert_payment(provider, order_id, event->payment_id, false, false);
 	if (row == 0)
 	{
 		out->result = "ignored";	/* the order's payment is settled already */

@@ -255,7 +255,8 @@ extern void session_record_answer(const char *operation, int64 session_id,
 								  const WebhookProvider *provider, bool delivered,
 								  bool dead, Jsonb *answer);
 extern int64 session_upsert_payment(const WebhookProvider *provider, int64 order_id,
-									const char *payment_key, bool completed);
+									const char *payment_key, bool completed,
+									bool trusted);
 extern void session_queue_fetch(const WebhookProvider *provider, int64 session_row,
 								const char *payment_key);
 

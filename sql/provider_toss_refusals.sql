@@ -77,6 +77,13 @@ SELECT operation, method, regexp_replace(url, '^https://api.tosspayments.com', '
 SELECT session_id, state, regexp_replace(url, '^https://api.tosspayments.com', '{api_base}') AS url
   FROM shop.payment_session WHERE provider = 'toss-rg';
 SELECT count(*) AS logged FROM shop.payment_log WHERE provider = 'toss-rg';
+-- another key named for the same order is fetched too, but never replaces
+-- the order's open payment (an unsigned request proves nothing)
+SELECT shop.shop_handle_webhook('toss-rg', '{}',
+	format('{"eventType": "PAYMENT_STATUS_CHANGED", "data": {"paymentKey": "tgen_other", "orderId": "shop-order-%s"}}', :o2)) ->> 'result' AS other_key;
+SELECT session_id, state FROM shop.payment_session WHERE provider = 'toss-rg';
+SELECT regexp_replace(o.url, '^https://api.tosspayments.com', '{api_base}') AS url, o.subject_id = s.id AS about_the_open_payment
+  FROM shop.outbox o JOIN shop.payment_session s ON s.provider = o.provider WHERE o.provider = 'toss-rg' ORDER BY o.id;
 SELECT shop.shop_handle_webhook('toss-rg', '{}', '{"eventType": "PAYMENT_STATUS_CHANGED", "data": {"paymentKey": "tgen_x", "orderId": "someone-elses-42"}}');
 SELECT shop.shop_handle_webhook('toss-rg', '{}', '{"eventType": "DEPOSIT_CALLBACK", "orderId": "shop-order-1", "status": "DONE", "secret": "x"}');
 SELECT toss_do($$SELECT shop.shop_handle_webhook('toss-rg', '{}', 'not json')$$);

@@ -47,6 +47,7 @@ static SPIPlanPtr plan_unsubscribe;
 static SPIPlanPtr plan_enable;
 static SPIPlanPtr plan_exists;
 static SPIPlanPtr plan_worker_running;
+static SPIPlanPtr plan_resume;
 
 /*
  * Whether host (as libcurl gives it) is this machine's loopback.
@@ -284,6 +285,18 @@ shop_subscribe(PG_FUNCTION_ARGS)
 			  values, nulls, false, 0);
 	endpoint_id = shop_get_int64(0, 1, NULL);
 	created = shop_get_bool(0, 2);
+	if (!created)
+	{
+		/* re-enabled: rows that waited while it was disabled are due */
+		Datum		id = Int64GetDatum(endpoint_id);
+
+		shop_exec(shop_plan(&plan_resume,
+							"UPDATE shop.outbox SET next_attempt_at = now()"
+							" WHERE endpoint_id = $1 AND state IN ('queued', 'failed')"
+							"   AND next_attempt_at = 'infinity'",
+							1, (const Oid[]) {INT8OID}),
+				  &id, NULL, false, 0);
+	}
 	if (secret == NULL && created)
 	{
 		secret = generate_secret();
@@ -388,14 +401,22 @@ shop_enable_endpoint(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	values[0] = Int64GetDatum(endpoint_id);
+	/* its waiting rows are due again (they waited at infinity) */
 	if (shop_exec(shop_plan(&plan_enable,
-							"UPDATE shop.event_endpoint e"
-							"   SET enabled = true, disabled_reason = NULL,"
-							"       consecutive_failures = 0, updated_at = now()"
-							"  FROM (SELECT id, enabled FROM shop.event_endpoint"
-							"         WHERE id = $1 AND removed_at IS NULL FOR UPDATE) old"
-							" WHERE e.id = old.id"
-							" RETURNING NOT old.enabled",
+							"WITH e AS ("
+							"  UPDATE shop.event_endpoint e"
+							"     SET enabled = true, disabled_reason = NULL,"
+							"         consecutive_failures = 0, updated_at = now()"
+							"    FROM (SELECT id, enabled FROM shop.event_endpoint"
+							"           WHERE id = $1 AND removed_at IS NULL FOR UPDATE) old"
+							"   WHERE e.id = old.id"
+							"  RETURNING e.id, NOT old.enabled AS was_disabled),"
+							" r AS ("
+							"  UPDATE shop.outbox o SET next_attempt_at = now()"
+							"    FROM e"
+							"   WHERE o.endpoint_id = e.id AND o.state IN ('queued', 'failed')"
+							"     AND o.next_attempt_at = 'infinity')"
+							" SELECT was_disabled FROM e",
 							1, argtypes),
 				  values, NULL, false, 0) == 0)
 		ereport(ERROR,

@@ -32,6 +32,14 @@
 #define UTC_TEXT(expr) \
 	"pg_catalog.to_char((" expr ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
+/*
+ * A row for a disabled endpoint waits at next_attempt_at infinity, so the
+ * worker's claim, which walks due rows in next_attempt_at order, never
+ * reads it; shop_enable_endpoint makes it due again.
+ */
+#define WAIT_WHILE_DISABLED \
+	"CASE WHEN ep.enabled THEN now() ELSE 'infinity' END"
+
 static SPIPlanPtr plan_emit_orders;
 static SPIPlanPtr plan_emit_stock_low;
 
@@ -110,7 +118,7 @@ events_emit_orders(const char *type, const int64 *order_ids, int norders,
 	nulls[2] = extra ? ' ' : 'n';
 	if (shop_exec_keep_result(shop_plan_generic(&plan_emit_orders,
 										"WITH ep AS ("
-										"  SELECT e.id, e.url FROM shop.event_endpoint e"
+										"  SELECT e.id, e.url, e.enabled FROM shop.event_endpoint e"
 										"   WHERE e.removed_at IS NULL"
 										"     AND ($1 = ANY (e.event_types) OR '*' = ANY (e.event_types))),"
 										" ev AS ("
@@ -128,11 +136,12 @@ events_emit_orders(const char *type, const int64 *order_ids, int norders,
 										"   ORDER BY o.id"
 										"  RETURNING id, type, order_id, payload, created_at)"
 										" INSERT INTO shop.outbox"
-										"   (endpoint_id, event_id, url, headers, body, idempotency_key, ordering_key)"
+										"   (endpoint_id, event_id, url, headers, body, idempotency_key, ordering_key,"
+										"    next_attempt_at)"
 										" SELECT ep.id, ev.id, ep.url, '{\"content-type\": \"application/json\"}',"
 										"        jsonb_build_object('id', 'evt_' || ev.id, 'type', ev.type,"
 										"          'created_at', " UTC_TEXT("ev.created_at") ", 'data', ev.payload)::text,"
-										"        'evt_' || ev.id, 'order:' || ev.order_id"
+										"        'evt_' || ev.id, 'order:' || ev.order_id, " WAIT_WHILE_DISABLED
 										"   FROM ev CROSS JOIN ep"
 										"  ORDER BY ev.id, ep.id",
 										3, argtypes),
@@ -156,7 +165,7 @@ events_emit_stock_low(int64 sku_id, int64 threshold)
 	values[1] = Int64GetDatum(threshold);
 	if (shop_exec_keep_result(shop_plan_generic(&plan_emit_stock_low,
 										"WITH ep AS ("
-										"  SELECT e.id, e.url FROM shop.event_endpoint e"
+										"  SELECT e.id, e.url, e.enabled FROM shop.event_endpoint e"
 										"   WHERE e.removed_at IS NULL"
 										"     AND ('stock.low' = ANY (e.event_types) OR '*' = ANY (e.event_types))),"
 										" ev AS ("
@@ -169,11 +178,12 @@ events_emit_stock_low(int64 sku_id, int64 threshold)
 										"   WHERE s.id = $1 AND EXISTS (SELECT FROM ep)"
 										"  RETURNING id, type, sku_id, payload, created_at)"
 										" INSERT INTO shop.outbox"
-										"   (endpoint_id, event_id, url, headers, body, idempotency_key, ordering_key)"
+										"   (endpoint_id, event_id, url, headers, body, idempotency_key, ordering_key,"
+										"    next_attempt_at)"
 										" SELECT ep.id, ev.id, ep.url, '{\"content-type\": \"application/json\"}',"
 										"        jsonb_build_object('id', 'evt_' || ev.id, 'type', ev.type,"
 										"          'created_at', " UTC_TEXT("ev.created_at") ", 'data', ev.payload)::text,"
-										"        'evt_' || ev.id, 'sku:' || ev.sku_id"
+										"        'evt_' || ev.id, 'sku:' || ev.sku_id, " WAIT_WHILE_DISABLED
 										"   FROM ev CROSS JOIN ep",
 										2, argtypes),
 							  values, NULL) > 0)

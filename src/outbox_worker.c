@@ -6,14 +6,17 @@
  * Shaped after pg_net's worker: requests wait in a table, one process runs
  * many of them at once on libcurl's multi interface (outbox_http.c), and
  * only committed rows are ever sent.  The loop:
- *	1. claim due rows up to the free slots (shop.outbox_claim: SKIP LOCKED,
- *	   per-key order, a lease) in a short transaction, and start them;
+ *	1. in one short transaction, record the finished requests (attempt
+ *	   row, new state, endpoint health) and claim due rows up to the free
+ *	   slots (shop.outbox_claim: SKIP LOCKED, per-key order, a lease),
+ *	   handing those to libcurl, which sends nothing before step 2;
  *	2. let libcurl run them, waking at least every POLL_SLICE_MS;
- *	3. record each finished one (attempt row, new state, endpoint health)
- *	   in a short transaction;
- *	4. with nothing in flight, sleep on the latch until a committing
+ *	3. with nothing in flight, sleep on the latch until a committing
  *	   transaction that queued rows wakes it (events.c), the next row is
  *	   due, or shop.outbox_poll_interval passes.
+ * Under load the worker refills in batches (a quarter of the slots at a
+ * time) rather than per finished request: each of its transactions costs
+ * the shop a commit, and the worker shares the machine with the buyers.
  * No transaction is open while a request is on the wire, so no HTTP call
  * can happen inside a transaction that rolls back, and a crash between a
  * call and the commit of its result only means the row is sent again: its
@@ -53,6 +56,15 @@ PGDLLEXPORT void shop_outbox_worker_main(Datum arg);
 
 /* Longest stretch libcurl runs before the loop looks at its latch again. */
 #define POLL_SLICE_MS	100
+
+/*
+ * Finished requests wait at most this long for the batch that records
+ * them (while others are still in flight).
+ */
+#define RECORD_DELAY_MS	20
+
+/* How long a wake-up waits for more commits before it claims. */
+#define WAKE_COALESCE_MS	5
 
 /* Extra lease time beyond the request timeout. */
 #define LEASE_MARGIN_MS	5000
@@ -414,8 +426,10 @@ build_request(SPITupleTable *claimed, uint64 i, SPITupleTable *secrets,
 }
 
 /*
- * Claim up to n due rows and start sending them.  Returns how many were
- * claimed; sets *next_due to when a row not claimable now becomes due.
+ * Claim up to n due rows and hand them to libcurl (in the caller's
+ * transaction; libcurl sends them once the loop polls, after the commit).
+ * Returns how many were claimed; sets *next_due to when a row not
+ * claimable now becomes due.
  */
 static int
 claim_and_start(int n, TimestampTz *next_due, OutboxRequest **failed, int *nfailed)
@@ -429,7 +443,6 @@ claim_and_start(int n, TimestampTz *next_due, OutboxRequest **failed, int *nfail
 	uint64		i;
 	bool		isnull;
 
-	begin_work("claiming outbox rows");
 	values[0] = Int32GetDatum(n);
 	values[1] = Int32GetDatum(outbox_timeout_ms + LEASE_MARGIN_MS);
 	nclaimed = shop_exec(shop_plan(&plan_claim,
@@ -491,7 +504,6 @@ claim_and_start(int n, TimestampTz *next_due, OutboxRequest **failed, int *nfail
 		if (!isnull)
 			*next_due = DatumGetTimestampTz(d);
 	}
-	end_work();
 	return (int) nclaimed;
 }
 
@@ -585,9 +597,9 @@ handle_answer(OutboxRequest *req, const WebhookProvider *provider, bool delivere
 }
 
 /*
- * Record finished requests: an attempt row each, the row's new state, and
- * the endpoint's failure count (disabling it after too many in a row).
- * Frees the requests.
+ * Record finished requests (in the caller's transaction): an attempt row
+ * each, the row's new state, and the endpoint's failure count (disabling
+ * it after too many in a row).  Frees the requests.
  */
 static void
 record_results(OutboxRequest **done, int ndone)
@@ -597,7 +609,6 @@ record_results(OutboxRequest **done, int ndone)
 	TimestampTz now_ts = GetCurrentTimestamp();
 	int			i;
 
-	begin_work("recording outbox results");
 	for (i = 0; i < ndone; i++)
 	{
 		OutboxRequest *req = done[i];
@@ -673,8 +684,9 @@ record_results(OutboxRequest **done, int ndone)
 							"         claimed_by = NULL, lease_until = NULL, updated_at = now()"
 							"   WHERE id = $1 AND state = 'in_flight' AND attempts = $2"
 							"     AND claimed_by = pg_catalog.pg_backend_pid()"
-							"  RETURNING endpoint_id)"
-							" UPDATE shop.event_endpoint e"
+							"  RETURNING endpoint_id),"
+							" d AS ("
+							"  UPDATE shop.event_endpoint e"
 							"    SET consecutive_failures = CASE WHEN $6 THEN 0"
 							"                               ELSE e.consecutive_failures + 1 END,"
 							"        enabled = e.enabled AND ($6 OR e.consecutive_failures + 1 < $11),"
@@ -685,14 +697,21 @@ record_results(OutboxRequest **done, int ndone)
 							"                                 COALESCE($7, 'HTTP status ' || $5))"
 							"          ELSE e.disabled_reason END,"
 							"        updated_at = now()"
-							"   FROM o WHERE e.id = o.endpoint_id",
+							"   FROM o WHERE e.id = o.endpoint_id"
+							"     AND NOT ($6 AND e.consecutive_failures = 0)"
+							"  RETURNING e.id, e.enabled),"
+							" w AS ("
+							"  UPDATE shop.outbox q SET next_attempt_at = 'infinity'"
+							"    FROM d"
+							"   WHERE NOT d.enabled AND q.endpoint_id = d.id AND q.id <> $1"
+							"     AND q.state IN ('queued', 'failed'))"
+							" SELECT",
 							11, argtypes),
 				  values, nulls, false, 0);
 		if (provider != NULL)
 			handle_answer(req, provider, ok, strcmp(state, "dead") == 0, answer);
 		outbox_request_free(req);
 	}
-	end_work();
 }
 
 /*
@@ -717,13 +736,44 @@ reconcile(void)
 }
 
 /*
+ * Whether any of the finished requests is a provider call: their results
+ * (a refund succeeded, a payment fetched and applied) are committed
+ * durably.  Everything else the worker commits (claims, event deliveries)
+ * may be lost in a crash at no cost but a repeated request with the same
+ * idempotency key, which at-least-once delivery allows; those commits do
+ * not wait for the WAL flush (synchronous_commit off), so the worker does
+ * not add flush waits to the buyers' own.
+ */
+static bool
+needs_durable_commit(OutboxRequest **done, int ndone)
+{
+	int			i;
+
+	for (i = 0; i < ndone; i++)
+		if (done[i]->provider != NULL)
+			return true;
+	return false;
+}
+
+/*
+ * How many free slots make a claim worthwhile while requests are still
+ * in flight: a quarter of them (at least one).
+ */
+static int
+refill_slots(void)
+{
+	return Max(1, outbox_max_in_flight / 4);
+}
+
+/*
  * The worker's entry point.
  */
 void
 shop_outbox_worker_main(Datum arg)
 {
 	OutboxRequest **done;
-	int			ndone;
+	int			ndone = 0;
+	TimestampTz oldest_done = 0;
 	bool		ready = false;
 	TimestampTz next_claim = 0;
 	TimestampTz next_reconcile = 0;
@@ -740,13 +790,17 @@ shop_outbox_worker_main(Datum arg)
 	on_shmem_exit(unpublish_latch, (Datum) 0);
 
 	outbox_http_init();
+	/* every request is either running or here: at most max_in_flight */
 	done = MemoryContextAlloc(TopMemoryContext, sizeof(OutboxRequest *) * 1000);
 	elog(LOG, "shop outbox worker started for database \"%s\"", outbox_database_name);
 
 	for (;;)
 	{
 		TimestampTz now_ts;
+		int			running;
 		int			free_slots;
+		bool		claim_now;
+		bool		record_now;
 		long		wait_ms;
 
 		CHECK_FOR_INTERRUPTS();
@@ -772,37 +826,70 @@ shop_outbox_worker_main(Datum arg)
 			next_reconcile = TimestampTzPlusMilliseconds(now_ts,
 														 (int64) outbox_reconcile_interval_s * 1000);
 		}
-		free_slots = outbox_max_in_flight - outbox_http_running();
-		ndone = 0;
-		if (free_slots > 0 && now_ts >= next_claim)
-		{
-			TimestampTz next_due;
-			int			claimed = claim_and_start(free_slots, &next_due, done, &ndone);
 
-			/*
-			 * All slots filled: claim again as soon as one frees.  Else the
-			 * next row is due at next_due; one that is due already but was
-			 * not claimed waits for another row (per-key order) or its
-			 * endpoint, which a delivery or a wake-up changes.
-			 */
-			if (claimed == free_slots)
-				next_claim = 0;
-			else if (next_due > now_ts)
-				next_claim = Min(next_due, TimestampTzPlusMilliseconds(now_ts, outbox_poll_interval_ms));
-			else
-				next_claim = TimestampTzPlusMilliseconds(now_ts, outbox_poll_interval_ms);
+		/*
+		 * Claim when slots are free and rows may be due: with nothing in
+		 * flight at once, else once enough slots are free for a batch.
+		 * Record finished requests with the claim, or once they are
+		 * enough for a batch or have waited RECORD_DELAY_MS.
+		 */
+		running = outbox_http_running();
+		free_slots = outbox_max_in_flight - running - ndone;
+		claim_now = free_slots > 0 && now_ts >= next_claim &&
+			(running == 0 || free_slots >= refill_slots());
+		record_now = ndone > 0 &&
+			(claim_now || running == 0 || ndone >= refill_slots() ||
+			 now_ts - oldest_done >= (int64) RECORD_DELAY_MS * 1000);
+		if (record_now || claim_now)
+		{
+			begin_work(claim_now ? "claiming outbox rows" : "recording outbox results");
+			if (!(record_now && needs_durable_commit(done, ndone)))
+				(void) set_config_option("synchronous_commit", "off",
+										 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+										 true, 0, false);
+			if (record_now)
+			{
+				record_results(done, ndone);
+				ndone = 0;
+				free_slots = outbox_max_in_flight - running;
+			}
+			if (claim_now)
+			{
+				TimestampTz next_due;
+				int			claimed = claim_and_start(free_slots, &next_due, done, &ndone);
+
+				/*
+				 * All slots filled: claim again as soon as enough free.
+				 * Else the next row is due at next_due; one that is due
+				 * already but was not claimed waits for another row
+				 * (per-key order) or its endpoint, which a delivery or a
+				 * wake-up changes.
+				 */
+				if (claimed == free_slots)
+					next_claim = 0;
+				else if (next_due > now_ts)
+					next_claim = Min(next_due, TimestampTzPlusMilliseconds(now_ts, outbox_poll_interval_ms));
+				else
+					next_claim = TimestampTzPlusMilliseconds(now_ts, outbox_poll_interval_ms);
+				if (ndone > 0)
+					oldest_done = now_ts;	/* requests libcurl refused */
+			}
+			end_work();
 		}
-		if (ndone > 0)
-			record_results(done, ndone);
 
 		if (outbox_http_running() > 0)
 		{
+			int			n;
+
 			if (!PostmasterIsAlive())
 				proc_exit(1);
-			ndone = outbox_http_poll(POLL_SLICE_MS, done, 1000);
-			if (ndone > 0)
+			n = outbox_http_poll(ndone > 0 ? Min(POLL_SLICE_MS, RECORD_DELAY_MS) : POLL_SLICE_MS,
+								 done + ndone, 1000 - ndone);
+			if (n > 0)
 			{
-				record_results(done, ndone);
+				if (ndone == 0)
+					oldest_done = GetCurrentTimestamp();
+				ndone += n;
 				next_claim = 0;	/* slots freed, and the next of a key may go */
 			}
 			if (MyLatch->is_set)
@@ -812,6 +899,8 @@ shop_outbox_worker_main(Datum arg)
 			}
 			continue;
 		}
+		if (ndone > 0)
+			continue;			/* record them at once: nothing else runs */
 
 		now_ts = GetCurrentTimestamp();
 		wait_ms = next_claim <= now_ts ? 0
@@ -819,7 +908,16 @@ shop_outbox_worker_main(Datum arg)
 		if (wait_ms > 0 &&
 			(WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 					   wait_ms, PG_WAIT_EXTENSION) & WL_LATCH_SET))
-			next_claim = 0;
+		{
+			/*
+			 * A commit queued rows.  Under load the next commits follow
+			 * within milliseconds: claiming a moment later takes theirs in
+			 * the same claim instead of one claim per commit.  (Min: later
+			 * wake-ups never push a pending claim further away.)
+			 */
+			next_claim = Min(next_claim,
+							 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), WAKE_COALESCE_MS));
+		}
 		ResetLatch(MyLatch);
 	}
 }

@@ -10,3 +10,8 @@ REVOKE ALL ON SCHEMA shop FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA shop FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA shop FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop FROM PUBLIC;
+
+-- Schema shop_api (part 7): PostgREST publishes what its roles may execute;
+-- shop.shop_api_grant() grants each API role exactly its functions.
+REVOKE ALL ON SCHEMA shop_api FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop_api FROM PUBLIC;

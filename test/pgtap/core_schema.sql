@@ -369,8 +369,10 @@ SELECT functions_are('shop',
 		  'shop_set_provider_api_key', 'shop_start_payment', 'shop_refund',
 		  'shop_reconcile_payments',
 		  -- confirm-style providers (issue #9, Toss Payments)
-		  'shop_confirm_payment'],
-	'schema shop has exactly the functions of issues #2, #3, #8 and #9');
+		  'shop_confirm_payment',
+		  -- the API roles' grants (issue #10; schema shop_api: api_schema.sql)
+		  'shop_api_grant'],
+	'schema shop has exactly the functions of issues #2, #3, #8, #9 and #10');
 SELECT has_function('shop', 'shop_cart_add', ARRAY['text', 'bigint', 'integer']);
 SELECT has_function('shop', 'shop_cart_set_qty', ARRAY['text', 'bigint', 'integer']);
 SELECT has_function('shop', 'shop_cart_remove', ARRAY['text', 'bigint']);
@@ -421,7 +423,9 @@ SELECT set_eq($$
 	('shop_refund', 'order_id bigint, amount bigint DEFAULT NULL::bigint, reason text DEFAULT NULL::text', 'jsonb'),
 	('shop_reconcile_payments', 'older_than interval DEFAULT ''00:10:00''::interval, max_orders integer DEFAULT 100', 'integer'),
 	-- confirm-style providers (issue #9, Toss Payments)
-	('shop_confirm_payment', 'provider text, order_id bigint, payment_key text, amount bigint', 'jsonb')
+	('shop_confirm_payment', 'provider text, order_id bigint, payment_key text, amount bigint', 'jsonb'),
+	-- the API roles' grants (issue #10)
+	('shop_api_grant', 'anon_role name, user_role name, webhook_role name', 'void')
 	$$,
 	'every API function has the documented arguments, defaults and result');
 -- Defaults work: the short forms resolve to the documented functions.

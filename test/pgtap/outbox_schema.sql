@@ -351,8 +351,8 @@ SELECT set_eq($$
 	'the outbox functions have the documented arguments, defaults and results (one of each)');
 SELECT volatility_is('shop', 'outbox_claim', ARRAY['integer', 'interval'], 'volatile',
 	'outbox_claim is VOLATILE');
-SELECT function_lang_is('shop', 'outbox_claim', ARRAY['integer', 'interval'], 'sql',
-	'outbox_claim is SQL, readable as it runs');
+SELECT function_lang_is('shop', 'outbox_claim', ARRAY['integer', 'interval'], 'plpgsql',
+	'outbox_claim is PL/pgSQL (one statement, readable as it runs, planned once per session)');
 SELECT is_empty($$
 	SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
 	 WHERE p.pronamespace = 'shop'::regnamespace

@@ -145,20 +145,22 @@ sub invariants
 		q{SELECT check_name || ': ' || subject || ': ' || detail FROM shop.shop_check_invariants() ORDER BY 1});
 }
 
-# Privileges granted to roles other than the owner on the schema, tables,
-# views, sequences and functions of schema shop (one line each).
+# Privileges granted to roles other than the owner on the schemas shop and
+# shop_api (0.2), their tables, views, sequences and functions (one line each).
+# shop_api does not exist in 0.1: to_regnamespace() is NULL there.
 sub grants
 {
 	return $node->safe_psql($_[0], q{
 		SELECT format('%s %s on %s', CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
 					  a.privilege_type, o.name)
-		  FROM (SELECT 'schema shop' AS name, nspacl AS acl FROM pg_namespace WHERE nspname = 'shop'
+		  FROM (SELECT 'schema ' || nspname AS name, nspacl AS acl FROM pg_namespace
+				 WHERE nspname IN ('shop', 'shop_api')
 				UNION ALL
 				SELECT pg_describe_object('pg_class'::regclass, oid, 0), relacl FROM pg_class
-				 WHERE relnamespace = 'shop'::regnamespace
+				 WHERE relnamespace IN ('shop'::regnamespace, to_regnamespace('shop_api'))
 				UNION ALL
 				SELECT pg_describe_object('pg_proc'::regclass, oid, 0), proacl FROM pg_proc
-				 WHERE pronamespace = 'shop'::regnamespace) o
+				 WHERE pronamespace IN ('shop'::regnamespace, to_regnamespace('shop_api'))) o
 		 CROSS JOIN LATERAL aclexplode(o.acl) a
 		 WHERE a.grantee <> a.grantor
 		 ORDER BY 1});
@@ -341,6 +343,12 @@ my @want = qw(column comment constraint extconfig extension function index initp
 is(join(' ', grep { $sections{$_} } @want), join(' ', @want),
 	'the fingerprint has columns, comments, constraints, extconfig, functions, indexes, initial privileges, members, relations, schema, sequences, types and views');
 ok(@sections > 300, 'the fingerprint of a fresh install lists more than 300 facts (' . scalar(@sections) . ')');
+# schema shop_api (0.2) is in it too, so the comparisons below cover it
+is(scalar(grep { /^schema shop_api: owner / } split /\n/, $fp_fresh), 1,
+	'the fingerprint covers schema shop_api (owner and ACL)');
+my %api_functions = map { /^function function shop_api\.([^(]+)\(/ ? ($1 => 1) : () } split /\n/, $fp_fresh;
+is(scalar(keys %api_functions), 15, 'the fingerprint covers the 15 functions of schema shop_api ('
+	  . join(', ', sort keys %api_functions) . ')');
 same_lines($node->safe_psql('up', $sql{fingerprint}), $fp_fresh,
 	'the upgraded, populated database has the same catalog as a fresh 0.2 install (fingerprint.sql)',
 	'upgraded 0.1 database', 'fresh 0.2 install');
@@ -426,6 +434,44 @@ same_lines(run_ok('restored', $sql{smoke}, 'the smoke flow runs on the restored 
 	'restored', 'fresh 0.2 install');
 is(invariants('up') . invariants('restored'), '',
 	'no invariant is broken after the smoke flow on the upgraded and the restored databases');
+
+###########################################################################
+# 7. Schema shop_api (0.2) works on the upgraded database as on a fresh one
+###########################################################################
+$node->safe_psql('postgres', $_)
+  for ('CREATE ROLE api_anon', 'CREATE ROLE api_customer', 'CREATE ROLE api_webhook');
+my $api_grant = q{SELECT shop.shop_api_grant('api_anon', 'api_customer', 'api_webhook')};
+run_ok($_, $api_grant, "shop.shop_api_grant runs on the $_ database") for qw(fresh up);
+my @api_grants = grep { /shop_api/ } split /\n/, grants('fresh');
+is(scalar(@api_grants), 20,
+	'shop_api_grant gives 20 rights on a fresh install (USAGE on shop_api to 3 roles, EXECUTE on 2 + 13 + 2 functions)');
+same_lines(grants('up'), grants('fresh'),
+	'after shop_api_grant the upgraded database has the same grants as the fresh install',
+	'upgraded', 'fresh 0.2 install');
+my $api_smoke = q{
+	\set ON_ERROR_STOP 1
+	SET request.jwt.claims = '{"sub": "api-smoke-buyer"}';
+	SET ROLE api_customer;
+	SELECT 'api cart add: qty ' || qty FROM shop_api.cart_add((SELECT sku_id FROM shop_api.products() WHERE sku_code = 'SMOKE-MUG'), 2);
+	SELECT 'api order: ' || status || ' ' || amount || ' ' || currency FROM shop_api.create_order('api-smoke-1');
+	SELECT 'api orders: ' || string_agg(status, ', ') FROM shop_api.orders();
+	SELECT 'api order lines: ' || jsonb_array_length(shop_api."order"(order_id) -> 'items') FROM shop_api.orders();
+	SELECT 'api cancel: ' || status FROM shop_api.cancel_order((SELECT max(order_id) FROM shop_api.orders()));
+	RESET ROLE;
+	SELECT 'invariant violations: ' || count(*) FROM shop.shop_check_invariants();
+};
+my $api_fresh = run_ok('fresh', $api_smoke, 'the shop_api smoke flow runs on the fresh install (as the customer role)');
+is($api_fresh, join("\n",
+	'api cart add: qty 2',
+	'api order: PENDING 3000 KRW',
+	'api orders: PENDING',
+	'api order lines: 1',
+	'api cancel: CANCELLED',
+	'invariant violations: 0'),
+	'shop_api on a fresh install: cart add, order, orders, order, cancel as the customer role');
+same_lines(run_ok('up', $api_smoke, 'the shop_api smoke flow runs on the upgraded database (as the customer role)'),
+	$api_fresh, 'the shop_api smoke flow gives the same output on the upgraded database', 'upgraded',
+	'fresh 0.2 install');
 
 $node->stop;
 note(sprintf('004_upgrade took %.1f s', time - $started));

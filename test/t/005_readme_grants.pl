@@ -14,7 +14,13 @@
 #       change nothing.
 # The per-role lists are parsed from the GRANT statements of the blocks AND
 # compared with the lists hard-coded below, so a README edit that grants
-# more (or less) fails here.  In 0.1 the core recipe gave "payments" EXECUTE
+# more (or less) fails here.
+#
+# The PostgREST recipe ("api": it creates its own roles and calls
+# shop.shop_api_grant) runs as written in a cluster of its own, and each of
+# its roles, reached the way PostgREST reaches them (connected as the
+# authenticator, SET ROLE), may execute exactly its shop_api functions and
+# nothing in schema shop.  In 0.1 the core recipe gave "payments" EXECUTE
 # without USAGE on the schema: its calls failed with 42501, which (a) and
 # the hard-coded schema list both catch.
 use strict;
@@ -71,6 +77,19 @@ my %expected_recipes = (
 	core => [qw(app dba payments)],
 	webhooks => [qw(shop_webhook)],
 );
+# the PostgREST recipe, and what each of its roles may execute (shop_api)
+my %expected_api = (
+	shop_anon => [ 'shop_api.products()', 'shop_api.webhook(json)' ],
+	shop_customer => [
+		'shop_api."order"(bigint)', 'shop_api.buy_now(jsonb,text)', 'shop_api.cancel_order(bigint)',
+		'shop_api.cart()', 'shop_api.cart_add(bigint,integer)', 'shop_api.cart_merge(text)',
+		'shop_api.cart_remove(bigint)', 'shop_api.cart_set_qty(bigint,integer)',
+		'shop_api.create_order(text)', 'shop_api.current_user_id()', 'shop_api.orders()',
+		'shop_api.products()', 'shop_api.start_payment(bigint,text,text,text)',
+	],
+	shop_webhook => [ 'shop_api.handle_webhook(text,jsonb,text)', 'shop_api.webhook(json)' ],
+	shop_authenticator => [],
+);
 
 # --- extract the recipes from the README ------------------------------------
 
@@ -85,8 +104,10 @@ while ($readme =~ /^<!-- grant-recipe:\s*([\w-]+)[^\n]*\n```sql\n(.*?)^```[ \t]*
 cmp_ok(scalar(@markers), '>', 0, 'README.md has grant-recipe markers');
 is(scalar(@recipes), scalar(@markers),
 	'every grant-recipe marker is followed directly by a ```sql block');
-is_deeply([ sort map { $_->{name} } @recipes ], [ sort keys %expected_recipes ],
-	'the README has exactly the recipes core and webhooks');
+is_deeply([ sort map { $_->{name} } @recipes ], [ sort(keys %expected_recipes, 'api') ],
+	'the README has exactly the recipes core, webhooks and api');
+my ($api_recipe) = grep { $_->{name} eq 'api' } @recipes;
+@recipes = grep { $_->{name} ne 'api' } @recipes;
 
 # Split a list at the commas outside parentheses.
 sub split_top
@@ -401,4 +422,121 @@ is(su("SELECT string_agg(name || ':' || secrets, ',') FROM shop.payment_provider
 	'mockpay:1', 'the provider still has its one secret');
 
 $node->stop;
+
+# --- the PostgREST recipe, in a cluster of its own ---------------------------------
+# (its roles are not LOGIN roles the test creates: the recipe creates them)
+
+my $api = PostgreSQL::Test::Cluster->new('api_grants');
+$api->init;
+$api->start;
+$api->safe_psql('postgres', 'CREATE EXTENSION shop');
+{
+	my ($ret, $out, $err) = $api->psql('postgres', $api_recipe->{sql}, on_error_stop => 1);
+	is($ret, 0, 'recipe api runs as written');
+	is($err, '', 'recipe api runs without errors or warnings');
+}
+sub api_su { return $api->safe_psql('postgres', $_[0]); }
+is(api_su(q{SELECT string_agg(rolname || ':' || rolcanlogin || ':' || rolinherit, ',' ORDER BY rolname)
+			  FROM pg_roles WHERE rolname LIKE 'shop\_%'}),
+	'shop_anon:false:true,shop_authenticator:true:false,shop_customer:false:true,shop_webhook:false:true',
+	'api: the authenticator logs in and does not inherit; the three API roles cannot log in');
+is(api_su(q{SELECT string_agg(m.roleid::regrole::text, ',' ORDER BY 1) FROM pg_auth_members m
+			 WHERE m.member = 'shop_authenticator'::regrole}),
+	'shop_anon,shop_customer,shop_webhook', 'api: the authenticator may switch to exactly the three API roles');
+for my $role (sort keys %expected_api)
+{
+	is_deeply([ split /\n/, api_su(qq{
+		SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
+		 WHERE p.pronamespace IN ('shop'::regnamespace, 'shop_api'::regnamespace)
+		   AND has_function_privilege('$role', p.oid, 'EXECUTE')
+		 ORDER BY 1}) ],
+		$expected_api{$role}, "api: $role may EXECUTE exactly its shop_api functions and nothing of schema shop");
+	is(api_su(qq{SELECT string_agg(s || ':' || p, ',' ORDER BY s, p)
+				   FROM unnest(ARRAY['shop', 'shop_api']) s, unnest(ARRAY['USAGE', 'CREATE']) p
+				  WHERE has_schema_privilege('$role', s, p)}),
+		$role eq 'shop_authenticator' ? '' : 'shop_api:USAGE',
+		"api: $role has " . ($role eq 'shop_authenticator' ? 'no schema privilege' : 'USAGE on shop_api only'));
+	is(api_su(qq{SELECT count(*) FROM pg_class c
+				  WHERE c.relnamespace IN ('shop'::regnamespace, 'shop_api'::regnamespace)
+					AND c.relkind IN ('r', 'v', 'm', 'p', 'f', 'S')
+					AND (has_table_privilege('$role', c.oid, 'SELECT') OR has_table_privilege('$role', c.oid, 'INSERT')
+						 OR has_table_privilege('$role', c.oid, 'UPDATE') OR has_table_privilege('$role', c.oid, 'DELETE'))}),
+		'0', "api: $role has no table, view or sequence privilege");
+}
+
+# fixtures (superuser)
+api_su(qq{
+	SELECT shop.shop_set_provider('mockpay', 'mock', $secret);
+	INSERT INTO shop.product (id, name, price, currency) VALUES (1, 'Mug', 10000, 'KRW');
+	INSERT INTO shop.sku (id, product_id, code, on_hand) VALUES ($sku1, 1, 'MUG-1', 10);
+});
+
+# As PostgREST does it: connected as the authenticator, one transaction per
+# request, SET LOCAL ROLE and the claims as transaction settings.
+sub as_api
+{
+	my ($role, $claims, $sql) = @_;
+	my ($out, $err);
+	my $set = $role ? "SET LOCAL ROLE $role;\n" : '';
+	$set .= "SELECT set_config('request.jwt.claims', '$claims', true) \\gset\n" if $claims;
+	my $ret = $api->psql('postgres', "\\set VERBOSITY verbose\nBEGIN;\n$set$sql;\nCOMMIT;",
+		stdout => \$out, stderr => \$err, on_error_stop => 1,
+		extra_params => [ '-U', 'shop_authenticator' ]);
+	return ($ret, $out, $err);
+}
+sub api_allowed
+{
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($role, $claims, $sql, $want, $name) = @_;
+	my ($ret, $out, $err) = as_api($role, $claims, $sql);
+	is($ret, 0, "api: $name: succeeds") or diag($err);
+	is($out, $want, "api: $name: result");
+}
+sub api_refused
+{
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($role, $claims, $sql, $name) = @_;
+	my ($ret, $out, $err) = as_api($role, $claims, $sql);
+	isnt($ret, 0, "api: $name: fails");
+	like($err, qr/ERROR:\s+42501:/, "api: $name: refused with 42501") or diag($err);
+}
+
+my $alice = '{"role": "shop_customer", "sub": "alice"}';
+api_allowed('', '', 'SELECT current_user, session_user', "shop_authenticator|shop_authenticator",
+	'the authenticator connects as itself');
+api_refused('', '', 'SELECT count(*) FROM shop_api.products()',
+	'the authenticator itself (NOINHERIT) cannot call products');
+api_allowed('shop_anon', '', "SELECT sku_code, available FROM shop_api.products()", 'MUG-1|10',
+	'shop_anon: products');
+api_refused('shop_anon', '', "SELECT qty FROM shop_api.cart_add($sku1, 1)", 'shop_anon: cart_add');
+api_refused('shop_anon', '', "SELECT shop.shop_cart_add('alice', $sku1, 1)", 'shop_anon: the core shop_cart_add');
+api_allowed('shop_customer', $alice, "SELECT qty FROM shop_api.cart_add($sku1, 2)", '2', 'shop_customer: cart_add');
+api_allowed('shop_customer', $alice, "SELECT status, amount FROM shop_api.create_order('alice-1')",
+	'PENDING|20000', 'shop_customer: create_order');
+api_allowed('shop_customer', $alice, 'SELECT status, amount FROM shop_api.orders()',
+	'PENDING|20000', 'shop_customer: orders');
+api_refused('shop_customer', $alice, "SELECT shop.shop_buy_now('bob', '[]')", 'shop_customer: the core shop_buy_now');
+api_refused('shop_customer', $alice, "SELECT shop_api.handle_webhook('mockpay', '{}', '{}')",
+	'shop_customer: handle_webhook');
+is(api_su(q{SELECT user_id || ' ' || status FROM shop.orders}), 'alice PENDING',
+	'api: the customer role ordered for the sub of its claims');
+
+my $order_id = api_su(q{SELECT id FROM shop.orders WHERE user_id = 'alice'});
+my $api_body = qq({"type": "payment.succeeded", "data": {"order_id": "$order_id", "amount": 20000, "currency": "KRW", "payment_id": "pay_alice"}});
+(my $api_body_lit = $api_body) =~ s/'/''/g;
+my $api_headers = api_su("SELECT shop.shop_sign_mock('mockpay', 'evt_alice', '$api_body_lit')");
+(my $api_headers_lit = $api_headers) =~ s/'/''/g;
+api_allowed('shop_webhook', '',
+	"SELECT r->>'result', r->>'order_status' FROM shop_api.handle_webhook('mockpay', '$api_headers_lit', '$api_body_lit') r",
+	'processed|PAID', 'shop_webhook: handle_webhook (signed mock paid event)');
+api_refused('shop_webhook', '', 'SELECT count(*) FROM shop_api.cart()', 'shop_webhook: cart');
+api_refused('shop_webhook', '', 'SELECT count(*) FROM shop.payment_log', 'shop_webhook: read shop.payment_log');
+# PostgREST's webhook endpoint runs as the anonymous role (providers send no JWT)
+api_allowed('shop_anon', '',
+	"SELECT set_config('request.headers', '$api_headers_lit', true) IS NOT NULL;\n"
+	  . "SELECT shop_api.webhook('$api_body_lit') ->> 'result'",
+	"t\nduplicate", 'shop_anon: webhook(json), the event again');
+is(api_su("SELECT status, external_payment_id FROM shop.orders WHERE id = $order_id"), 'PAID|pay_alice',
+	'api: the webhook role paid the order, once');
+$api->stop;
 done_testing();

@@ -222,5 +222,27 @@ is($ret, 0, 'postgres: after dropping mallory\'s schema the install succeeds') o
 is(su('postgres', "SELECT nspowner::regrole FROM pg_namespace WHERE nspname = 'shop'"),
 	'postgres', 'postgres: schema shop now belongs to the superuser');
 
+# --- schema shop_api (0.2): a pre-existing one is never adopted ---------------
+# CREATE SCHEMA shop_api (no IF NOT EXISTS) fails when mallory made one
+# first, so her schema can never hold functions PostgREST would publish next
+# to, or instead of, the extension's.
+su('postgres', 'CREATE DATABASE api_db; GRANT CREATE ON DATABASE api_db TO mallory');
+($ret, $out, $err) = run_as('mallory', 'api_db', q{
+	CREATE SCHEMA shop_api;
+	CREATE FUNCTION shop_api.cart() RETURNS text LANGUAGE sql AS $$ SELECT current_user::text $$;
+});
+is($ret, 0, 'api_db: mallory creates schema shop_api with a look-alike function') or diag($err);
+($ret, $out, $err) = run_as('postgres', 'api_db', 'CREATE EXTENSION shop');
+isnt($ret, 0, 'api_db: CREATE EXTENSION shop fails while schema shop_api exists');
+like($err, qr/ERROR:\s+42P06:[^\n]*shop_api/, 'api_db: refused with 42P06 (schema "shop_api" already exists)') or diag($err);
+is(su('api_db', "SELECT count(*) FROM pg_extension WHERE extname = 'shop'") . ','
+	  . su('api_db', "SELECT count(*) FROM pg_namespace WHERE nspname = 'shop'"),
+	'0,0', 'api_db: nothing installed, not even schema shop');
+su('api_db', q{CREATE EXTENSION shop VERSION '0.1'});
+($ret, $out, $err) = run_as('postgres', 'api_db', 'ALTER EXTENSION shop UPDATE');
+like($err, qr/ERROR:\s+42P06:[^\n]*shop_api/, 'api_db: the upgrade to 0.2 is refused the same way') or diag($err);
+is(su('api_db', "SELECT extversion FROM pg_extension WHERE extname = 'shop'"), '0.1',
+	'api_db: the 0.1 installation is left as it was');
+
 $node->stop;
 done_testing();

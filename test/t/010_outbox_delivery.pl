@@ -14,7 +14,9 @@ use Test::More;
 use ShopOutboxTest;
 
 # sessions in another time zone than UTC: the bodies' timestamps must still be UTC
-my $node = outbox_node('outbox_delivery', 'timezone' => q{'Asia/Seoul'});
+# (8 attempts: ordering (b) below needs 6 failures before the 200)
+my $node = outbox_node('outbox_delivery', 'timezone' => q{'Asia/Seoul'},
+	'shop.outbox_max_attempts' => '8');
 my $recv = ShopOutboxTest::Receiver->start(name => 'receiver_010');
 
 ok(poll_sql($node, 'SELECT worker_running FROM shop.outbox_health'),
@@ -208,10 +210,12 @@ for my $i (0 .. $#ord_orders)
 		? "SELECT shop.shop_release($ord_orders[$i])"
 		: "SELECT shop.shop_confirm_paid($ord_orders[$i], 'pay_ord$i')");
 }
-# (b) An endpoint that fails every event's first 3 attempts: one order
+# (b) An endpoint that fails every event's first 6 attempts (about 3 s of
+# retries at the test's retry settings, so that the check below runs while
+# the earlier event is still failing even on a loaded machine): one order
 # created and paid in one transaction (both rows due at once), one paid
 # while its created event is failing.
-my $ordf = subscribe($node, $recv, '/first/3/status/500/ordf');
+my $ordf = subscribe($node, $recv, '/first/6/status/500/ordf');
 my $both = $node->safe_psql('postgres', q{
 	BEGIN;
 	SELECT id FROM shop.shop_buy_now('ordf1', '[{"sku_id": 1, "qty": 1}]') \gset
@@ -236,7 +240,7 @@ ok(poll_sql($node, "SELECT count(*) = 10 AND bool_and(o.state = 'delivered') FRO
 ok(poll_sql($node, "SELECT count(*) = 4 AND bool_and(state = 'delivered') FROM shop.outbox
 	WHERE endpoint_id = $ordf"), 'ordering (b): all 4 rows delivered after their retries');
 is($node->safe_psql('postgres', "SELECT string_agg(DISTINCT attempts::text, ',') FROM shop.outbox
-	WHERE endpoint_id = $ordf"), '4', 'ordering (b): each row took 4 attempts (3 failures, then 200)');
+	WHERE endpoint_id = $ordf"), '7', 'ordering (b): each row took 7 attempts (6 failures, then 200)');
 
 # For each order: every delivery of its later event comes after the 200
 # answer to its earlier one.
@@ -273,9 +277,9 @@ sub order_kept
 }
 is_deeply(order_kept('/ok/ord', @ord_orders), [],
 	'ordering (a): per order, the later event arrived after the earlier one was delivered');
-is_deeply(order_kept('/first/3/status/500/ordf', $both, $later), [],
-	'ordering (b): the later event waited for the earlier one through its 3 failures');
-my $fl = $recv->deliveries('/first/3/status/500/ordf');
+is_deeply(order_kept('/first/6/status/500/ordf', $both, $later), [],
+	'ordering (b): the later event waited for the earlier one through its 6 failures');
+my $fl = $recv->deliveries('/first/6/status/500/ordf');
 is(scalar(grep { !$_->{verified} } @$fl), 0, 'ordering (b): every attempt verified');
 
 # The same event to two endpoints has the same webhook-id.

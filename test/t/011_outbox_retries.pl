@@ -223,6 +223,8 @@ is($node->safe_psql('postgres', "SELECT state, attempts FROM shop.outbox WHERE i
 	'failed|3', 'the failed row waits: no attempt while the endpoint is disabled');
 is($node->safe_psql('postgres', "SELECT state, attempts FROM shop.outbox WHERE id = $dis2_row"),
 	'queued|0', 'the new row waits too, never tried');
+is($node->safe_psql('postgres', "SELECT next_attempt_at = 'infinity' FROM shop.outbox WHERE id = $dis2_row"),
+	't', 'the new row waits at next_attempt_at infinity, out of the claim\'s way');
 is(scalar @{ $recv->deliveries('/status/500/dis') }, 3, 'the receiver got exactly 3 attempts');
 is($node->safe_psql('postgres', "SELECT backlog FROM shop.event_endpoints WHERE endpoint_id = $dis"),
 	'2', 'shop.event_endpoints: backlog 2 while disabled');

@@ -19,20 +19,24 @@ WITH ext AS (
 	SELECT d.classid, d.objid, d.objsubid
 	  FROM pg_depend d, ext
 	 WHERE d.refclassid = 'pg_extension'::regclass AND d.refobjid = ext.oid AND d.deptype = 'e'
-), rels AS (			-- every relation in the schema, and every member relation
+), nsps AS (			-- the extension's schema and the schemas it creates (shop_api, 0.2)
+	SELECT ext.nsp AS oid FROM ext
+	UNION
+	SELECT objid FROM members WHERE classid = 'pg_namespace'::regclass
+), rels AS (			-- every relation in those schemas, and every member relation
 	SELECT c.oid, c.relkind, pg_describe_object('pg_class'::regclass, c.oid, 0) AS name
-	  FROM pg_class c, ext
-	 WHERE c.relnamespace = ext.nsp
+	  FROM pg_class c
+	 WHERE c.relnamespace IN (SELECT oid FROM nsps)
 		OR c.oid IN (SELECT objid FROM members WHERE classid = 'pg_class'::regclass)
 ), procs AS (
 	SELECT p.oid, pg_describe_object('pg_proc'::regclass, p.oid, 0) AS name
-	  FROM pg_proc p, ext
-	 WHERE p.pronamespace = ext.nsp
+	  FROM pg_proc p
+	 WHERE p.pronamespace IN (SELECT oid FROM nsps)
 		OR p.oid IN (SELECT objid FROM members WHERE classid = 'pg_proc'::regclass)
 ), types AS (			-- types, without the array types that come with each
 	SELECT t.oid, pg_describe_object('pg_type'::regclass, t.oid, 0) AS name
-	  FROM pg_type t, ext
-	 WHERE (t.typnamespace = ext.nsp
+	  FROM pg_type t
+	 WHERE (t.typnamespace IN (SELECT oid FROM nsps)
 			OR t.oid IN (SELECT objid FROM members WHERE classid = 'pg_type'::regclass))
 	   AND NOT EXISTS (SELECT FROM pg_type e WHERE e.typarray = t.oid)
 ), cons AS (
@@ -52,7 +56,7 @@ WITH ext AS (
 	UNION SELECT 'pg_type'::regclass, oid FROM types
 	UNION SELECT 'pg_constraint'::regclass, oid FROM cons
 	UNION SELECT 'pg_trigger'::regclass, oid FROM trigs
-	UNION SELECT 'pg_namespace'::regclass, nsp FROM ext
+	UNION SELECT 'pg_namespace'::regclass, oid FROM nsps
 	UNION SELECT 'pg_extension'::regclass, oid FROM ext
 	UNION SELECT classid, objid FROM members
 ), facts(section, obj, n, fact) AS (
@@ -67,10 +71,10 @@ WITH ext AS (
 	UNION ALL
 	SELECT 'member', pg_describe_object(m.classid, m.objid, m.objsubid), 0, 'member of extension shop'
 	  FROM members m
-	-- the schema: owner and ACL
+	-- the schemas: owner and ACL
 	UNION ALL
 	SELECT 'schema', n.nspname, 0, format('owner %s acl %s', n.nspowner::regrole, coalesce(n.nspacl::text, 'default'))
-	  FROM pg_namespace n, ext WHERE n.oid = ext.nsp
+	  FROM pg_namespace n WHERE n.oid IN (SELECT oid FROM nsps)
 	-- relations: kind, persistence, owner, ACL, options, row security
 	UNION ALL
 	SELECT 'relation', r.name, 0,
@@ -126,7 +130,7 @@ WITH ext AS (
 	  FROM rels r JOIN pg_policy p ON p.polrelid = r.oid
 	UNION ALL
 	SELECT 'statistics', s.stxname, 0, pg_get_statisticsobjdef(s.oid)
-	  FROM pg_statistic_ext s, ext WHERE s.stxnamespace = ext.nsp
+	  FROM pg_statistic_ext s WHERE s.stxnamespace IN (SELECT oid FROM nsps)
 	-- views: the definition, line by line
 	UNION ALL
 	SELECT 'view', r.name, l.n::int, l.line

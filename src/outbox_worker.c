@@ -418,7 +418,9 @@ build_request(SPITupleTable *claimed, uint64 i, SPITupleTable *secrets,
 			? provider_api_key(req->provider) : NULL;
 
 		if (key != NULL)
-			add_header(req, "authorization", psprintf("Bearer %s", key));
+			add_header(req, "authorization",
+					   provider_authorization(webhook_load_provider(cstring_to_text(req->provider)),
+											  key));
 		add_header(req, "user-agent", "shop/" SHOP_VERSION);
 		req->keep_answer = true;
 	}

@@ -1170,3 +1170,23 @@ REVOKE ALL ON FUNCTION shop_api.current_user_id(), shop_api.products(), shop_api
 	shop_api.handle_webhook(text, jsonb, text), shop_api.webhook(json),
 	shop.shop_api_grant(name, name, name)
 	FROM PUBLIC;
+
+-- Toss Payments, a confirm-style provider (src/provider_toss.c,
+-- src/confirm.c): the provider kind toss (the same CHECK as in
+-- src/sql/40_webhooks.sql) and shop_confirm_payment (as in
+-- src/sql/60_provider_calls.sql).  The REVOKE is on the new function alone.
+ALTER TABLE shop.payment_provider DROP CONSTRAINT payment_provider_kind_check;
+ALTER TABLE shop.payment_provider ADD CONSTRAINT payment_provider_kind_check
+	CHECK (kind IN ('stripe', 'standard', 'mock', 'toss'));
+COMMENT ON FUNCTION shop.shop_set_provider(text, text, text, jsonb) IS
+	'register or update a payment provider (kind stripe, standard, mock or toss); secret becomes the newest, older secrets stay valid for options.rotation_grace_seconds (default 86400)';
+
+CREATE FUNCTION shop.shop_confirm_payment(provider text, order_id bigint,
+										  payment_key text, amount bigint)
+	RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'shop_confirm_payment'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION shop.shop_confirm_payment(text, bigint, text, bigint) IS
+	'capture a confirm-style provider''s (toss) payment for a PENDING, unexpired order of that exact amount (one idempotent call, no lock held during it); returns {result, order_id, order_status, payment_key}';
+REVOKE ALL ON FUNCTION shop.shop_confirm_payment(text, bigint, text, bigint) FROM PUBLIC;

@@ -143,6 +143,46 @@
 //                    them again with the current time (for a late relay: the
 //                    shop refuses timestamps older than its tolerance).
 //   POST /_quit      answer, then exit
+//
+// ---------------------------------------------------------------------------
+// Toss Payments (the shop's "toss" kind; https://docs.tosspayments.com/reference):
+// JSON bodies and answers, errors as {"code", "message"} with Toss's codes.
+//
+//   POST /v1/payments/confirm              {paymentKey, orderId, amount}: capture an
+//                                          authorised payment (IN_PROGRESS -> DONE)
+//   POST /v1/payments/{paymentKey}/cancel  {cancelReason, cancelAmount?}: refund
+//                                          (all or part; DONE -> PARTIAL_CANCELED / CANCELED)
+//   GET  /v1/payments/{paymentKey}         the Payment object
+//
+// Authentication: "Authorization: Basic base64(<api key> + ':')" only (Toss's
+// scheme); anything else is 401 UNAUTHORIZED_KEY.  Idempotency, as Toss
+// documents it (https://docs.tosspayments.com/guides/using-api/idempotency-key):
+// a POST with an Idempotency-Key (at most 300 characters) that was executed
+// saves its answer, errors included; the same key with the same body gets that
+// answer again and nothing happens twice; the same key with another body or
+// path is 422 IDEMPOTENCY_KEY_REUSED (this mock's code for the case).  Confirm
+// checks, in Toss's words: unknown paymentKey 404 NOT_FOUND_PAYMENT_SESSION;
+// orderId or amount not the ones authorised 400 INVALID_REQUEST; a payment
+// registered with "reject" 403 with that code (e.g. REJECT_CARD_PAYMENT, and it
+// becomes ABORTED); a payment no longer IN_PROGRESS 400 ALREADY_PROCESSED_PAYMENT.
+// Cancel: 400 NOT_CANCELABLE_PAYMENT unless DONE or PARTIAL_CANCELED, 400
+// NOT_CANCELABLE_AMOUNT above the balance.  Failure injection (/_fail) applies
+// to these paths as to Stripe's.
+//
+// The widget (what Toss's JavaScript SDK shows the buyer): GET
+// /toss/widget?orderId=&amount=&orderName=&successUrl=&failUrl= shows the order
+// and Pay / Cancel; POST /toss/widget/pay authorises a payment (IN_PROGRESS,
+// a new paymentKey) and redirects (303) to successUrl?paymentKey=&orderId=&amount=,
+// as Toss does; POST /toss/widget/cancel redirects to
+// failUrl?code=PAY_PROCESS_CANCELED&message=&orderId=.
+//
+// Control:
+//   POST /_toss/authorize {orderId, amount, reject?}: as if the buyer paid in the
+//                    widget; returns the Payment (with its paymentKey)
+//   GET  /_toss/state {"payments": [Payment + "captures" (confirms executed) and
+//                    "confirm_calls" (confirm requests that reached the API)]}
+//   GET  /_toss/events every PAYMENT_STATUS_CHANGED webhook body this mock would
+//                    have sent (unsigned, as Toss sends them): {"seq", "body"}
 'use strict';
 
 const http = require('node:http');
@@ -260,6 +300,10 @@ const payments = new Map();   // pi id -> payment
 const refunds = new Map();    // re id -> refund
 const idem = new Map();       // idempotency key -> {method, path, params, state, status, headers, body, request_id}
 const requests = [];
+const tossPayments = new Map(); // paymentKey -> Toss Payment (internal form)
+const tossIdem = new Map();     // Idempotency-Key -> {path, body, status, answer}
+const tossEvents = [];
+let tossEventSeq = 0;
 const events = [];
 let failRules = [];
 let requestSeq = 0;
@@ -990,6 +1034,168 @@ function hosted(method, p) {
 	return htmlPage(404, 'Not found', '<h1>Not found</h1>');
 }
 
+// ---- Toss Payments
+function tossError(status, code, message) {
+	return jsonAnswer(status, { code, message });
+}
+function tossJson(x) {
+	const { reject, captures, confirm_calls, ...payment } = x;
+	return payment;
+}
+function tossState(x) {
+	return { ...tossJson(x), captures: x.captures, confirm_calls: x.confirm_calls };
+}
+function tossEmit(x) {
+	tossEvents.push({ seq: ++tossEventSeq, body: JSON.stringify({ eventType: 'PAYMENT_STATUS_CHANGED',
+		createdAt: new Date().toISOString().replace('Z', ''), data: tossJson(x) }) });
+}
+function tossAuthorize(orderId, amount, reject = null, orderName = null) {
+	const paymentKey = 'tgen_' + crypto.randomBytes(15).toString('base64').replace(/[^A-Za-z0-9]/g, '').slice(0, 20)
+		+ crypto.randomBytes(3).toString('hex');
+	const x = {
+		mId: 'tosspayments_mock', version: '2022-11-16', lastTransactionKey: null, paymentKey, orderId,
+		orderName: orderName ?? `order ${orderId}`, currency: 'KRW', method: '카드', status: 'IN_PROGRESS',
+		requestedAt: new Date().toISOString(), approvedAt: null, totalAmount: amount, balanceAmount: amount,
+		suppliedAmount: amount - Math.floor(amount / 11), vat: Math.floor(amount / 11), taxFreeAmount: 0,
+		cancels: null, failure: null, type: 'NORMAL', country: 'KR', isPartialCancelable: true,
+		reject, captures: 0, confirm_calls: 0,
+	};
+	tossPayments.set(paymentKey, x);
+	return x;
+}
+const validOrderId = (v) => typeof v === 'string' && /^[A-Za-z0-9_-]{6,64}$/.test(v);
+
+function tossExecute(method, p, body) {
+	let m;
+	if (p === '/v1/payments/confirm' && method === 'POST') {
+		if (typeof body.paymentKey !== 'string' || !validOrderId(body.orderId) || !Number.isInteger(body.amount)) {
+			return tossError(400, 'INVALID_REQUEST', '잘못된 요청입니다. (paymentKey, orderId of 6-64 characters, integer amount)');
+		}
+		const x = tossPayments.get(body.paymentKey);
+		if (!x) return tossError(404, 'NOT_FOUND_PAYMENT_SESSION', '결제 시간이 만료되어 결제 진행 데이터가 존재하지 않습니다.');
+		x.confirm_calls++;
+		if (x.orderId !== body.orderId || x.totalAmount !== body.amount) {
+			return tossError(400, 'INVALID_REQUEST', `잘못된 요청입니다. (orderId or amount is not the authorised ${x.orderId} / ${x.totalAmount})`);
+		}
+		if (x.status !== 'IN_PROGRESS') return tossError(400, 'ALREADY_PROCESSED_PAYMENT', '이미 처리된 결제 입니다.');
+		if (x.reject) {
+			x.status = 'ABORTED';
+			x.failure = { code: x.reject, message: '결제가 거절되었습니다.' };
+			tossEmit(x);
+			return tossError(403, x.reject, '한도초과 혹은 잔액부족으로 결제에 실패했습니다.');
+		}
+		x.status = 'DONE';
+		x.approvedAt = new Date().toISOString();
+		x.lastTransactionKey = crypto.randomBytes(16).toString('hex').toUpperCase();
+		x.captures++;
+		tossEmit(x);
+		return jsonAnswer(200, tossJson(x));
+	}
+	if ((m = /^\/v1\/payments\/([^/]+)\/cancel$/.exec(p)) && method === 'POST') {
+		const x = tossPayments.get(decodeURIComponent(m[1]));
+		if (!x) return tossError(404, 'NOT_FOUND_PAYMENT', '존재하지 않는 결제 정보 입니다.');
+		if (typeof body.cancelReason !== 'string' || body.cancelReason === '' || body.cancelReason.length > 200) {
+			return tossError(400, 'INVALID_REQUEST', '잘못된 요청입니다. (cancelReason is required, at most 200 characters)');
+		}
+		if (x.status !== 'DONE' && x.status !== 'PARTIAL_CANCELED') {
+			return tossError(400, 'NOT_CANCELABLE_PAYMENT', '취소 할 수 없는 결제 입니다.');
+		}
+		const amount = body.cancelAmount ?? x.balanceAmount;
+		if (!Number.isInteger(amount) || amount <= 0 || amount > x.balanceAmount) {
+			return tossError(400, 'NOT_CANCELABLE_AMOUNT', '취소 할 수 없는 금액 입니다.');
+		}
+		x.balanceAmount -= amount;
+		x.status = x.balanceAmount === 0 ? 'CANCELED' : 'PARTIAL_CANCELED';
+		x.cancels = x.cancels ?? [];
+		const transactionKey = crypto.randomBytes(16).toString('hex').toUpperCase();
+		x.lastTransactionKey = transactionKey;
+		x.cancels.push({ transactionKey, cancelReason: body.cancelReason, cancelAmount: amount,
+			taxFreeAmount: 0, refundableAmount: x.balanceAmount, canceledAt: new Date().toISOString(),
+			cancelStatus: 'DONE' });
+		tossEmit(x);
+		return jsonAnswer(200, tossJson(x));
+	}
+	if ((m = /^\/v1\/payments\/([^/]+)$/.exec(p)) && method === 'GET') {
+		const x = tossPayments.get(decodeURIComponent(m[1]));
+		if (!x) return tossError(404, 'NOT_FOUND_PAYMENT', '존재하지 않는 결제 정보 입니다.');
+		return jsonAnswer(200, tossJson(x));
+	}
+	return tossError(404, 'NOT_FOUND', `존재하지 않는 정보 입니다. (${method} ${p})`);
+}
+
+function tossApi(req, entry, rawBody) {
+	const auth = authOf(req);
+	if (auth.kind !== 'basic' || !auth.ok) {
+		return { answer: tossError(401, 'UNAUTHORIZED_KEY', '인증되지 않은 시크릿 키 혹은 클라이언트 키 입니다.') };
+	}
+	let body = {};
+	if (req.method === 'POST') {
+		const ct = (req.headers['content-type'] ?? '').toLowerCase();
+		try {
+			if (!ct.startsWith('application/json')) throw new Error('not JSON');
+			body = rawBody === '' ? {} : JSON.parse(rawBody);
+			if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new Error('not an object');
+		} catch (e) {
+			return { answer: tossError(400, 'INVALID_REQUEST', '잘못된 요청입니다. (a JSON object body with Content-Type: application/json)') };
+		}
+	}
+	const key = req.method === 'POST' ? entry.idempotency_key : null;
+	if (key !== null && key.length > 300) {
+		return { answer: tossError(400, 'INVALID_REQUEST', '잘못된 요청입니다. (Idempotency-Key is at most 300 characters)') };
+	}
+	const canon = canonical(body);
+	if (key !== null && tossIdem.has(key)) {
+		const saved = tossIdem.get(key);
+		if (saved.path !== entry.path || saved.body !== canon) {
+			return { answer: tossError(422, 'IDEMPOTENCY_KEY_REUSED',
+				`Idempotency-Key ${key} was used with another request.`) };
+		}
+		return { answer: saved.answer, replayed: true };
+	}
+	const answer = tossExecute(req.method, entry.path, body);
+	if (key !== null) tossIdem.set(key, { path: entry.path, body: canon, answer });
+	return { answer };
+}
+
+function tossWidget(method, p, query, rawBody) {
+	if (p === '/toss/widget' && method === 'GET') {
+		const q = query;
+		const amount = Number(q.get('amount'));
+		const fields = ['orderId', 'amount', 'orderName', 'successUrl', 'failUrl']
+			.map((k) => `<input type="hidden" name="${k}" value="${esc(q.get(k) ?? '')}">`).join('');
+		if (!validOrderId(q.get('orderId')) || !Number.isInteger(amount) || amount <= 0 || !q.get('successUrl')) {
+			return htmlPage(400, 'Bad request', '<h1>orderId (6-64 characters), amount and successUrl are required</h1>');
+		}
+		return htmlPage(200, `Pay ${q.get('orderId')}`, `<h1>${esc(q.get('orderName') ?? q.get('orderId'))}</h1>
+<p>Total: ${esc(money(amount, 'krw'))}</p>
+<form method="post" action="/toss/widget/pay">${fields}<button class="pay" type="submit">Pay</button></form>
+<form method="post" action="/toss/widget/cancel">${fields}<button class="cancel" type="submit">Cancel</button></form>`);
+	}
+	if ((p === '/toss/widget/pay' || p === '/toss/widget/cancel') && method === 'POST') {
+		const f = new URLSearchParams(rawBody);
+		const amount = Number(f.get('amount'));
+		if (!validOrderId(f.get('orderId')) || !Number.isInteger(amount) || amount <= 0 || !f.get('successUrl')) {
+			return htmlPage(400, 'Bad request', '<h1>Bad widget request</h1>');
+		}
+		let target;
+		if (p === '/toss/widget/pay') {
+			const x = tossAuthorize(f.get('orderId'), amount, null, f.get('orderName'));
+			target = new URL(f.get('successUrl'));
+			target.searchParams.set('paymentKey', x.paymentKey);
+			target.searchParams.set('orderId', x.orderId);
+			target.searchParams.set('amount', String(amount));
+		} else {
+			if (!f.get('failUrl')) return htmlPage(200, 'Cancelled', '<h1>Payment cancelled</h1>');
+			target = new URL(f.get('failUrl'));
+			target.searchParams.set('code', 'PAY_PROCESS_CANCELED');
+			target.searchParams.set('message', '사용자에 의해 결제가 취소되었습니다.');
+			target.searchParams.set('orderId', f.get('orderId'));
+		}
+		return { status: 303, headers: { location: target.toString(), 'content-type': 'text/plain' }, body: 'See Other' };
+	}
+	return htmlPage(404, 'Not found', '<h1>Not found</h1>');
+}
+
 // ---- request plumbing
 function readBody(req, limit) {
 	return new Promise((resolve, reject) => {
@@ -1101,6 +1307,12 @@ async function external(req, res, url) {
 	});
 
 	const run = () => {
+		if (p.startsWith('/v1/payments/')) {
+			const r = tossApi(req, entry, rawBody);
+			entry.replayed = !!r.replayed;
+			return r.answer;
+		}
+		if (p.startsWith('/toss/')) return tossWidget(req.method, p, url.searchParams, rawBody);
 		if (p.startsWith('/v1/')) {
 			const r = api(req, entry, rawBody);
 			entry.replayed = !!r.replayed;
@@ -1231,6 +1443,20 @@ async function control(req, res, url) {
 		const at = new Date();
 		return sendJson(res, 200, events.filter((e) => e.seq > since)
 			.map((e) => (fresh ? { ...e, headers: signedHeaders(e.id, e.body, at) } : e)));
+	}
+	if (req.method === 'POST' && p === '/_toss/authorize') {
+		const b = await bodyJson();
+		if (!validOrderId(b.orderId) || !Number.isInteger(b.amount) || b.amount <= 0) {
+			return sendJson(res, 400, { error: 'need {"orderId": 6-64 of [A-Za-z0-9_-], "amount": integer > 0}' });
+		}
+		return sendJson(res, 200, tossState(tossAuthorize(b.orderId, b.amount, b.reject ?? null)));
+	}
+	if (req.method === 'GET' && p === '/_toss/state') {
+		return sendJson(res, 200, { payments: [...tossPayments.values()].map(tossState) });
+	}
+	if (req.method === 'GET' && p === '/_toss/events') {
+		const since = Number(q.get('since') ?? 0);
+		return sendJson(res, 200, tossEvents.filter((e) => e.seq > since));
 	}
 	if (req.method === 'POST' && p === '/_quit') {
 		res.on('finish', () => quit('POST /_quit'));

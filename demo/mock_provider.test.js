@@ -425,6 +425,96 @@ test('failure injection: refuse, status (Retry-After, raw body), hang, process-t
 	assert.deepEqual(await ctl('POST', '/_fail', { clear: true }), { rules: [] });
 });
 
+// ---- Toss Payments (the shop's toss kind)
+const basic = (key) => `Basic ${Buffer.from(`${key}:`).toString('base64')}`;
+function tossPost(p, value, { key = null, auth = basic(apiKey) } = {}) {
+	const headers = { 'content-type': 'application/json' };
+	if (auth !== null) headers.authorization = auth;
+	if (key !== null) headers['idempotency-key'] = key;
+	return call('POST', p, { body: JSON.stringify(value), headers });
+}
+const tossPayment = async (key) => (await ctl('GET', '/_toss/state')).payments.find((x) => x.paymentKey === key);
+
+test('toss: confirm captures once; the same key replays, another body is refused; Basic auth only', async () => {
+	const x = await ctl('POST', '/_toss/authorize', { orderId: 'shop-order-901', amount: 15000 });
+	assert.equal(x.status, 'IN_PROGRESS');
+	const body = { paymentKey: x.paymentKey, orderId: 'shop-order-901', amount: 15000 };
+	assert.equal((await tossPost('/v1/payments/confirm', body, { auth: `Bearer ${apiKey}` })).json.code, 'UNAUTHORIZED_KEY');
+	assert.equal((await tossPost('/v1/payments/confirm', body, { auth: basic('test_sk_wrong') })).status, 401);
+	const r = await tossPost('/v1/payments/confirm', body, { key: 'c-901' });
+	assert.equal(r.status, 200, r.body);
+	assert.equal(r.json.status, 'DONE');
+	assert.equal(r.json.totalAmount, 15000);
+	assert.equal(r.json.currency, 'KRW');
+	assert.equal(r.json.orderId, 'shop-order-901');
+	const again = await tossPost('/v1/payments/confirm', body, { key: 'c-901' });
+	assert.equal(again.status, 200);
+	assert.equal(again.body, r.body, 'the same answer');
+	const other = await tossPost('/v1/payments/confirm', { ...body, amount: 1 }, { key: 'c-901' });
+	assert.equal(other.status, 422);
+	assert.equal(other.json.code, 'IDEMPOTENCY_KEY_REUSED');
+	const later = await tossPost('/v1/payments/confirm', body, { key: 'c-901-b' });
+	assert.equal(later.status, 400);
+	assert.equal(later.json.code, 'ALREADY_PROCESSED_PAYMENT');
+	assert.equal((await tossPayment(x.paymentKey)).captures, 1);
+	const fetched = await get(`/v1/payments/${x.paymentKey}`, basic(apiKey));
+	assert.equal(fetched.json.status, 'DONE');
+	assert.equal((await get('/v1/payments/tgen_nosuch', basic(apiKey))).json.code, 'NOT_FOUND_PAYMENT');
+	const events = await ctl('GET', '/_toss/events');
+	const mine = events.filter((e) => JSON.parse(e.body).data.paymentKey === x.paymentKey);
+	assert.equal(mine.length, 1, 'one PAYMENT_STATUS_CHANGED for the capture');
+	assert.equal(JSON.parse(mine[0].body).eventType, 'PAYMENT_STATUS_CHANGED');
+});
+
+test('toss: refusals (amount, unknown key, rejected card) and cancels (part, then the rest)', async () => {
+	const x = await ctl('POST', '/_toss/authorize', { orderId: 'shop-order-902', amount: 10000 });
+	const wrong = await tossPost('/v1/payments/confirm', { paymentKey: x.paymentKey, orderId: 'shop-order-902', amount: 9000 });
+	assert.equal(wrong.status, 400);
+	assert.equal(wrong.json.code, 'INVALID_REQUEST');
+	const unknown = await tossPost('/v1/payments/confirm', { paymentKey: 'tgen_none', orderId: 'shop-order-902', amount: 10000 });
+	assert.equal(unknown.status, 404);
+	assert.equal(unknown.json.code, 'NOT_FOUND_PAYMENT_SESSION');
+	const y = await ctl('POST', '/_toss/authorize', { orderId: 'shop-order-903', amount: 10000, reject: 'REJECT_CARD_PAYMENT' });
+	const rejected = await tossPost('/v1/payments/confirm', { paymentKey: y.paymentKey, orderId: 'shop-order-903', amount: 10000 });
+	assert.equal(rejected.status, 403);
+	assert.equal(rejected.json.code, 'REJECT_CARD_PAYMENT');
+	assert.equal((await tossPayment(y.paymentKey)).status, 'ABORTED');
+
+	const notYet = await tossPost(`/v1/payments/${x.paymentKey}/cancel`, { cancelReason: 'r' });
+	assert.equal(notYet.json.code, 'NOT_CANCELABLE_PAYMENT');
+	await tossPost('/v1/payments/confirm', { paymentKey: x.paymentKey, orderId: 'shop-order-902', amount: 10000 });
+	const part = await tossPost(`/v1/payments/${x.paymentKey}/cancel`, { cancelReason: 'r', cancelAmount: 4000 }, { key: 'refund-1' });
+	assert.equal(part.json.status, 'PARTIAL_CANCELED');
+	assert.equal(part.json.balanceAmount, 6000);
+	assert.equal((await tossPost(`/v1/payments/${x.paymentKey}/cancel`, { cancelReason: 'r', cancelAmount: 4000 }, { key: 'refund-1' })).body,
+		part.body, 'a retried cancel replays');
+	assert.equal((await tossPost(`/v1/payments/${x.paymentKey}/cancel`, { cancelReason: 'r', cancelAmount: 7000 })).json.code,
+		'NOT_CANCELABLE_AMOUNT');
+	const rest = await tossPost(`/v1/payments/${x.paymentKey}/cancel`, { cancelReason: 'r' }, { key: 'refund-2' });
+	assert.equal(rest.json.status, 'CANCELED');
+	assert.equal(rest.json.cancels.length, 2);
+	assert.equal(rest.json.cancels[1].cancelAmount, 6000);
+});
+
+test('toss: the widget redirects to the success URL with paymentKey, orderId and amount', async () => {
+	const page = await call('GET', '/toss/widget?orderId=shop-order-904&amount=2500&successUrl=' + encodeURIComponent('https://shop.example/ok?x=1'));
+	assert.equal(page.status, 200);
+	assert.match(page.body, /2,500 KRW/);
+	const paid = await call('POST', '/toss/widget/pay', { body: form({ orderId: 'shop-order-904', amount: '2500',
+		successUrl: 'https://shop.example/ok?x=1' }), headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+	assert.equal(paid.status, 303);
+	const to = new URL(paid.headers.location);
+	assert.equal(to.origin + to.pathname, 'https://shop.example/ok');
+	assert.equal(to.searchParams.get('x'), '1');
+	assert.equal(to.searchParams.get('orderId'), 'shop-order-904');
+	assert.equal(to.searchParams.get('amount'), '2500');
+	assert.equal((await tossPayment(to.searchParams.get('paymentKey'))).status, 'IN_PROGRESS');
+	const cancelled = await call('POST', '/toss/widget/cancel', { body: form({ orderId: 'shop-order-904', amount: '2500',
+		successUrl: 'https://shop.example/ok', failUrl: 'https://shop.example/fail' }),
+	headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+	assert.equal(new URL(cancelled.headers.location).searchParams.get('code'), 'PAY_PROCESS_CANCELED');
+});
+
 test('stops when stdin closes', async () => {
 	const m = await startMock(['--api-key', apiKey]);
 	assert.match(m.out(), /webhook_secret=whsec_/, 'a generated secret is printed');

@@ -7,14 +7,16 @@
 #      someone else: the expiry closes the checkout at the provider, finds it
 #      paid, and the payment is refunded automatically (the webhook that
 #      arrives later is a duplicate).
-# The shop has no HTTP layer yet: the provider's webhooks are handed to
-# shop.shop_handle_webhook() here, as that layer will.
+# The provider's webhooks go to shop-httpd's POST /webhooks/mock when its
+# URL is given (the quick start runs it), else to shop.shop_handle_webhook()
+# directly.
 #
-#   bash demo/payment_flow.sh DIR PORT MOCK_PORT
+#   bash demo/payment_flow.sh DIR PORT MOCK_PORT [HTTPD_URL]
 set -euo pipefail
 dir=$1
 port=$2
 mport=$3
+httpd=${4:-}
 psql=(psql -X -q -At -h "$dir" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1)
 mock=http://127.0.0.1:$mport
 
@@ -22,17 +24,26 @@ sql() { "${psql[@]}" -c "$1"; }
 # POST JSON to the mock's control API
 mock_post() { node -e "fetch('$mock$1', {method: 'POST', headers: {'content-type': 'application/json'},
 	body: process.argv[1]}).then(r => { if (!r.ok) process.exit(1); })" "$2"; }
-# hand the provider's events since seq $1 to the database, as the HTTP layer would
+# hand the provider's events since seq $1 to the shop: POSTed to shop-httpd's
+# webhook endpoint (the provider's exact bytes and headers) when it runs,
+# else straight to shop.shop_handle_webhook(), as that endpoint does
 relay() {
 	node -e "fetch('$mock/_events').then(r => r.json()).then(evs => {
 		for (const e of evs) if (e.seq > Number(process.argv[1]))
 			console.log(JSON.stringify({seq: e.seq, type: e.type, headers: e.headers, body: e.body}));
 	})" "$1" |
 	while IFS= read -r ev; do
-		"${psql[@]}" -v ev="$ev" <<'SQL'
+		if [ -n "$httpd" ]; then
+			node -e "const e = JSON.parse(process.argv[1]);
+				fetch('$httpd/webhooks/mock', {method: 'POST', headers: e.headers, body: e.body})
+				.then(async r => console.log('  ' + e.type + ' -> POST /webhooks/mock: ' + r.status + ' ' +
+					((await r.json()).result ?? '')))" "$ev"
+		else
+			"${psql[@]}" -v ev="$ev" <<'SQL'
 SELECT format('  %s -> %s', (:'ev'::jsonb) ->> 'type',
 	shop.shop_handle_webhook('mock', (:'ev'::jsonb) -> 'headers', (:'ev'::jsonb) ->> 'body') ->> 'result');
 SQL
+		fi
 	done
 }
 last_event() { node -e "fetch('$mock/_events').then(r => r.json()).then(evs => console.log(evs.length ? evs[evs.length - 1].seq : 0))"; }

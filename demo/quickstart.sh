@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up and run the shop locally: install packages, build and install the
 # extension, start a cluster with pg_cron and the outbox delivery worker,
-# start a local event receiver, load demo data, show the flow.
+# start a local event receiver, the mock payment provider and the HTTP layer
+# (shop-httpd on 127.0.0.1:8080), load demo data, show the flows.
 #
 #   bash demo/quickstart.sh          (as root on Debian 12)
 #
@@ -74,8 +75,69 @@ setsid node "$root/demo/mock_provider.js" --port "$mport" --api-key sk_test_demo
 echo $! >"$dir/mock_provider.pid"
 for _ in $(seq 50); do grep -q '^port=' "$dir/mock_provider.out" 2>/dev/null && break; sleep 0.1; done
 
+# The shop's HTTP layer (src/http, shop-httpd): shop_api over HTTP in
+# PostgREST's dialect, the payment webhook endpoint, guest tokens.  Its
+# roles as the README's "Serving with PostgREST" recipe makes them.
+hport=${SHOP_DEMO_HTTP_PORT:-8080}
+"${psql[@]}" <<'SQL'
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'shop_authenticator') THEN
+		CREATE ROLE shop_authenticator LOGIN NOINHERIT;
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'shop_anon') THEN
+		CREATE ROLE shop_anon NOLOGIN;
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'shop_customer') THEN
+		CREATE ROLE shop_customer NOLOGIN;
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'shop_webhook') THEN
+		CREATE ROLE shop_webhook NOLOGIN;
+	END IF;
+END
+$$;
+GRANT shop_anon, shop_customer, shop_webhook TO shop_authenticator;
+SELECT shop.shop_api_grant('shop_anon', 'shop_customer', 'shop_webhook');
+SQL
+[ -s "$dir/jwt.secret" ] || (umask 077; head -c 48 /dev/urandom | base64 -w0 >"$dir/jwt.secret")
+chown postgres "$dir/jwt.secret"
+[ -f "$dir/httpd.pid" ] && kill "$(cat "$dir/httpd.pid")" 2>/dev/null || true
+for _ in $(seq 50); do
+	(exec 3<>/dev/tcp/127.0.0.1/$hport) 2>/dev/null || break
+	sleep 0.1
+done
+static=()
+[ -d "$root/web" ] && static=(--static-dir "$root/web")
+setsid runuser -u postgres -- "$(pg_config --bindir)/shop-httpd" \
+	--db "host=$dir port=$port dbname=postgres user=shop_authenticator" \
+	--listen "127.0.0.1:$hport" --jwt-secret-file "$dir/jwt.secret" --pool 4 "${static[@]}" \
+	</dev/null >>"$dir/httpd.log" 2>&1 &
+echo $! >"$dir/httpd.pid"
+httpd=http://127.0.0.1:$hport
+for _ in $(seq 100); do
+	node -e "fetch('$httpd/health').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))" && break
+	sleep 0.1
+done
+
 "${psql[@]}" -f "$root/demo/demo_flow.sql"
-bash "$root/demo/payment_flow.sh" "$dir" "$port" "$mport"
+bash "$root/demo/payment_flow.sh" "$dir" "$port" "$mport" "$httpd"
+
+echo
+echo "== over HTTP (shop-httpd on $httpd): a guest token, then buy_now"
+token=$(curl -s -X POST "$httpd/auth/guest" | node -e "let s = ''; process.stdin.on('data', d => s += d)
+	.on('end', () => console.log(JSON.parse(s).token))")
+cat <<CURL
+  token=\$(curl -s -X POST $httpd/auth/guest | sed 's/.*"token":"\([^"]*\)".*/\1/')
+  curl -s -X POST $httpd/rpc/buy_now -H "Authorization: Bearer \$token" \\
+       -H 'Content-Type: application/json' -d '{"items": [{"sku_id": 1, "qty": 1}], "idempotency_key": "demo-http-1"}'
+CURL
+echo -n "  -> "
+curl -s -X POST "$httpd/rpc/buy_now" -H "Authorization: Bearer $token" \
+	-H 'Content-Type: application/json' -d '{"items": [{"sku_id": 1, "qty": 1}], "idempotency_key": "demo-http-1"}'
+echo
+echo -n "  GET /rpc/orders -> "
+curl -s "$httpd/rpc/orders" -H "Authorization: Bearer $token"
+echo
 
 echo
 echo "== the worker delivers the events to the receiver (signed, verified there)"
@@ -99,5 +161,7 @@ outbox worker sends events to the receiver on 127.0.0.1:$rport.
   SELECT * FROM shop.outbox_health;  SELECT * FROM shop.event_endpoints;
   receiver log: $dir/receiver.log
   the mock payment provider: http://127.0.0.1:$mport (its pay pages are the checkout URLs)
-  stop:  bash $root/test/cluster.sh stop $dir; kill \$(cat $dir/receiver.pid) \$(cat $dir/mock_provider.pid)
+  the HTTP layer: $httpd  (POST /rpc/<fn> of shop_api, POST /auth/guest, POST /webhooks/<provider>,
+    GET /health; log: $dir/httpd.log)
+  stop:  kill \$(cat $dir/httpd.pid) \$(cat $dir/receiver.pid) \$(cat $dir/mock_provider.pid); bash $root/test/cluster.sh stop $dir
 MSG

@@ -99,6 +99,36 @@ outbox_wake_at_commit(void)
 }
 
 /*
+ * Run an emit statement (its outbox INSERT returns, per row, whether it is
+ * due now) and wake the worker at commit only when a row is: rows of a
+ * disabled endpoint wait at infinity, and waking the worker for them would
+ * make it run a claim per buyer's commit for nothing.  The caller's
+ * SPI_tuptable is kept.
+ */
+static void
+emit_exec(SPIPlanPtr plan, Datum *values, const char *nulls)
+{
+	SPITupleTable *tuptable = SPI_tuptable;
+	uint64		processed = SPI_processed;
+	uint64		n = shop_exec(plan, values, nulls, false, 0);
+	uint64		i;
+
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+									   1, &isnull)) && !isnull)
+		{
+			outbox_wake_at_commit();
+			break;
+		}
+	}
+	SPI_tuptable = tuptable;
+	SPI_processed = processed;
+}
+
+/*
  * Write event type for each of the orders (their rows as they are now, so
  * call it after the change), with extra merged into data (NULL for none).
  */
@@ -116,37 +146,37 @@ events_emit_orders(const char *type, const int64 *order_ids, int norders,
 	values[1] = shop_int64_array(order_ids, norders);
 	values[2] = extra ? JsonbPGetDatum(extra) : (Datum) 0;
 	nulls[2] = extra ? ' ' : 'n';
-	if (shop_exec_keep_result(shop_plan_generic(&plan_emit_orders,
-										"WITH ep AS ("
-										"  SELECT e.id, e.url, e.enabled FROM shop.event_endpoint e"
-										"   WHERE e.removed_at IS NULL"
-										"     AND ($1 = ANY (e.event_types) OR '*' = ANY (e.event_types))),"
-										" ev AS ("
-										"  INSERT INTO shop.event (type, order_id, payload)"
-										"  SELECT $1, o.id, jsonb_build_object('order', jsonb_build_object("
-										"           'id', o.id, 'user_id', o.user_id, 'status', o.status,"
-										"           'status_reason', o.status_reason, 'amount', o.amount,"
-										"           'currency', o.currency,"
-										"           'external_payment_id', o.external_payment_id,"
-										"           'created_at', " UTC_TEXT("o.created_at") ","
-										"           'expires_at', " UTC_TEXT("o.expires_at") "))"
-										"         || coalesce($3, '{}')"
-										"    FROM shop.orders o"
-										"   WHERE o.id = ANY ($2) AND EXISTS (SELECT FROM ep)"
-										"   ORDER BY o.id"
-										"  RETURNING id, type, order_id, payload, created_at)"
-										" INSERT INTO shop.outbox"
-										"   (endpoint_id, event_id, url, headers, body, idempotency_key, ordering_key,"
-										"    next_attempt_at)"
-										" SELECT ep.id, ev.id, ep.url, '{\"content-type\": \"application/json\"}',"
-										"        jsonb_build_object('id', 'evt_' || ev.id, 'type', ev.type,"
-										"          'created_at', " UTC_TEXT("ev.created_at") ", 'data', ev.payload)::text,"
-										"        'evt_' || ev.id, 'order:' || ev.order_id, " WAIT_WHILE_DISABLED
-										"   FROM ev CROSS JOIN ep"
-										"  ORDER BY ev.id, ep.id",
-										3, argtypes),
-							  values, nulls) > 0)
-		outbox_wake_at_commit();
+	emit_exec(shop_plan_generic(&plan_emit_orders,
+							"WITH ep AS ("
+							"  SELECT e.id, e.url, e.enabled FROM shop.event_endpoint e"
+							"   WHERE e.removed_at IS NULL"
+							"     AND ($1 = ANY (e.event_types) OR '*' = ANY (e.event_types))),"
+							" ev AS ("
+							"  INSERT INTO shop.event (type, order_id, payload)"
+							"  SELECT $1, o.id, jsonb_build_object('order', jsonb_build_object("
+							"           'id', o.id, 'user_id', o.user_id, 'status', o.status,"
+							"           'status_reason', o.status_reason, 'amount', o.amount,"
+							"           'currency', o.currency,"
+							"           'external_payment_id', o.external_payment_id,"
+							"           'created_at', " UTC_TEXT("o.created_at") ","
+							"           'expires_at', " UTC_TEXT("o.expires_at") "))"
+							"         || coalesce($3, '{}')"
+							"    FROM shop.orders o"
+							"   WHERE o.id = ANY ($2) AND EXISTS (SELECT FROM ep)"
+							"   ORDER BY o.id"
+							"  RETURNING id, type, order_id, payload, created_at)"
+							" INSERT INTO shop.outbox"
+							"   (endpoint_id, event_id, url, headers, body, idempotency_key, ordering_key,"
+							"    next_attempt_at)"
+							" SELECT ep.id, ev.id, ep.url, '{\"content-type\": \"application/json\"}',"
+							"        jsonb_build_object('id', 'evt_' || ev.id, 'type', ev.type,"
+							"          'created_at', " UTC_TEXT("ev.created_at") ", 'data', ev.payload)::text,"
+							"        'evt_' || ev.id, 'order:' || ev.order_id, " WAIT_WHILE_DISABLED
+							"   FROM ev CROSS JOIN ep"
+							"  ORDER BY ev.id, ep.id"
+							" RETURNING next_attempt_at <> 'infinity'",
+							3, argtypes),
+			  values, nulls);
 }
 
 /*
@@ -163,31 +193,31 @@ events_emit_stock_low(int64 sku_id, int64 threshold)
 		return;
 	values[0] = Int64GetDatum(sku_id);
 	values[1] = Int64GetDatum(threshold);
-	if (shop_exec_keep_result(shop_plan_generic(&plan_emit_stock_low,
-										"WITH ep AS ("
-										"  SELECT e.id, e.url, e.enabled FROM shop.event_endpoint e"
-										"   WHERE e.removed_at IS NULL"
-										"     AND ('stock.low' = ANY (e.event_types) OR '*' = ANY (e.event_types))),"
-										" ev AS ("
-										"  INSERT INTO shop.event (type, sku_id, payload)"
-										"  SELECT 'stock.low', s.id, jsonb_build_object('sku', jsonb_build_object("
-										"           'id', s.id, 'code', s.code, 'on_hand', s.on_hand,"
-										"           'reserved', s.reserved, 'available', s.on_hand - s.reserved,"
-										"           'threshold', $2))"
-										"    FROM shop.sku s"
-										"   WHERE s.id = $1 AND EXISTS (SELECT FROM ep)"
-										"  RETURNING id, type, sku_id, payload, created_at)"
-										" INSERT INTO shop.outbox"
-										"   (endpoint_id, event_id, url, headers, body, idempotency_key, ordering_key,"
-										"    next_attempt_at)"
-										" SELECT ep.id, ev.id, ep.url, '{\"content-type\": \"application/json\"}',"
-										"        jsonb_build_object('id', 'evt_' || ev.id, 'type', ev.type,"
-										"          'created_at', " UTC_TEXT("ev.created_at") ", 'data', ev.payload)::text,"
-										"        'evt_' || ev.id, 'sku:' || ev.sku_id, " WAIT_WHILE_DISABLED
-										"   FROM ev CROSS JOIN ep",
-										2, argtypes),
-							  values, NULL) > 0)
-		outbox_wake_at_commit();
+	emit_exec(shop_plan_generic(&plan_emit_stock_low,
+							"WITH ep AS ("
+							"  SELECT e.id, e.url, e.enabled FROM shop.event_endpoint e"
+							"   WHERE e.removed_at IS NULL"
+							"     AND ('stock.low' = ANY (e.event_types) OR '*' = ANY (e.event_types))),"
+							" ev AS ("
+							"  INSERT INTO shop.event (type, sku_id, payload)"
+							"  SELECT 'stock.low', s.id, jsonb_build_object('sku', jsonb_build_object("
+							"           'id', s.id, 'code', s.code, 'on_hand', s.on_hand,"
+							"           'reserved', s.reserved, 'available', s.on_hand - s.reserved,"
+							"           'threshold', $2))"
+							"    FROM shop.sku s"
+							"   WHERE s.id = $1 AND EXISTS (SELECT FROM ep)"
+							"  RETURNING id, type, sku_id, payload, created_at)"
+							" INSERT INTO shop.outbox"
+							"   (endpoint_id, event_id, url, headers, body, idempotency_key, ordering_key,"
+							"    next_attempt_at)"
+							" SELECT ep.id, ev.id, ep.url, '{\"content-type\": \"application/json\"}',"
+							"        jsonb_build_object('id', 'evt_' || ev.id, 'type', ev.type,"
+							"          'created_at', " UTC_TEXT("ev.created_at") ", 'data', ev.payload)::text,"
+							"        'evt_' || ev.id, 'sku:' || ev.sku_id, " WAIT_WHILE_DISABLED
+							"   FROM ev CROSS JOIN ep"
+							" RETURNING next_attempt_at <> 'infinity'",
+							2, argtypes),
+			  values, NULL);
 }
 
 /*

@@ -46,8 +46,10 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -101,6 +103,7 @@ static SPIPlanPtr plan_claim;
 static SPIPlanPtr plan_secrets;
 static SPIPlanPtr plan_next_due;
 static SPIPlanPtr plan_record;
+static SPIPlanPtr plan_record_delivered;
 static SPIPlanPtr plan_unapplied;
 static SPIPlanPtr plan_reconcile;
 
@@ -415,7 +418,9 @@ build_request(SPITupleTable *claimed, uint64 i, SPITupleTable *secrets,
 			? provider_api_key(req->provider) : NULL;
 
 		if (key != NULL)
-			add_header(req, "authorization", psprintf("Bearer %s", key));
+			add_header(req, "authorization",
+					   provider_authorization(webhook_load_provider(cstring_to_text(req->provider)),
+											  key));
 		add_header(req, "user-agent", "shop/" SHOP_VERSION);
 		req->keep_answer = true;
 	}
@@ -595,6 +600,111 @@ handle_answer(OutboxRequest *req, const WebhookProvider *provider, bool delivere
 }
 
 /*
+ * An array of n elements of type (by value if byval) with nulls where
+ * isnull says, for the batched record below.
+ */
+static Datum
+array_of(Datum *elems, bool *isnull, int n, Oid type)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(elems, isnull, 1, dims, lbs, type,
+											  typlen, typbyval, typalign));
+}
+
+/*
+ * Record the delivered event requests among done (a 2xx, no provider) in
+ * one statement: their attempt rows, their rows delivered, and their
+ * endpoints' failure counts reset where they were not 0 already.  The
+ * common case under load, so one statement per batch instead of one per
+ * request.  Frees the requests it recorded and compacts done to the rest;
+ * returns how many are left.
+ */
+static int
+record_delivered(OutboxRequest **done, int ndone)
+{
+	static const Oid argtypes[] = {INT8ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID,
+	INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum	   *cols[7];
+	bool	   *nulls[7];
+	Datum		values[7];
+	int			n = 0;
+	int			rest = 0;
+	int			i,
+				c;
+
+	for (c = 0; c < 7; c++)
+	{
+		cols[c] = palloc(sizeof(Datum) * ndone);
+		nulls[c] = palloc0(sizeof(bool) * ndone);
+	}
+	for (i = 0; i < ndone; i++)
+	{
+		OutboxRequest *req = done[i];
+
+		if (req->provider != NULL || !outbox_http_succeeded(req))
+		{
+			done[rest++] = req;
+			continue;
+		}
+		ereport(DEBUG1,
+				(errmsg_internal("shop outbox: row %lld attempt %d: delivered (status %d)",
+								 (long long) req->id, req->attempt, req->http_status)));
+		cols[0][n] = Int64GetDatum(req->id);
+		cols[1][n] = Int32GetDatum(req->attempt);
+		cols[2][n] = TimestampTzGetDatum(req->started_at);
+		cols[3][n] = Int32GetDatum((int32) Min(req->duration_ms, PG_INT32_MAX));
+		cols[4][n] = Int32GetDatum(req->http_status);
+		cols[5][n] = req->error ? CStringGetTextDatum(req->error) : (Datum) 0;
+		nulls[5][n] = req->error == NULL;
+		cols[6][n] = CStringGetTextDatum(excerpt(req));
+		nulls[6][n] = req->excerpt_len == 0;
+		n++;
+		outbox_request_free(req);	/* the values above are copies */
+	}
+	if (n == 0)
+		return rest;
+	values[0] = array_of(cols[0], nulls[0], n, INT8OID);
+	values[1] = array_of(cols[1], nulls[1], n, INT4OID);
+	values[2] = array_of(cols[2], nulls[2], n, TIMESTAMPTZOID);
+	values[3] = array_of(cols[3], nulls[3], n, INT4OID);
+	values[4] = array_of(cols[4], nulls[4], n, INT4OID);
+	values[5] = array_of(cols[5], nulls[5], n, TEXTOID);
+	values[6] = array_of(cols[6], nulls[6], n, TEXTOID);
+	shop_exec(shop_plan(&plan_record_delivered,
+						"WITH r AS ("
+						"  SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+						"         pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5),"
+						"         pg_catalog.unnest($6), pg_catalog.unnest($7))"
+						"    AS r(id, attempt, started_at, duration_ms, http_status, error, excerpt)),"
+						" a AS ("
+						"  INSERT INTO shop.outbox_attempt (outbox_id, attempt, started_at,"
+						"         duration_ms, http_status, succeeded, error, response_excerpt)"
+						"  SELECT id, attempt, started_at, duration_ms, http_status, true, error, excerpt"
+						"    FROM r ORDER BY id),"
+						" o AS ("
+						"  UPDATE shop.outbox o"
+						"     SET state = 'delivered', last_status = r.http_status, last_error = NULL,"
+						"         next_attempt_at = now(), delivered_at = now(),"
+						"         claimed_by = NULL, lease_until = NULL, updated_at = now()"
+						"    FROM r"
+						"   WHERE o.id = r.id AND o.state = 'in_flight' AND o.attempts = r.attempt"
+						"     AND o.claimed_by = pg_catalog.pg_backend_pid()"
+						"  RETURNING o.endpoint_id)"
+						" UPDATE shop.event_endpoint e"
+						"    SET consecutive_failures = 0, updated_at = now()"
+						"  WHERE e.id IN (SELECT endpoint_id FROM o) AND e.consecutive_failures <> 0",
+						7, argtypes),
+			  values, NULL, false, 0);
+	return rest;
+}
+
+/*
  * Record finished requests (in the caller's transaction): an attempt row
  * each, the row's new state, and the endpoint's failure count (disabling
  * it after too many in a row).  Frees the requests.
@@ -607,6 +717,7 @@ record_results(OutboxRequest **done, int ndone)
 	TimestampTz now_ts = GetCurrentTimestamp();
 	int			i;
 
+	ndone = record_delivered(done, ndone);
 	for (i = 0; i < ndone; i++)
 	{
 		OutboxRequest *req = done[i];

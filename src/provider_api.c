@@ -202,13 +202,28 @@ printable_start(const char *body)
 }
 
 /*
- * Make call to provider now and return its answer (a JSON object).  Raises
- * SH020 when the provider cannot be reached in time, SH021 when it refuses
- * (4xx), SH022 when it fails (5xx) or answers something unreadable; DETAIL
- * carries the provider's own message.  SPI must be connected.
+ * The Authorization header's value for the provider's API key: its kind's
+ * scheme (Toss Payments: Basic), else Bearer (Stripe and the mock).
+ */
+char *
+provider_authorization(const WebhookProvider *provider, const char *api_key)
+{
+	const ProviderApi *api = provider->kind->api;
+
+	if (api != NULL && api->authorization != NULL)
+		return api->authorization(api_key);
+	return psprintf("Bearer %s", api_key);
+}
+
+/*
+ * Make call to provider now and return its answer (a JSON object, or NULL
+ * when it is not one), its HTTP status and its raw body.  Raises SH020 only:
+ * when the provider cannot be reached in time; every HTTP answer is the
+ * caller's to judge.  SPI must be connected.
  */
 Jsonb *
-provider_call_sync(const WebhookProvider *provider, const ProviderCall *call)
+provider_call_answer(const WebhookProvider *provider, const ProviderCall *call,
+					 long *status, char **body)
 {
 	char	   *url = psprintf("%s%s", provider_api_base(provider), call->path);
 	const char *why = endpoint_url_refusal(url);
@@ -218,11 +233,8 @@ provider_call_sync(const WebhookProvider *provider, const ProviderCall *call)
 	Answer		answer = {NULL, 0, false};
 	CURL	   *easy;
 	CURLcode	code;
-	long		status = 0;
-	char	   *body;
-	Jsonb	   *json;
-	char	   *message;
 
+	*status = 0;
 	if (why != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_PROVIDER_UNSUPPORTED),
@@ -230,7 +242,8 @@ provider_call_sync(const WebhookProvider *provider, const ProviderCall *call)
 	easy = curl_easy_init();
 	if (easy == NULL)
 		elog(ERROR, "shop: could not create a libcurl handle");
-	headers = curl_slist_append(headers, psprintf("Authorization: Bearer %s", key));
+	headers = curl_slist_append(headers, psprintf("Authorization: %s",
+												  provider_authorization(provider, key)));
 	headers = curl_slist_append(headers, psprintf("Content-Type: %s", call->content_type));
 	headers = curl_slist_append(headers, psprintf("Idempotency-Key: %s", call->idempotency_key));
 	headers = curl_slist_append(headers, "User-Agent: shop/" SHOP_VERSION);
@@ -255,10 +268,10 @@ provider_call_sync(const WebhookProvider *provider, const ProviderCall *call)
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
 
 	code = curl_easy_perform(easy);
-	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, status);
 	curl_easy_cleanup(easy);
 	curl_slist_free_all(headers);
-	body = answer.data ? pstrdup(answer.data) : NULL;
+	*body = answer.data ? pstrdup(answer.data) : NULL;
 	free(answer.data);
 
 	if (code != CURLE_OK && !(code == CURLE_WRITE_ERROR && answer.too_long))
@@ -267,8 +280,23 @@ provider_call_sync(const WebhookProvider *provider, const ProviderCall *call)
 				 errmsg("payment provider \"%s\" did not answer", provider->name),
 				 errdetail("%s%s%s", curl_easy_strerror(code), errbuf[0] ? ": " : "", errbuf),
 				 errhint("Nothing was stored; calling again is safe (the request is idempotent).")));
-	json = answer.too_long ? NULL : provider_parse_answer(body);
-	message = provider->kind->api->error_message(json);
+	return answer.too_long ? NULL : provider_parse_answer(*body);
+}
+
+/*
+ * Make call to provider now and return its answer (a JSON object).  Raises
+ * SH020 when the provider cannot be reached in time, SH021 when it refuses
+ * (4xx), SH022 when it fails (5xx) or answers something unreadable; DETAIL
+ * carries the provider's own message.  SPI must be connected.
+ */
+Jsonb *
+provider_call_sync(const WebhookProvider *provider, const ProviderCall *call)
+{
+	long		status;
+	char	   *body;
+	Jsonb	   *json = provider_call_answer(provider, call, &status, &body);
+	char	   *message = provider->kind->api->error_message(json);
+
 	if (status >= 400 && status < 500)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_PROVIDER_REFUSED),
@@ -490,6 +518,12 @@ shop_start_payment(PG_FUNCTION_ARGS)
 	SPI_connect();
 	provider = webhook_load_provider(name);
 	api = provider_api(provider);
+	if (api->checkout == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_SHOP_PROVIDER_UNSUPPORTED),
+				 errmsg("payment providers of kind %s have no hosted checkout to start",
+						provider->kind->name),
+				 errhint("The buyer pays in the provider's widget; confirm the payment with shop.shop_confirm_payment().")));
 	if ((result = stored_session(outer, order_id, provider->name, false)) != (Datum) 0)
 	{
 		SPI_finish();

@@ -25,6 +25,11 @@ static SPIPlanPtr plan_open_sessions;
 static SPIPlanPtr plan_session_state;
 static SPIPlanPtr plan_session_of;
 static SPIPlanPtr plan_stale_sessions;
+static SPIPlanPtr plan_session_by_key;
+static SPIPlanPtr plan_insert_payment;
+static SPIPlanPtr plan_reuse_open;
+static SPIPlanPtr plan_open_of_order;
+static SPIPlanPtr plan_complete_session;
 
 /*
  * Queue a provider call about session row session_row: one at a time per
@@ -146,7 +151,8 @@ session_record_answer(const char *operation, int64 session_row,
 			queue_session_call(provider, session_row, "fetch_payment", &call);
 		}
 	}
-	else if (strcmp(operation, "fetch_payment") == 0 && delivered && answer != NULL)
+	else if (strcmp(operation, "fetch_payment") == 0 && delivered && answer != NULL &&
+			 api->fetch_result != NULL)
 	{
 		if (api->fetch_result(answer, &event))
 		{
@@ -154,6 +160,99 @@ session_record_answer(const char *operation, int64 session_row,
 			webhook_apply_event(provider, &event, answer);
 		}
 	}
+}
+
+/*
+ * Record payment_key as the payment of order_id at a provider without a
+ * hosted checkout (Toss Payments: the buyer pays in its widget, the shop
+ * learns the payment key from the success URL or a webhook): the order's
+ * payment_session row, session_id = the payment key, url = the payment's
+ * API resource; completed marks the row completed.  When the order has an
+ * open row of another key, a trusted key (the provider answered about it)
+ * replaces it (the buyer tried again); an untrusted one (named by an
+ * unsigned webhook) leaves the row as it is and gets its id, so a forged
+ * request cannot make reconciliation look at another payment.  Returns the
+ * row's id, or 0 when the order has a completed row of another payment.
+ * SPI connected; replaces the SPI result.
+ */
+int64
+session_upsert_payment(const WebhookProvider *provider, int64 order_id,
+					   const char *payment_key, bool completed, bool trusted)
+{
+	static const Oid key_types[] = {TEXTOID, TEXTOID};
+	static const Oid row_types[] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	static const Oid complete_types[] = {INT8OID};
+	static const Oid open_types[] = {INT8OID, TEXTOID};
+	Datum		values[5];
+	ProviderCall call;
+	int64		row = 0;
+
+	values[0] = CStringGetTextDatum(provider->name);
+	values[1] = CStringGetTextDatum(payment_key);
+	if (shop_exec(shop_plan(&plan_session_by_key,
+							"SELECT id FROM shop.payment_session"
+							" WHERE provider = $1 AND session_id = $2",
+							2, key_types),
+				  values, NULL, false, 0) == 1)
+		row = shop_get_int64(0, 1, NULL);
+	else
+	{
+		memset(&call, 0, sizeof(call));
+		provider->kind->api->fetch(payment_key, &call);
+		values[0] = Int64GetDatum(order_id);
+		values[1] = CStringGetTextDatum(provider->name);
+		values[2] = CStringGetTextDatum(payment_key);
+		values[3] = CStringGetTextDatum(psprintf("%s%s", provider_api_base(provider), call.path));
+		values[4] = CStringGetTextDatum(completed ? "completed" : "open");
+		if (shop_exec(shop_plan(&plan_insert_payment,
+								"INSERT INTO shop.payment_session"
+								"  (order_id, provider, session_id, url, state)"
+								" VALUES ($1, $2, $3, $4, $5)"
+								" ON CONFLICT DO NOTHING RETURNING id",
+								5, row_types),
+					  values, NULL, false, 0) == 1 ||
+			(trusted &&
+			 shop_exec(shop_plan(&plan_reuse_open,
+								 "UPDATE shop.payment_session"
+								 "   SET session_id = $3, url = $4, state = $5, updated_at = now()"
+								 " WHERE order_id = $1 AND provider = $2 AND state = 'open'"
+								 " RETURNING id",
+								 5, row_types),
+					   values, NULL, false, 0) == 1) ||
+			(!trusted &&
+			 shop_exec(shop_plan(&plan_open_of_order,
+								 "SELECT id FROM shop.payment_session"
+								 " WHERE order_id = $1 AND provider = $2 AND state = 'open'",
+								 2, open_types),
+					   values, NULL, false, 0) == 1))
+			return shop_get_int64(0, 1, NULL);
+		return 0;
+	}
+	if (completed)
+	{
+		values[0] = Int64GetDatum(row);
+		shop_exec(shop_plan(&plan_complete_session,
+							"UPDATE shop.payment_session SET state = 'completed', updated_at = now()"
+							" WHERE id = $1 AND state <> 'completed'",
+							1, complete_types),
+				  values, NULL, false, 0);
+	}
+	return row;
+}
+
+/*
+ * Queue a fetch of payment_key, the payment of session row session_row
+ * (SPI connected; replaces the SPI result).
+ */
+void
+session_queue_fetch(const WebhookProvider *provider, int64 session_row,
+					const char *payment_key)
+{
+	ProviderCall call;
+
+	memset(&call, 0, sizeof(call));
+	provider->kind->api->fetch(payment_key, &call);
+	queue_session_call(provider, session_row, "fetch_payment", &call);
 }
 
 /*

@@ -17,6 +17,10 @@
  *	4. the event is applied by the transition table in the README ("How an
  *	   event changes its order"), through the one confirm and release of
  *	   order_state.c, with the order vocabulary of order_status.c.
+ * A kind whose provider signs nothing (trigger_only: Toss Payments) skips
+ * 2-4: its request only names a payment, which is fetched from the
+ * provider's API through the outbox and applied as the API reports it
+ * (trigger_fetch, session.c).
  * Providers are registered and loaded in webhook_provider.c.
  * Lock order is the core's: order row first, then SKU rows ascending.
  */
@@ -38,16 +42,10 @@ static SPIPlanPtr plan_order_lines;
 static SPIPlanPtr plan_review;
 static SPIPlanPtr plan_finish_log;
 static SPIPlanPtr plan_fetched;
+static SPIPlanPtr plan_trigger_order;
 
-/* What applying an event did, for the log row and the response. */
-typedef struct Outcome
-{
-	const char *result;			/* processed | ignored | unmatched */
-	int64		order_id;		/* 0 when no order */
-	const char *status;			/* the order's status afterwards */
-	const char *review;			/* amount_mismatch | refund_required | NULL */
-	char	   *note;			/* one line for the DBA views */
-} Outcome;
+/* What applying an event did, for the log row and the response (webhook.h). */
+typedef WebhookOutcome Outcome;
 
 /*
  * The body as jsonb; SH014 when it is not a JSON object.  jsonb_in runs in
@@ -541,6 +539,65 @@ webhook_apply_event(const WebhookProvider *provider, const WebhookEvent *event,
 }
 
 /*
+ * webhook_apply_event() that also says what became of the order.
+ */
+void
+webhook_apply_event_outcome(const WebhookProvider *provider, const WebhookEvent *event,
+							Jsonb *payload, WebhookOutcome *out)
+{
+	memset(out, 0, sizeof(*out));
+	process_event(provider, event, payload, out);
+}
+
+/*
+ * A request of a provider that does not sign its webhooks (a trigger_only
+ * kind, Toss Payments) is never applied: its body could say anything.  It
+ * only names a payment (event->payment_id) and the order it claims to be
+ * for (event->order_ref); if that order exists, the payment is recorded as
+ * its open payment session (unless it has one already, open or completed:
+ * an untrusted key replaces none) and fetched from
+ * the provider's API through the outbox.  What the provider answers is
+ * applied like any fetched payment (session.c): an authentic one by its
+ * real state and its own order id, a forged one not at all.  Nothing is
+ * written to payment_log here.  Result: "fetch_queued", or "ignored" /
+ * "unmatched" when there is nothing to fetch.
+ */
+static void
+trigger_fetch(const WebhookProvider *provider, const WebhookEvent *event, Outcome *out)
+{
+	static const Oid argtypes[] = {INT8OID};
+	int64		order_id = order_ref_id(event->order_ref);
+	int64		row;
+	Datum		values[1];
+
+	if (event->payment_id == NULL || *event->payment_id == '\0')
+	{
+		out->result = "ignored";
+		return;
+	}
+	values[0] = Int64GetDatum(order_id);
+	if (order_id == 0 ||
+		shop_exec(shop_plan(&plan_trigger_order,
+							"SELECT status FROM shop.orders WHERE id = $1",
+							1, argtypes),
+				  values, NULL, false, 0) == 0)
+	{
+		out->result = "unmatched";
+		return;
+	}
+	out->order_id = order_id;
+	out->status = shop_get_text(0, 1);
+	row = session_upsert_payment(provider, order_id, event->payment_id, false, false);
+	if (row == 0)
+	{
+		out->result = "ignored";	/* the order's payment is settled already */
+		return;
+	}
+	session_queue_fetch(provider, row, event->payment_id);
+	out->result = "fetch_queued";
+}
+
+/*
  * shop_handle_webhook(provider text, headers jsonb, body text) returns jsonb
  *
  * {"result": processed|duplicate|ignored|unmatched, "event_id", "order_id",
@@ -589,7 +646,10 @@ shop_handle_webhook(PG_FUNCTION_ARGS)
 	provider->kind->verify(provider, &request);
 	payload = parse_body(request.body, request.body_len);
 	provider->kind->parse(provider, &request, payload, &event);
-	process_event(provider, &event, payload, &out);
+	if (provider->kind->trigger_only)
+		trigger_fetch(provider, &event, &out);
+	else
+		process_event(provider, &event, payload, &out);
 
 	json_result_begin(&res, outer);
 	json_result_text(&res, "result", out.result);

@@ -32,6 +32,8 @@
 #define ERRCODE_SHOP_PROVIDER_REFUSED			MAKE_SQLSTATE('S','H','0','2','1')
 #define ERRCODE_SHOP_PROVIDER_FAILED			MAKE_SQLSTATE('S','H','0','2','2')
 #define ERRCODE_SHOP_PROVIDER_UNSUPPORTED		MAKE_SQLSTATE('S','H','0','2','3')
+/* shop_confirm_payment: the provider refused to capture (its code in DETAIL) */
+#define ERRCODE_SHOP_PROVIDER_DECLINED			MAKE_SQLSTATE('S','H','0','2','4')
 
 /* Default timestamp tolerance, seconds (Stripe's and Standard Webhooks'). */
 #define WEBHOOK_DEFAULT_TOLERANCE	300
@@ -153,9 +155,22 @@ typedef struct RefundRequest
 	char	   *currency;
 } RefundRequest;
 
+/*
+ * A confirm-style capture (Toss Payments): the buyer authorised the payment
+ * in the provider's widget, the shop captures it by confirming it.
+ */
+typedef struct ConfirmRequest
+{
+	int64		order_id;
+	const char *payment_key;	/* the provider's payment id */
+	int64		amount;
+} ConfirmRequest;
+
 /* The outbound API of a kind (NULL members: the kind has no such call). */
 typedef struct ProviderApi
 {
+	/* the Authorization header's value for key (NULL: "Bearer <key>") */
+	char	   *(*authorization) (const char *api_key);
 	void		(*checkout) (const CheckoutOrder *order, ProviderCall *call);
 	bool		(*checkout_result) (Jsonb *answer, CheckoutSession *session);
 	void		(*refund) (const RefundRequest *refund, ProviderCall *call);
@@ -170,6 +185,10 @@ typedef struct ProviderApi
 	char	   *(*error_message) (Jsonb *answer);
 	/* whether a failed HTTP status may succeed when sent again */
 	bool		(*retryable) (int http_status);
+	/* confirm-style kinds: capture an authorised payment (synchronous) */
+	void		(*confirm) (const ConfirmRequest *req, ProviderCall *call);
+	/* the provider's error code of a refused request, or NULL */
+	char	   *(*error_code) (Jsonb *answer);
 } ProviderApi;
 
 /* A provider kind: one per provider_*.c file. */
@@ -190,6 +209,12 @@ typedef struct WebhookKind
 	/* outbound calls (NULL: none) and where they go by default */
 	const ProviderApi *api;
 	const char *default_api_base;
+	/*
+	 * The provider does not sign its webhooks (Toss Payments): a request is
+	 * only a trigger to fetch the payment it names from the API, never
+	 * applied itself (webhook.c, webhook_trigger_fetch).
+	 */
+	bool		trigger_only;
 } WebhookKind;
 
 extern const ProviderApi stripe_api;
@@ -203,6 +228,11 @@ extern const ProviderApi *provider_api(const WebhookProvider *provider);
 extern Jsonb *provider_parse_answer(const char *body);
 extern Jsonb *provider_call_sync(const WebhookProvider *provider,
 								 const ProviderCall *call);
+extern Jsonb *provider_call_answer(const WebhookProvider *provider,
+								   const ProviderCall *call, long *status,
+								   char **body);
+extern char *provider_authorization(const WebhookProvider *provider,
+									const char *api_key);
 extern bool provider_option_bool(const WebhookProvider *provider,
 								 const char *key, bool default_value);
 extern void provider_queue_call(const WebhookProvider *provider,
@@ -224,14 +254,37 @@ extern void sessions_close(const int64 *order_ids, int norders);
 extern void session_record_answer(const char *operation, int64 session_id,
 								  const WebhookProvider *provider, bool delivered,
 								  bool dead, Jsonb *answer);
+extern int64 session_upsert_payment(const WebhookProvider *provider, int64 order_id,
+									const char *payment_key, bool completed,
+									bool trusted);
+extern void session_queue_fetch(const WebhookProvider *provider, int64 session_row,
+								const char *payment_key);
 
 /* webhook.c: apply a normalised event as the webhook would */
 extern const char *webhook_apply_event(const WebhookProvider *provider,
 									   const WebhookEvent *event, Jsonb *payload);
 
+/* What applying an event did (webhook_apply_event_outcome). */
+typedef struct WebhookOutcome
+{
+	const char *result;			/* processed | duplicate | ignored | unmatched */
+	int64		order_id;		/* 0 when no order */
+	const char *status;			/* the order's status afterwards */
+	const char *review;			/* amount_mismatch | refund_required | NULL */
+	char	   *note;
+} WebhookOutcome;
+extern void webhook_apply_event_outcome(const WebhookProvider *provider,
+										const WebhookEvent *event, Jsonb *payload,
+										WebhookOutcome *out);
+
 extern const WebhookKind webhook_kind_stripe;
 extern const WebhookKind webhook_kind_standard;
 extern const WebhookKind webhook_kind_mock;
+extern const WebhookKind webhook_kind_toss;
+
+/* provider_toss.c: Toss Payments' orderId for an order, and back */
+extern char *toss_order_id(int64 order_id);
+extern char *toss_order_ref(const char *toss_order_id);
 
 /* A JSON object built in C as a function's result (webhook_util.c). */
 typedef struct JsonResult

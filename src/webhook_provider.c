@@ -228,7 +228,7 @@ shop_set_provider(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown provider kind \"%s\"", kind_name_str),
-				 errhint("Kinds are stripe, standard and mock.")));
+				 errhint("Kinds are stripe, standard, mock and toss.")));
 	options = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
 	if (options == NULL)
 		options = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));

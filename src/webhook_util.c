@@ -27,6 +27,8 @@ webhook_kind_by_name(const char *name)
 		return &webhook_kind_standard;
 	if (strcmp(name, webhook_kind_mock.name) == 0)
 		return &webhook_kind_mock;
+	if (strcmp(name, webhook_kind_toss.name) == 0)
+		return &webhook_kind_toss;
 	return NULL;
 }
 

@@ -7,7 +7,7 @@
 -- are read (src/provider_*.c); options tune it (README, "Payment webhooks", lists them).
 CREATE TABLE shop.payment_provider (
 	name		text PRIMARY KEY CHECK (name <> ''),
-	kind		text NOT NULL CHECK (kind IN ('stripe', 'standard', 'mock')),
+	kind		text NOT NULL CHECK (kind IN ('stripe', 'standard', 'mock', 'toss')),
 	options		jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(options) = 'object'),
 	created_at	timestamptz NOT NULL DEFAULT now(),
 	updated_at	timestamptz NOT NULL DEFAULT now()
@@ -85,7 +85,7 @@ CREATE FUNCTION shop.shop_set_provider(name text, kind text, secret text,
 	SET search_path = pg_catalog, pg_temp
 	SET log_min_error_statement = panic;
 COMMENT ON FUNCTION shop.shop_set_provider(text, text, text, jsonb) IS
-	'register or update a payment provider (kind stripe, standard or mock); secret becomes the newest, older secrets stay valid for options.rotation_grace_seconds (default 86400)';
+	'register or update a payment provider (kind stripe, standard, mock or toss); secret becomes the newest, older secrets stay valid for options.rotation_grace_seconds (default 86400)';
 
 CREATE FUNCTION shop.shop_sign_mock(provider text, event_id text, body text,
 									at timestamptz DEFAULT NULL)

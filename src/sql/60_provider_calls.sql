@@ -85,6 +85,15 @@ CREATE FUNCTION shop.shop_reconcile_payments(older_than interval DEFAULT '10 min
 COMMENT ON FUNCTION shop.shop_reconcile_payments(interval, integer) IS
 	'ask the providers about PENDING orders whose checkout has been open for older_than without a payment event; returns how many fetches were queued';
 
+CREATE FUNCTION shop.shop_confirm_payment(provider text, order_id bigint,
+										  payment_key text, amount bigint)
+	RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'shop_confirm_payment'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION shop.shop_confirm_payment(text, bigint, text, bigint) IS
+	'capture a confirm-style provider''s (toss) payment for a PENDING, unexpired order of that exact amount (one idempotent call, no lock held during it); returns {result, order_id, order_status, payment_key}';
+
 CREATE VIEW shop.refunds AS
 SELECT r.id AS refund_id,
 	   r.order_id,

@@ -368,6 +368,8 @@ SELECT functions_are('shop',
 		  -- provider calls (issue #9)
 		  'shop_set_provider_api_key', 'shop_start_payment', 'shop_refund',
 		  'shop_reconcile_payments',
+		  -- confirm-style providers (issue #9, Toss Payments)
+		  'shop_confirm_payment',
 		  -- the API roles' grants (issue #10; schema shop_api: api_schema.sql)
 		  'shop_api_grant'],
 	'schema shop has exactly the functions of issues #2, #3, #8, #9 and #10');
@@ -420,6 +422,8 @@ SELECT set_eq($$
 	('shop_start_payment', 'order_id bigint, provider text, success_url text, cancel_url text', 'jsonb'),
 	('shop_refund', 'order_id bigint, amount bigint DEFAULT NULL::bigint, reason text DEFAULT NULL::text', 'jsonb'),
 	('shop_reconcile_payments', 'older_than interval DEFAULT ''00:10:00''::interval, max_orders integer DEFAULT 100', 'integer'),
+	-- confirm-style providers (issue #9, Toss Payments)
+	('shop_confirm_payment', 'provider text, order_id bigint, payment_key text, amount bigint', 'jsonb'),
 	-- the API roles' grants (issue #10)
 	('shop_api_grant', 'anon_role name, user_role name, webhook_role name', 'void')
 	$$,

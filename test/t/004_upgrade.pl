@@ -355,6 +355,18 @@ same_lines($node->safe_psql('up', $sql{fingerprint}), $fp_fresh,
 same_lines($node->safe_psql('empty_up', $sql{fingerprint}), $fp_fresh,
 	'an empty 0.1 database updated to 0.2 has the same catalog as a fresh 0.2 install (fingerprint.sql)',
 	'empty 0.1 database, updated', 'fresh 0.2 install');
+# the confirm-style provider kind toss and shop_confirm_payment (issue #9,
+# Toss Payments) come with the upgrade: the kind's CHECK ends the same as a
+# fresh install's (the fingerprint compares it too; this names it), and the
+# new function is there, granted to no one
+my $kind_check = q{SELECT pg_catalog.pg_get_constraintdef(oid) FROM pg_catalog.pg_constraint
+	WHERE conrelid = 'shop.payment_provider'::regclass AND conname = 'payment_provider_kind_check'};
+like($node->safe_psql('fresh', $kind_check), qr/'toss'/, 'a fresh install accepts the provider kind toss');
+is($node->safe_psql('up', $kind_check), $node->safe_psql('fresh', $kind_check),
+	'the upgraded database has the same provider kind CHECK, with toss');
+is($node->safe_psql('up', q{SELECT p.prosecdef AND NOT pg_catalog.has_function_privilege('public', p.oid, 'EXECUTE')
+	FROM pg_catalog.pg_proc p WHERE p.oid = 'shop.shop_confirm_payment(text,bigint,text,bigint)'::regprocedure}),
+	't', 'the upgrade adds shop_confirm_payment, SECURITY DEFINER and not executable by PUBLIC');
 
 ###########################################################################
 # 6a. pg_dump of the populated, upgraded database, restored into a new one

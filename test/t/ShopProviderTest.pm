@@ -222,7 +222,7 @@ sub _start
 	my $secret = $opt{webhook_secret} // 'whsec_' . encode_base64(join('', map { chr int rand 256 } 1 .. 32), '');
 	my ($in, $out) = ('', '');
 	my $h = IPC::Run::start(
-		[ 'node', "$root/demo/mock_provider.js", '--port', '0', '--api-key', $api_key,
+		[ 'node', "$root/demo/mock_provider.js", '--port', $opt{port} // '0', '--api-key', $api_key,
 		  '--webhook-secret', $secret, '--max-lifetime', $opt{max_lifetime} // 600 ],
 		'<', \$in, '>', \$out, '2>', "$logdir/$name.log");
 	my $deadline = time + 30;
@@ -305,6 +305,34 @@ sub api_post
 	my %headers = (authorization => 'Bearer ' . $self->{api_key});
 	$headers{'idempotency-key'} = $opt{key} if defined $opt{key};
 	my $r = $self->{http}->post_form($self->url($path), $form, { headers => \%headers });
+	return { status => $r->{status}, json => eval { $self->{json}->decode($r->{content}) } };
+}
+
+# Toss Payments (demo/mock_provider.js, "Toss Payments"): authorise a
+# payment as the buyer would in the widget, the mock's payments, the
+# webhook bodies it would have sent, and a raw API call with the key as
+# Basic user name (as a Toss client makes it).
+sub toss_authorize
+{
+	my ($self, $order_id, $amount, %opt) = @_;
+	return $self->_call('POST', '/_toss/authorize',
+		{ orderId => $order_id, amount => $amount, defined $opt{reject} ? (reject => $opt{reject}) : () });
+}
+sub toss_payment
+{
+	my ($self, $key) = @_;
+	my ($p) = grep { $_->{paymentKey} eq $key } @{ $self->_call('GET', '/_toss/state')->{payments} };
+	return $p;
+}
+sub toss_events { my ($self, %f) = @_; return $self->_call('GET', '/_toss/events?since=' . ($f{since} // 0)); }
+sub toss_api
+{
+	my ($self, $method, $path, $value, %opt) = @_;
+	my %headers = (authorization => 'Basic ' . encode_base64($self->{api_key} . ':', ''),
+		'content-type' => 'application/json');
+	$headers{'idempotency-key'} = $opt{key} if defined $opt{key};
+	my $r = $self->{http}->request($method, $self->url($path),
+		{ headers => \%headers, defined $value ? (content => $self->{json}->encode($value)) : () });
 	return { status => $r->{status}, json => eval { $self->{json}->decode($r->{content}) } };
 }
 

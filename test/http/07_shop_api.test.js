@@ -115,6 +115,12 @@ test('buy_now, and too little stock is a client error', opts, async () => {
 	const none = await u.rpc('buy_now', { items: [{ sku_id: skuB, qty: 50 }] });
 	assert.ok(none.status >= 400 && none.status < 500, String(none.status));
 	assert.equal(none.data, null);
+	// GET for the STABLE readers (the quick start's GET /rpc/orders), 405 for the VOLATILE ones
+	const viaGet = await u.rpc('orders', {}, { get: true });
+	assert.equal(viaGet.status, 200);
+	assert.ok(viaGet.data.some((x) => x.order_id === r.data.id));
+	assert.equal((await u.rpc('order', { order_id: r.data.id }, { get: true })).data.order_id, r.data.id);
+	assert.equal((await u.rpc('buy_now', { items: '[]' }, { get: true })).status, 405);
 	const missing = await u.rpc('buy_now', {});
 	assert.equal(missing.status, 404);
 	assert.equal(missing.error.code, 'PGRST202');

@@ -1190,3 +1190,199 @@ CREATE FUNCTION shop.shop_confirm_payment(provider text, order_id bigint,
 COMMENT ON FUNCTION shop.shop_confirm_payment(text, bigint, text, bigint) IS
 	'capture a confirm-style provider''s (toss) payment for a PENDING, unexpired order of that exact amount (one idempotent call, no lock held during it); returns {result, order_id, order_status, payment_key}';
 REVOKE ALL ON FUNCTION shop.shop_confirm_payment(text, bigint, text, bigint) FROM PUBLIC;
+
+-- Operator functions in schema shop_api (issue 11, the operator page
+-- web/ops.html) and the 4-argument shop.shop_api_grant overload that grants
+-- them to an operator role, as in src/sql/70_api.sql.  The REVOKEs are on
+-- the new functions alone.
+CREATE FUNCTION shop_api.ops_stock()
+	RETURNS SETOF shop.sku_stock
+	LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM shop_api.current_user_id();
+	RETURN QUERY SELECT * FROM shop.sku_stock s ORDER BY s.product_id, s.sku_id;
+END
+$$;
+COMMENT ON FUNCTION shop_api.ops_stock() IS
+	'operator: every SKU''s stock (shop.sku_stock rows: on_hand, reserved, available, sellable), by product_id, sku_id';
+
+CREATE FUNCTION shop_api.ops_adjust_stock(sku_id bigint, delta integer, reason text)
+	RETURNS shop.stock_level
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	who text := shop_api.current_user_id();
+BEGIN
+	IF reason IS NULL OR btrim(reason) = '' THEN
+		RAISE EXCEPTION 'a stock adjustment needs a reason'
+			USING ERRCODE = '22023', HINT = 'Say why, e.g. "received 10 from supplier".';
+	END IF;
+	RETURN shop.shop_adjust_stock(sku_id, delta, format('%s (operator %s)', reason, who));
+END
+$$;
+COMMENT ON FUNCTION shop_api.ops_adjust_stock(bigint, integer, text) IS
+	'operator: shop_adjust_stock with the operator (JWT sub) recorded in the reason; SH006 when on_hand would fall below reserved';
+
+CREATE FUNCTION shop_api.ops_reservations()
+	RETURNS SETOF shop.expiring_orders
+	LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM shop_api.current_user_id();
+	RETURN QUERY SELECT * FROM shop.expiring_orders e ORDER BY e.expires_at, e.order_id;
+END
+$$;
+COMMENT ON FUNCTION shop_api.ops_reservations() IS
+	'operator: PENDING orders holding stock with their expiry and time left (shop.expiring_orders), soonest first';
+
+CREATE FUNCTION shop_api.ops_expire_now()
+	RETURNS integer
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM shop_api.current_user_id();
+	RETURN shop.shop_expire_pending();
+END
+$$;
+COMMENT ON FUNCTION shop_api.ops_expire_now() IS
+	'operator: run the expiry sweep now (shop_expire_pending); returns how many orders were released';
+
+CREATE FUNCTION shop_api.ops_payments()
+	RETURNS jsonb
+	LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM shop_api.current_user_id();
+	RETURN jsonb_build_object(
+		'events', coalesce((SELECT jsonb_agg(jsonb_build_object(
+				'id', l.id, 'provider', l.provider, 'event_id', l.event_id, 'event_type', l.event_type,
+				'order_id', l.order_id, 'amount', l.amount, 'currency', l.currency,
+				'result', l.result, 'review', l.review, 'note', l.note, 'received_at', l.received_at)
+				ORDER BY l.id DESC)
+			FROM (SELECT * FROM shop.payment_log ORDER BY id DESC LIMIT 50) l), '[]'::jsonb),
+		'reviews', coalesce((SELECT jsonb_agg(jsonb_build_object(
+				'id', r.id, 'order_id', r.order_id, 'reason', r.reason, 'provider', r.provider,
+				'event_id', r.event_id, 'detail', r.detail, 'created_at', r.created_at)
+				ORDER BY r.id)
+			FROM shop.order_review r WHERE r.resolved_at IS NULL), '[]'::jsonb));
+END
+$$;
+COMMENT ON FUNCTION shop_api.ops_payments() IS
+	'operator: {events: the 50 newest webhook events with their results, reviews: open orders needing review}';
+
+CREATE FUNCTION shop_api.ops_outbox()
+	RETURNS jsonb
+	LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM shop_api.current_user_id();
+	RETURN jsonb_build_object(
+		'health', (SELECT to_jsonb(h) FROM shop.outbox_health h),
+		'dead', coalesce((SELECT jsonb_agg(to_jsonb(d) ORDER BY d.outbox_id DESC)
+			FROM (SELECT * FROM shop.outbox_dead ORDER BY outbox_id DESC LIMIT 100) d), '[]'::jsonb));
+END
+$$;
+COMMENT ON FUNCTION shop_api.ops_outbox() IS
+	'operator: {health: shop.outbox_health, dead: the 100 newest shop.outbox_dead rows}';
+
+CREATE FUNCTION shop_api.ops_redeliver(outbox_id bigint)
+	RETURNS boolean
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM shop_api.current_user_id();
+	RETURN shop.shop_redeliver(outbox_id);
+END
+$$;
+COMMENT ON FUNCTION shop_api.ops_redeliver(bigint) IS
+	'operator: queue a dead outbox row again (shop_redeliver); true when it was dead';
+
+CREATE FUNCTION shop_api.ops_health()
+	RETURNS SETOF shop.invariant_violation
+	LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM shop_api.current_user_id();
+	RETURN QUERY SELECT * FROM shop.shop_check_invariants();
+END
+$$;
+COMMENT ON FUNCTION shop_api.ops_health() IS
+	'operator: shop_check_invariants() rows (check_name, subject, detail); empty when all is well';
+
+CREATE FUNCTION shop_api.ops_orders_per_minute()
+	RETURNS TABLE (minute timestamptz, created bigint, paid bigint)
+	LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM shop_api.current_user_id();
+	RETURN QUERY
+		SELECT m.minute,
+			   count(o.id) FILTER (WHERE o.id IS NOT NULL),
+			   count(o.id) FILTER (WHERE o.status = 'PAID')
+		  FROM generate_series(date_trunc('minute', now()) - interval '59 minutes',
+							   date_trunc('minute', now()), interval '1 minute') AS m(minute)
+		  LEFT JOIN shop.orders o
+			ON o.created_at >= m.minute AND o.created_at < m.minute + interval '1 minute'
+		 GROUP BY m.minute
+		 ORDER BY m.minute;
+END
+$$;
+COMMENT ON FUNCTION shop_api.ops_orders_per_minute() IS
+	'operator: orders created per minute over the last hour (60 rows, oldest first) and how many of them are PAID';
+
+-- shop_api_grant with an operator role: the 3-argument form as before, then
+-- exactly the ops_* functions (and USAGE on shop_api) for operator_role.  An
+-- overload, so the 3-argument calls stay as they were; operator_role NULL
+-- is the 3-argument form.
+CREATE FUNCTION shop.shop_api_grant(anon_role name, user_role name, webhook_role name, operator_role name)
+	RETURNS void
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF operator_role IS NOT NULL THEN
+		IF operator_role IN (anon_role, user_role, webhook_role) THEN
+			RAISE EXCEPTION 'operator_role must be a role of its own, not "%"', operator_role
+				USING ERRCODE = '22023',
+					  HINT = 'Create a NOLOGIN role for operators (README, "Storefront and operator pages").';
+		END IF;
+		IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = operator_role) THEN
+			RAISE EXCEPTION 'role "%" does not exist', operator_role
+				USING ERRCODE = '42704',
+					  HINT = 'Create the roles first (README, "Storefront and operator pages"); the extension creates none.';
+		END IF;
+	END IF;
+	PERFORM shop.shop_api_grant(anon_role, user_role, webhook_role);
+	IF operator_role IS NULL THEN
+		RETURN;
+	END IF;
+	EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop_api FROM %I', operator_role);
+	EXECUTE format('REVOKE ALL ON SCHEMA shop_api FROM %I', operator_role);
+	EXECUTE format('GRANT USAGE ON SCHEMA shop_api TO %I', operator_role);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.ops_stock(), shop_api.ops_adjust_stock(bigint, integer, text),'
+				   ' shop_api.ops_reservations(), shop_api.ops_expire_now(), shop_api.ops_payments(),'
+				   ' shop_api.ops_outbox(), shop_api.ops_redeliver(bigint), shop_api.ops_health(),'
+				   ' shop_api.ops_orders_per_minute() TO %I', operator_role);
+	IF EXISTS (SELECT FROM pg_roles WHERE rolname = operator_role AND rolcanlogin) THEN
+		RAISE WARNING 'role "%" can log in: any session of it may set request.jwt.claims and act as any operator', operator_role
+			USING HINT = 'Make it NOLOGIN and let the authenticator role switch to it.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION shop.shop_api_grant(name, name, name, name) IS
+	'shop_api_grant(anon_role, user_role, webhook_role) and then operator_role exactly the shop_api.ops_* functions (NULL: none); operator_role must differ from the other three';
+REVOKE ALL ON FUNCTION shop_api.ops_stock(), shop_api.ops_adjust_stock(bigint, integer, text),
+	shop_api.ops_reservations(), shop_api.ops_expire_now(), shop_api.ops_payments(),
+	shop_api.ops_outbox(), shop_api.ops_redeliver(bigint), shop_api.ops_health(),
+	shop_api.ops_orders_per_minute(), shop.shop_api_grant(name, name, name, name)
+	FROM PUBLIC;

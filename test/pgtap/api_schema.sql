@@ -10,7 +10,7 @@
 -- rights shop.shop_api_grant() leaves three roles with.
 -- Runs in one transaction that is rolled back: nothing persists.
 BEGIN;
-SELECT plan(28);
+SELECT plan(35);
 
 SELECT has_schema('shop_api', 'the extension creates schema shop_api');
 SELECT is((SELECT count(*) FROM pg_catalog.pg_depend d
@@ -26,10 +26,13 @@ SELECT isnt(obj_description('shop_api'::regnamespace, 'pg_namespace'), NULL,
 SELECT functions_are('shop_api',
 	ARRAY['current_user_id', 'products', 'cart', 'cart_add', 'cart_set_qty', 'cart_remove',
 		  'cart_merge', 'create_order', 'buy_now', 'orders', 'order', 'cancel_order',
-		  'start_payment', 'handle_webhook', 'webhook'],
-	'schema shop_api has exactly the functions of issue #10');
+		  'start_payment', 'handle_webhook', 'webhook',
+		  -- the operator page (issue 11)
+		  'ops_stock', 'ops_adjust_stock', 'ops_reservations', 'ops_expire_now', 'ops_payments',
+		  'ops_outbox', 'ops_redeliver', 'ops_health', 'ops_orders_per_minute'],
+	'schema shop_api has exactly the functions of issues #10 and #11');
 SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'shop_api'::regnamespace),
-	15::bigint, 'schema shop_api has 15 functions, no overloads (the checks below are not vacuous)');
+	24::bigint, 'schema shop_api has 24 functions, no overloads (the checks below are not vacuous)');
 SELECT set_eq($$
 	SELECT p.proname::text, pg_catalog.pg_get_function_arguments(p.oid),
 		   pg_catalog.pg_get_function_result(p.oid)
@@ -50,7 +53,16 @@ SELECT set_eq($$
 	('cancel_order', 'order_id bigint', 'shop.order_summary'),
 	('start_payment', 'order_id bigint, provider text, success_url text, cancel_url text', 'jsonb'),
 	('handle_webhook', 'provider text, headers jsonb, body text', 'jsonb'),
-	('webhook', 'json', 'jsonb')
+	('webhook', 'json', 'jsonb'),
+	('ops_stock', '', 'SETOF shop.sku_stock'),
+	('ops_adjust_stock', 'sku_id bigint, delta integer, reason text', 'shop.stock_level'),
+	('ops_reservations', '', 'SETOF shop.expiring_orders'),
+	('ops_expire_now', '', 'integer'),
+	('ops_payments', '', 'jsonb'),
+	('ops_outbox', '', 'jsonb'),
+	('ops_redeliver', 'outbox_id bigint', 'boolean'),
+	('ops_health', '', 'SETOF shop.invariant_violation'),
+	('ops_orders_per_minute', '', 'TABLE(minute timestamp with time zone, created bigint, paid bigint)')
 	$$,
 	'every shop_api function has the documented argument names, defaults and result');
 -- PostgREST passes the raw body only to a function with one unnamed json
@@ -62,18 +74,21 @@ SELECT is((SELECT pronargs::int || ' ' || format_type(proargtypes[0], NULL) || '
 SELECT is_empty($$
 	SELECT p.proname FROM pg_catalog.pg_proc p
 	 WHERE p.pronamespace = 'shop_api'::regnamespace
-	   AND p.proretset IS DISTINCT FROM (p.proname IN ('products', 'cart', 'orders'))$$,
-	'only products, cart and orders return sets; every other function one value');
+	   AND p.proretset IS DISTINCT FROM (p.proname IN ('products', 'cart', 'orders', 'ops_stock',
+												   'ops_reservations', 'ops_health', 'ops_orders_per_minute'))$$,
+	'only products, cart, orders, ops_stock, ops_reservations, ops_health and ops_orders_per_minute return sets; every other function one value');
 SELECT set_eq($$
 	SELECT p.proname::text FROM pg_catalog.pg_proc p
 	 WHERE p.pronamespace = 'shop_api'::regnamespace AND p.provolatile = 's'$$,
-	ARRAY['current_user_id', 'products', 'cart', 'orders', 'order'],
+	ARRAY['current_user_id', 'products', 'cart', 'orders', 'order', 'ops_stock', 'ops_reservations',
+		  'ops_payments', 'ops_outbox', 'ops_health', 'ops_orders_per_minute'],
 	'the reads are STABLE (GET under PostgREST, read-only transaction)');
 SELECT set_eq($$
 	SELECT p.proname::text FROM pg_catalog.pg_proc p
 	 WHERE p.pronamespace = 'shop_api'::regnamespace AND p.provolatile = 'v'$$,
 	ARRAY['cart_add', 'cart_set_qty', 'cart_remove', 'cart_merge', 'create_order', 'buy_now',
-		  'cancel_order', 'start_payment', 'handle_webhook', 'webhook'],
+		  'cancel_order', 'start_payment', 'handle_webhook', 'webhook', 'ops_adjust_stock',
+		  'ops_expire_now', 'ops_redeliver'],
 	'every function that writes is VOLATILE (POST under PostgREST, read-write transaction)');
 SELECT is_empty($$
 	SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
@@ -126,6 +141,8 @@ SELECT is_empty($$
 	'PUBLIC has no USAGE (nor CREATE) on schema shop_api');
 SELECT ok(NOT has_function_privilege('public', 'shop.shop_api_grant(name, name, name)', 'EXECUTE'),
 	'PUBLIC cannot call shop.shop_api_grant');
+SELECT ok(NOT has_function_privilege('public', 'shop.shop_api_grant(name, name, name, name)', 'EXECUTE'),
+	'PUBLIC cannot call shop.shop_api_grant with an operator role');
 
 -- shop.shop_api_grant(): exactly these rights ------------------------------------
 
@@ -194,6 +211,42 @@ SELECT throws_ok($$SELECT shop_api.cart_add(9301, 1)$$, '42501', NULL,
 RESET ROLE;
 SELECT throws_ok($$SELECT shop.shop_api_grant('tap_api_anon', 'tap_api_nobody', 'tap_api_webhook')$$,
 	'42704', NULL, 'shop_api_grant refuses a role that does not exist (the extension creates none)');
+
+-- the operator role (issue 11): the 4-argument overload
+CREATE ROLE tap_api_operator NOLOGIN;
+SELECT lives_ok($$SELECT shop.shop_api_grant('tap_api_anon', 'tap_api_customer', 'tap_api_webhook', 'tap_api_operator')$$,
+	'shop_api_grant with an operator role runs');
+SELECT set_eq($$
+	SELECT r.rolname::text, p.oid::regprocedure::text
+	  FROM pg_catalog.pg_roles r, pg_catalog.pg_proc p
+	 WHERE r.rolname IN ('tap_api_anon', 'tap_api_customer', 'tap_api_webhook', 'tap_api_operator')
+	   AND p.pronamespace IN ('shop'::regnamespace, 'shop_api'::regnamespace)
+	   AND has_function_privilege(r.oid, p.oid, 'EXECUTE')
+	   AND (r.rolname = 'tap_api_operator' OR p.proname LIKE 'ops\_%')$$,
+	$$VALUES
+	('tap_api_operator', 'shop_api.ops_stock()'),
+	('tap_api_operator', 'shop_api.ops_adjust_stock(bigint,integer,text)'),
+	('tap_api_operator', 'shop_api.ops_reservations()'),
+	('tap_api_operator', 'shop_api.ops_expire_now()'),
+	('tap_api_operator', 'shop_api.ops_payments()'),
+	('tap_api_operator', 'shop_api.ops_outbox()'),
+	('tap_api_operator', 'shop_api.ops_redeliver(bigint)'),
+	('tap_api_operator', 'shop_api.ops_health()'),
+	('tap_api_operator', 'shop_api.ops_orders_per_minute()')
+	$$,
+	'the operator role may execute exactly the ops_* functions, and no other role any of them');
+SET LOCAL ROLE tap_api_operator;
+DO $$BEGIN PERFORM set_config('request.jwt.claims', '{"sub": "tap-operator"}', true); END$$;
+SELECT results_eq($$SELECT on_hand, reserved FROM shop_api.ops_stock() WHERE sku_id = 9301$$,
+	$$VALUES (2::bigint, 0::bigint)$$, 'the operator reads the stock through shop_api');
+SELECT throws_ok($$SELECT shop_api.cart_add(9301, 1)$$, '42501', NULL,
+	'the operator role cannot shop');
+DO $$BEGIN PERFORM set_config('request.jwt.claims', '', true); END$$;
+SELECT throws_ok($$SELECT count(*) FROM shop_api.ops_stock()$$, 'PT401', NULL,
+	'an operator token without a sub is refused (PT401)');
+RESET ROLE;
+SELECT throws_ok($$SELECT shop.shop_api_grant('tap_api_anon', 'tap_api_customer', 'tap_api_webhook', 'tap_api_customer')$$,
+	'22023', NULL, 'shop_api_grant refuses an operator role that is also the user role');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -425,7 +425,9 @@ SELECT set_eq($$
 	-- confirm-style providers (issue #9, Toss Payments)
 	('shop_confirm_payment', 'provider text, order_id bigint, payment_key text, amount bigint', 'jsonb'),
 	-- the API roles' grants (issue #10)
-	('shop_api_grant', 'anon_role name, user_role name, webhook_role name', 'void')
+	('shop_api_grant', 'anon_role name, user_role name, webhook_role name', 'void'),
+	-- the operator role's grant (issue 11), an overload
+	('shop_api_grant', 'anon_role name, user_role name, webhook_role name, operator_role name', 'void')
 	$$,
 	'every API function has the documented arguments, defaults and result');
 -- Defaults work: the short forms resolve to the documented functions.

@@ -88,6 +88,13 @@ my %expected_api = (
 		'shop_api.products()', 'shop_api.start_payment(bigint,text,text,text)',
 	],
 	shop_webhook => [ 'shop_api.handle_webhook(text,jsonb,text)', 'shop_api.webhook(json)' ],
+	# the operator page (issue 11), granted by the 4-argument shop_api_grant
+	shop_operator => [
+		'shop_api.ops_adjust_stock(bigint,integer,text)', 'shop_api.ops_expire_now()',
+		'shop_api.ops_health()', 'shop_api.ops_orders_per_minute()', 'shop_api.ops_outbox()',
+		'shop_api.ops_payments()', 'shop_api.ops_redeliver(bigint)', 'shop_api.ops_reservations()',
+		'shop_api.ops_stock()',
+	],
 	shop_authenticator => [],
 );
 
@@ -438,11 +445,11 @@ $api->safe_psql('postgres', 'CREATE EXTENSION shop');
 sub api_su { return $api->safe_psql('postgres', $_[0]); }
 is(api_su(q{SELECT string_agg(rolname || ':' || rolcanlogin || ':' || rolinherit, ',' ORDER BY rolname)
 			  FROM pg_roles WHERE rolname LIKE 'shop\_%'}),
-	'shop_anon:false:true,shop_authenticator:true:false,shop_customer:false:true,shop_webhook:false:true',
-	'api: the authenticator logs in and does not inherit; the three API roles cannot log in');
+	'shop_anon:false:true,shop_authenticator:true:false,shop_customer:false:true,shop_operator:false:true,shop_webhook:false:true',
+	'api: the authenticator logs in and does not inherit; the four API roles cannot log in');
 is(api_su(q{SELECT string_agg(m.roleid::regrole::text, ',' ORDER BY 1) FROM pg_auth_members m
 			 WHERE m.member = 'shop_authenticator'::regrole}),
-	'shop_anon,shop_customer,shop_webhook', 'api: the authenticator may switch to exactly the three API roles');
+	'shop_anon,shop_customer,shop_operator,shop_webhook', 'api: the authenticator may switch to exactly the four API roles');
 for my $role (sort keys %expected_api)
 {
 	is_deeply([ split /\n/, api_su(qq{
@@ -520,6 +527,17 @@ api_refused('shop_customer', $alice, "SELECT shop_api.handle_webhook('mockpay', 
 	'shop_customer: handle_webhook');
 is(api_su(q{SELECT user_id || ' ' || status FROM shop.orders}), 'alice PENDING',
 	'api: the customer role ordered for the sub of its claims');
+# the operator role (issue 11): its own functions, nothing of the shopper's
+my $ops = '{"role": "shop_operator", "sub": "olga"}';
+api_allowed('shop_operator', $ops, 'SELECT code, on_hand, reserved FROM shop_api.ops_stock()', 'MUG-1|10|2',
+	'shop_operator: ops_stock');
+api_allowed('shop_operator', $ops, "SELECT on_hand FROM shop_api.ops_adjust_stock($sku1, 5, 'delivery')", '15',
+	'shop_operator: ops_adjust_stock');
+is(api_su(q{SELECT reason FROM shop.stock_adjustment ORDER BY id DESC LIMIT 1}), 'delivery (operator olga)',
+	'api: the operator (JWT sub) is recorded in the adjustment reason');
+api_refused('shop_operator', $ops, "SELECT qty FROM shop_api.cart_add($sku1, 1)", 'shop_operator: cart_add');
+api_refused('shop_customer', $alice, 'SELECT count(*) FROM shop_api.ops_stock()', 'shop_customer: ops_stock');
+api_refused('shop_anon', '', 'SELECT shop_api.ops_expire_now()', 'shop_anon: ops_expire_now');
 
 my $order_id = api_su(q{SELECT id FROM shop.orders WHERE user_id = 'alice'});
 my $api_body = qq({"type": "payment.succeeded", "data": {"order_id": "$order_id", "amount": 20000, "currency": "KRW", "payment_id": "pay_alice"}});

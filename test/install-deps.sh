@@ -19,6 +19,9 @@ packages=(
 	libssl-dev
 	# make bench's HTTP scenario
 	wrk
+	# the storefront's browser tests (test/browser/, driven by playwright-core;
+	# the browser comes from Debian, never downloaded)
+	chromium
 )
 
 # Node.js runs the tests' HTTP receiver (it verifies deliveries with the

@@ -12,6 +12,10 @@
 #   Perl TAP     test/t/*.pl          with prove (own clusters, PostgreSQL::Test::Cluster)
 #   shop-httpd   test/http/*.test.js  node --test (own cluster on SHOP_HTTP_PGPORT, default
 #                                     port + 1; daemons on SHOP_HTTP_PORT + 1..9, default 18110)
+#   browser      test/browser/*.test.js  node --test: web/ in Debian's Chromium via playwright-core
+#                                     (own cluster on SHOP_BROWSER_PGPORT, default port + 2;
+#                                     shop-httpd + mock provider on SHOP_BROWSER_PORT + 0..7,
+#                                     default 18130)
 # It stops the cluster and exits non-zero when anything failed.
 set -uo pipefail
 
@@ -22,6 +26,8 @@ bash "$root/test/install-deps.sh" || exit 1
 bash "$root/test/receiver/install.sh" || exit 1
 # shop-httpd's tests use the real PostgREST client, @supabase/postgrest-js
 bash "$root/test/http/install.sh" || exit 1
+# the storefront's browser tests drive Debian's chromium with playwright-core
+bash "$root/test/browser/install.sh" || exit 1
 bindir=$(pg_config --bindir)
 pgxs_dir=$(dirname "$(pg_config --pgxs)")/..
 export PATH="$bindir:$PATH"
@@ -130,6 +136,15 @@ cat "$work/http.out"
 hpass=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$work/http.out" | tail -n 1)
 hfail=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$work/http.out" | tail -n 1)
 count "${hpass:-0}" "${hfail:-1}"
+
+echo "== storefront and operator pages (test/browser: Chromium via playwright-core)"
+(cd "$tree" && as_pg env SHOP_HTTPD="$tree/src/http/shop-httpd" \
+	SHOP_BROWSER_PGPORT="${SHOP_BROWSER_PGPORT:-$((port + 2))}" SHOP_BROWSER_PORT="${SHOP_BROWSER_PORT:-18130}" \
+	bash test/browser/run.sh) >"$work/browser.out" 2>&1
+cat "$work/browser.out"
+bpass=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$work/browser.out" | tail -n 1)
+bfail=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$work/browser.out" | tail -n 1)
+count "${bpass:-0}" "${bfail:-1}"
 
 echo "== Perl TAP"
 tap_files=$(cd "$tree" && ls test/t/*.pl 2>/dev/null)

@@ -94,10 +94,13 @@ BEGIN
 	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'shop_webhook') THEN
 		CREATE ROLE shop_webhook NOLOGIN;
 	END IF;
+	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'shop_operator') THEN
+		CREATE ROLE shop_operator NOLOGIN;
+	END IF;
 END
 $$;
-GRANT shop_anon, shop_customer, shop_webhook TO shop_authenticator;
-SELECT shop.shop_api_grant('shop_anon', 'shop_customer', 'shop_webhook');
+GRANT shop_anon, shop_customer, shop_webhook, shop_operator TO shop_authenticator;
+SELECT shop.shop_api_grant('shop_anon', 'shop_customer', 'shop_webhook', 'shop_operator');
 SQL
 [ -s "$dir/jwt.secret" ] || (umask 077; head -c 48 /dev/urandom | base64 -w0 >"$dir/jwt.secret")
 chown postgres "$dir/jwt.secret"
@@ -152,6 +155,31 @@ node -e "fetch('http://127.0.0.1:$rport/_log').then(r => r.json()).then(log => {
 	for (const d of log) console.log(d.webhook_id.padEnd(8), (d.type || '').padEnd(16),
 		'order', String(d.order_id ?? '-').padEnd(4), d.verified ? 'signature verified' : 'NOT VERIFIED');
 })"
+
+# From here on the mock provider delivers its signed events itself, to
+# shop-httpd's POST /webhooks/mock (payment_flow.sh above relayed them by
+# hand, to stage a late webhook), so a purchase in the browser completes.
+kill "$(cat "$dir/mock_provider.pid")" 2>/dev/null || true
+for _ in $(seq 50); do
+	(exec 3<>/dev/tcp/127.0.0.1/$mport) 2>/dev/null || break
+	sleep 0.1
+done
+setsid node "$root/demo/mock_provider.js" --port "$mport" --api-key sk_test_demo_key \
+	--webhook-secret "$mock_secret" --webhook-url "$httpd/webhooks/mock" --detach --max-lifetime 86400 \
+	</dev/null >"$dir/mock_provider.out" 2>&1 &
+echo $! >"$dir/mock_provider.pid"
+for _ in $(seq 50); do grep -q '^port=' "$dir/mock_provider.out" 2>/dev/null && break; sleep 0.1; done
+
+# The storefront and operator pages (web/, served by shop-httpd): the
+# operator's token goes in the address's fragment, which the browser never
+# sends, so no server log holds it.
+ops_token=$(node "$root/demo/mint_token.js" --secret-file "$dir/jwt.secret" --role shop_operator \
+	--sub demo-operator --ttl 86400)
+echo
+echo "== storefront and operator pages (web/ on shop-httpd)"
+echo "  storefront: $httpd/index.html   (cart.html, orders.html; pay on the mock provider's page)"
+echo "  operator:   $httpd/ops.html#token=$ops_token"
+echo "              (a JWT with role shop_operator, sub demo-operator, valid 24 h: demo/mint_token.js)"
 
 cat <<MSG
 

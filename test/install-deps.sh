@@ -22,6 +22,8 @@ packages=(
 	# the storefront's browser tests (test/browser/, driven by playwright-core;
 	# the browser comes from Debian, never downloaded)
 	chromium
+	# Korean labels in the browser tests' screenshots
+	fonts-nanum
 )
 
 # Node.js runs the tests' HTTP receiver (it verifies deliveries with the

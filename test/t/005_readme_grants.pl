@@ -448,7 +448,7 @@ is(api_su(q{SELECT string_agg(rolname || ':' || rolcanlogin || ':' || rolinherit
 			  FROM pg_roles WHERE rolname LIKE 'shop\_%'}),
 	'shop_anon:false:true,shop_authenticator:true:false,shop_customer:false:true,shop_operator:false:true,shop_webhook:false:true',
 	'api: the authenticator logs in and does not inherit; the four API roles cannot log in');
-is(api_su(q{SELECT string_agg(m.roleid::regrole::text, ',' ORDER BY 1) FROM pg_auth_members m
+is(api_su(q{SELECT string_agg(m.roleid::regrole::text, ',' ORDER BY m.roleid::regrole::text) FROM pg_auth_members m
 			 WHERE m.member = 'shop_authenticator'::regrole}),
 	'shop_anon,shop_customer,shop_operator,shop_webhook', 'api: the authenticator may switch to exactly the four API roles');
 for my $role (sort keys %expected_api)

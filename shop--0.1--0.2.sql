@@ -998,6 +998,28 @@ $$;
 COMMENT ON FUNCTION shop_api.start_payment(bigint, text, text, text) IS
 	'start the provider''s hosted checkout for the caller''s PENDING order (shop.shop_start_payment); returns the session and its URL';
 
+CREATE FUNCTION shop_api.confirm_payment(order_id bigint, provider text, payment_key text,
+										 amount bigint)
+	RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	uid text := shop_api.current_user_id();
+BEGIN
+	IF $1 IS NULL THEN
+		RAISE EXCEPTION 'order_id must not be null' USING ERRCODE = '22004';
+	END IF;
+	PERFORM FROM shop.orders o WHERE o.id = $1 AND o.user_id = uid AND o.status <> 'CREATED';
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order % does not exist', $1 USING ERRCODE = 'PT404';
+	END IF;
+	RETURN shop.shop_confirm_payment($2, $1, $3, $4);
+END
+$$;
+COMMENT ON FUNCTION shop_api.confirm_payment(bigint, text, text, bigint) IS
+	'confirm-style providers (toss): the success page''s call for the caller''s order with the paymentKey and amount the provider gave (shop.shop_confirm_payment)';
+
 -- API: Payment webhooks
 
 -- For the shop's HTTP daemon: the core handler as it is (errors propagate
@@ -1148,7 +1170,8 @@ BEGIN
 				   ' shop_api.cart_set_qty(bigint, integer), shop_api.cart_remove(bigint),'
 				   ' shop_api.cart_merge(text), shop_api.create_order(text),'
 				   ' shop_api.buy_now(jsonb, text), shop_api.orders(), shop_api."order"(bigint),'
-				   ' shop_api.cancel_order(bigint), shop_api.start_payment(bigint, text, text, text)'
+				   ' shop_api.cancel_order(bigint), shop_api.start_payment(bigint, text, text, text),'
+				   ' shop_api.confirm_payment(bigint, text, text, bigint)'
 				   ' TO %I', user_role);
 	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.handle_webhook(text, jsonb, text),'
 				   ' shop_api.webhook(json) TO %I', webhook_role);
@@ -1167,6 +1190,7 @@ REVOKE ALL ON FUNCTION shop_api.current_user_id(), shop_api.products(), shop_api
 	shop_api.cart_remove(bigint), shop_api.cart_merge(text), shop_api.create_order(text),
 	shop_api.buy_now(jsonb, text), shop_api.orders(), shop_api."order"(bigint),
 	shop_api.cancel_order(bigint), shop_api.start_payment(bigint, text, text, text),
+	shop_api.confirm_payment(bigint, text, text, bigint),
 	shop_api.handle_webhook(text, jsonb, text), shop_api.webhook(json),
 	shop.shop_api_grant(name, name, name)
 	FROM PUBLIC;

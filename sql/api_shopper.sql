@@ -61,6 +61,7 @@ SELECT pg_temp.outcome('SELECT count(*) FROM shop_api.orders()');
 SELECT pg_temp.outcome('SELECT shop_api."order"(1)');
 SELECT pg_temp.outcome('SELECT status FROM shop_api.cancel_order(1)');
 SELECT pg_temp.outcome('SELECT shop_api.start_payment(1, ''x'', ''https://a.example/'', ''https://b.example/'')');
+SELECT pg_temp.outcome('SELECT shop_api.confirm_payment(1, ''x'', ''pk_1'', 100)');
 -- nothing was written for anyone
 SELECT count(*) AS carts FROM shop.cart WHERE user_id LIKE 'api-%' OR user_id LIKE 'guest:api-%' OR user_id = '';
 SELECT count(*) AS orders FROM shop.orders WHERE user_id LIKE 'api-%';
@@ -212,6 +213,12 @@ SELECT r - 'order_id' - 'expires_at' AS session, (r ->> 'order_id')::bigint = :o
 SELECT (shop_api."order"(:o1) -> 'payment_sessions' -> 0) - 'created_at' AS session_in_order;
 -- the core's refusal for a non-PENDING order reaches the caller
 SELECT pg_temp.outcome(format('SELECT shop_api.start_payment(%s, ''mock-api-shopper'', ''https://a.example/ok'', ''https://a.example/no'')', :o2));
+-- confirm_payment (confirm-style providers): own order only, as start_payment;
+-- the core's refusals reach the caller (a mock provider has no confirm call)
+SELECT pg_temp.outcome(format('SELECT shop_api.confirm_payment(%s, ''mock-api-shopper'', ''pk_api'', 100)', :o_bob));
+SELECT pg_temp.outcome(format('SELECT shop_api.confirm_payment(%s, ''mock-api-shopper'', ''pk_api'', 100)', :o1));
+SELECT pg_temp.outcome(format('SELECT shop_api.confirm_payment(%s, ''mock-api-shopper'', ''pk_api'', 4250)', :o1));
+SELECT pg_temp.outcome('SELECT shop_api.confirm_payment(NULL, ''mock-api-shopper'', ''pk_api'', 100)');
 
 -- books balance for this file's objects
 SELECT * FROM shop.shop_check_invariants()

@@ -55,11 +55,23 @@ SELECT toss_do(format('SELECT shop.shop_confirm_payment(%L, %s, %L, 9999)', 'tos
 SELECT toss_do(format('SELECT shop.shop_confirm_payment(%L, %s, %L, 0)', 'toss-rg', :o1, 'tgen_1'));
 -- the pre-checks pass; the call needs the API key first
 SELECT toss_do(format('SELECT shop.shop_confirm_payment(%L, %s, %L, 10000)', 'toss-rg', :o1, 'tgen_1'));
--- an order past its expires_at (not swept yet) and a released one
+-- an order past its expires_at (not swept yet) still holds its stock: the
+-- pre-checks pass (and the call needs the API key); one cancelled on purpose
+-- is refused
 UPDATE shop.orders SET expires_at = now() - interval '1 second' WHERE id = :o1;
-SELECT toss_do(format('SELECT shop.shop_confirm_payment(%L, %s, %L, 10000)', 'toss-rg', :o1, 'tgen_1')) LIKE 'SH004: order N expired at %' AS expired_refused;
+SELECT toss_do(format('SELECT shop.shop_confirm_payment(%L, %s, %L, 10000)', 'toss-rg', :o1, 'tgen_1'));
 SELECT status FROM shop.shop_release(:o1);
 SELECT toss_do(format('SELECT shop.shop_confirm_payment(%L, %s, %L, 10000)', 'toss-rg', :o1, 'tgen_1'));
+-- released by the expiry: confirmed (after the API key) while its stock is
+-- there, refused once it is gone
+SELECT id AS o3 FROM shop.shop_buy_now('toss-rg-3', jsonb_build_array(jsonb_build_object('sku_id', :sku, 'qty', 1))) \gset
+UPDATE shop.orders SET expires_at = now() - interval '1 second' WHERE id = :o3;
+SELECT shop.shop_expire_pending(100) >= 1 AS swept;
+SELECT status, status_reason FROM shop.orders WHERE id = :o3;
+SELECT toss_do(format('SELECT shop.shop_confirm_payment(%L, %s, %L, 10000)', 'toss-rg', :o3, 'tgen_3'));
+SELECT (shop.shop_adjust_stock(:sku, -(SELECT (on_hand - reserved)::int FROM shop.sku WHERE id = :sku), 'rg: sold elsewhere')).available;
+SELECT toss_do(format('SELECT shop.shop_confirm_payment(%L, %s, %L, 10000)', 'toss-rg', :o3, 'tgen_3')) LIKE 'SH004: order N was released at % and its stock is gone' AS stock_gone_refused;
+SELECT (shop.shop_adjust_stock(:sku, 5, 'rg: restock')).available;
 SELECT toss_do(format('SELECT shop.shop_start_payment(%s, %L, %L, %L)', :o1, 'toss-rg', 'https://shop.example/ok', 'https://shop.example/fail'));
 -- nothing was written by any of these
 SELECT count(*) AS sessions FROM shop.payment_session WHERE provider = 'toss-rg';
@@ -99,6 +111,7 @@ DELETE FROM shop.payment_session WHERE provider IN ('toss-rg', 'stripe-rg');
 DELETE FROM shop.stock_reservation WHERE order_id IN (SELECT id FROM shop.orders WHERE user_id LIKE 'toss-rg-%');
 DELETE FROM shop.order_item WHERE order_id IN (SELECT id FROM shop.orders WHERE user_id LIKE 'toss-rg-%');
 DELETE FROM shop.orders WHERE user_id LIKE 'toss-rg-%';
+DELETE FROM shop.stock_adjustment WHERE sku_id = :sku;
 DELETE FROM shop.sku WHERE code LIKE 'TOSS-RG-%';
 DELETE FROM shop.product WHERE id = :product;
 DELETE FROM shop.payment_provider WHERE name IN ('toss-rg', 'stripe-rg');

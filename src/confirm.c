@@ -6,11 +6,18 @@
  * The buyer authorised the payment in the provider's widget and came back
  * to the application's success URL with the payment key and the amount;
  * nothing is captured until this call confirms it.  The rules:
- *	1. before any call, without taking a lock: the order must be PENDING and
- *	   not past expires_at (an order whose stock may be gone is never
- *	   captured: SH004), and the amount must be the order's snapshot
- *	   (SH015); an order already PAID by this payment key is answered as
- *	   confirmed without calling again (a reloaded success page);
+ *	1. before any call, without taking a lock: the amount must be the
+ *	   order's snapshot (SH015), and the order must be one the webhook's
+ *	   late-payment rules would sell: PENDING (also past expires_at but not
+ *	   swept yet: its stock is still held), or released by time or by a
+ *	   failed attempt (expired, payment_failed) with every line's stock
+ *	   available right now, so that it can be reserved again.  Anything
+ *	   else (cancelled on purpose, PAID by another payment, or released and
+ *	   its stock gone) is refused with SH004 and nothing is captured, so
+ *	   there is nothing to refund.  An order already PAID by this payment
+ *	   key is answered as confirmed without calling again (a reloaded
+ *	   success page).  The stock check takes no lock: if the stock goes
+ *	   between it and step 3, step 3's rules refund the capture;
  *	2. the confirm is sent synchronously (provider_call_answer: hard timeout
  *	   shop.provider_timeout) while this backend holds no row lock, so no
  *	   transaction waits on the network.  Its Idempotency-Key derives from
@@ -51,6 +58,8 @@ typedef struct ConfirmOrder
 	char	   *payment_id;
 	bool		expired;
 	char	   *expires_at;
+	char	   *reason;			/* status_reason, NULL for none */
+	bool		stock_there;	/* every line could be reserved now */
 } ConfirmOrder;
 
 static void
@@ -61,10 +70,16 @@ read_confirm_order(int64 order_id, ConfirmOrder *order)
 
 	values[0] = Int64GetDatum(order_id);
 	if (shop_exec(shop_plan(&plan_confirm_order,
-							"SELECT status, amount, external_payment_id,"
-							"       expires_at IS NOT NULL AND expires_at <= now(),"
-							"       expires_at::text"
-							"  FROM shop.orders WHERE id = $1",
+							"SELECT o.status, o.amount, o.external_payment_id,"
+							"       o.expires_at IS NOT NULL AND o.expires_at <= now(),"
+							"       o.expires_at::text, o.status_reason,"
+							"       NOT EXISTS (SELECT FROM shop.order_item i"
+							"                     JOIN shop.sku s ON s.id = i.sku_id"
+							"                     JOIN shop.product p ON p.id = s.product_id"
+							"                    WHERE i.order_id = o.id"
+							"                      AND NOT (s.is_active AND p.is_active"
+							"                               AND s.on_hand - s.reserved >= i.qty))"
+							"  FROM shop.orders o WHERE o.id = $1",
 							1, argtypes),
 				  values, NULL, true, 0) == 0)
 		ereport(ERROR,
@@ -75,6 +90,8 @@ read_confirm_order(int64 order_id, ConfirmOrder *order)
 	order->payment_id = shop_get_text(0, 3);
 	order->expired = shop_get_bool(0, 4);
 	order->expires_at = shop_get_text(0, 5);
+	order->reason = shop_get_text(0, 6);
+	order->stock_there = shop_get_bool(0, 7);
 }
 
 /*
@@ -200,17 +217,25 @@ shop_confirm_payment(PG_FUNCTION_ARGS)
 		PG_RETURN_DATUM(result);
 	}
 	if (strcmp(order.status, "PENDING") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_SHOP_WRONG_ORDER_STATE),
-				 errmsg("order %lld is %s; only a PENDING order's payment is confirmed",
-						(long long) order_id, order.status),
-				 errdetail("Nothing was sent to the provider: the payment stays uncaptured.")));
-	if (order.expired)
-		ereport(ERROR,
-				(errcode(ERRCODE_SHOP_WRONG_ORDER_STATE),
-				 errmsg("order %lld expired at %s; its stock is no longer held for it",
-						(long long) order_id, order.expires_at),
-				 errdetail("Nothing was sent to the provider: the payment stays uncaptured.")));
+	{
+		OrderStatus st = order_status_from_name(order.status);
+		OrderReason why = order.reason ? order_reason_from_name(order.reason) : REASON_NONE;
+
+		if (!order_status_released(st) || !order_reason_resellable(why))
+			ereport(ERROR,
+					(errcode(ERRCODE_SHOP_WRONG_ORDER_STATE),
+					 errmsg("order %lld is %s%s%s; its payment is not confirmed",
+							(long long) order_id, order.status,
+							order.reason ? " for reason " : "", order.reason ? order.reason : ""),
+					 errdetail("Nothing was sent to the provider: the payment stays uncaptured.")));
+		if (!order.stock_there)
+			ereport(ERROR,
+					(errcode(ERRCODE_SHOP_WRONG_ORDER_STATE),
+					 errmsg("order %lld was released at %s and its stock is gone",
+							(long long) order_id, order.expires_at ? order.expires_at : "?"),
+					 errdetail("Nothing was sent to the provider: the payment stays uncaptured.")));
+		/* released by time, stock still there: step 3 reserves it again */
+	}
 	if (amount != order.amount)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_PAYMENT_MISMATCH),

@@ -26,10 +26,10 @@ SELECT isnt(obj_description('shop_api'::regnamespace, 'pg_namespace'), NULL,
 SELECT functions_are('shop_api',
 	ARRAY['current_user_id', 'products', 'cart', 'cart_add', 'cart_set_qty', 'cart_remove',
 		  'cart_merge', 'create_order', 'buy_now', 'orders', 'order', 'cancel_order',
-		  'start_payment', 'handle_webhook', 'webhook'],
-	'schema shop_api has exactly the functions of issue #10');
+		  'start_payment', 'confirm_payment', 'handle_webhook', 'webhook'],
+	'schema shop_api has exactly the functions of issue #10 (and confirm_payment for confirm-style providers)');
 SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'shop_api'::regnamespace),
-	15::bigint, 'schema shop_api has 15 functions, no overloads (the checks below are not vacuous)');
+	16::bigint, 'schema shop_api has 16 functions, no overloads (the checks below are not vacuous)');
 SELECT set_eq($$
 	SELECT p.proname::text, pg_catalog.pg_get_function_arguments(p.oid),
 		   pg_catalog.pg_get_function_result(p.oid)
@@ -49,6 +49,7 @@ SELECT set_eq($$
 	('order', 'order_id bigint', 'jsonb'),
 	('cancel_order', 'order_id bigint', 'shop.order_summary'),
 	('start_payment', 'order_id bigint, provider text, success_url text, cancel_url text', 'jsonb'),
+	('confirm_payment', 'order_id bigint, provider text, payment_key text, amount bigint', 'jsonb'),
 	('handle_webhook', 'provider text, headers jsonb, body text', 'jsonb'),
 	('webhook', 'json', 'jsonb')
 	$$,
@@ -73,7 +74,7 @@ SELECT set_eq($$
 	SELECT p.proname::text FROM pg_catalog.pg_proc p
 	 WHERE p.pronamespace = 'shop_api'::regnamespace AND p.provolatile = 'v'$$,
 	ARRAY['cart_add', 'cart_set_qty', 'cart_remove', 'cart_merge', 'create_order', 'buy_now',
-		  'cancel_order', 'start_payment', 'handle_webhook', 'webhook'],
+		  'cancel_order', 'start_payment', 'confirm_payment', 'handle_webhook', 'webhook'],
 	'every function that writes is VOLATILE (POST under PostgREST, read-write transaction)');
 SELECT is_empty($$
 	SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
@@ -158,6 +159,7 @@ SELECT set_eq($$
 	('tap_api_customer', 'shop_api."order"(bigint)'),
 	('tap_api_customer', 'shop_api.cancel_order(bigint)'),
 	('tap_api_customer', 'shop_api.start_payment(bigint,text,text,text)'),
+	('tap_api_customer', 'shop_api.confirm_payment(bigint,text,text,bigint)'),
 	('tap_api_webhook', 'shop_api.handle_webhook(text,jsonb,text)'),
 	('tap_api_webhook', 'shop_api.webhook(json)')
 	$$,

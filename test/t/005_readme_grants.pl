@@ -86,6 +86,7 @@ my %expected_api = (
 		'shop_api.cart_remove(bigint)', 'shop_api.cart_set_qty(bigint,integer)',
 		'shop_api.create_order(text)', 'shop_api.current_user_id()', 'shop_api.orders()',
 		'shop_api.products()', 'shop_api.start_payment(bigint,text,text,text)',
+		'shop_api.confirm_payment(bigint,text,text,bigint)',
 	],
 	shop_webhook => [ 'shop_api.handle_webhook(text,jsonb,text)', 'shop_api.webhook(json)' ],
 	shop_authenticator => [],

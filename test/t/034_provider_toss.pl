@@ -4,8 +4,10 @@
 # shop_confirm_payment captures a PENDING order's payment (POST
 # /v1/payments/confirm, Basic auth, Idempotency-Key confirm-<order>-<key>)
 # and the order becomes PAID with its stock consumed; a reloaded success page
-# calls nothing again; an expired or released order, or another amount, is
-# refused without calling the provider; a refusal is SH024 with Toss's code
+# calls nothing again; an order cancelled on purpose, a released order whose
+# stock is gone, or another amount, is refused without calling the provider,
+# while an expired order whose stock is still there is captured and sold
+# again (the late-webhook rule); a refusal is SH024 with Toss's code
 # and the order stays PENDING; a timeout (SH020) or a 5xx (SH022) leaves it
 # PENDING and the retry with the same key captures exactly once; a capture
 # landing after the order was released and its stock sold is flagged and
@@ -97,18 +99,51 @@ $r = confirm($o2, $k2, 9999);
 is($r->{sqlstate}, 'SH015', 'another amount than the order\'s: SH015');
 $r = confirm($o1, $k2, 20000);
 is($r->{sqlstate}, 'SH004', 'an order that is PAID by another payment: SH004');
-my $o3 = order_of($node, 'toss-3', undef, "SET shop.reservation_ttl = '1s';");
+# an expired order whose stock is gone (its SKU written off after the sweep)
+$node->safe_psql('postgres', q{
+	INSERT INTO shop.sku (id, product_id, code, on_hand) VALUES (10, 1, 'MUG-GONE', 1)});
+my $o3 = order_of($node, 'toss-3', [ [ 10, 1 ] ], "SET shop.reservation_ttl = '1s';");
 my $k3 = authorize($o3, 10000);
 usleep(1_300_000);
-$r = confirm($o3, $k3, 10000);
-is($r->{sqlstate}, 'SH004', 'an order past its expires_at (not swept yet): SH004');
-like($r->{message}, qr/expired/, '... saying it expired');
 $node->safe_psql('postgres', 'SELECT shop.shop_expire_pending(100)');
-is(status_of($o3), 'CANCELLED', 'the sweep released it');
+is(status_of($o3), 'CANCELLED', 'the sweep released an expired order');
+$node->safe_psql('postgres', q{SELECT shop.shop_adjust_stock(10, -1, 'written off')});
 $r = confirm($o3, $k3, 10000);
-is($r->{sqlstate}, 'SH004', 'a released order: SH004');
+is($r->{sqlstate}, 'SH004', 'an expired order whose stock is gone: SH004');
+like($r->{message}, qr/stock is gone/, '... saying its stock is gone');
+# an order the customer cancelled is never captured, stock or not
+my $o3c = order_of($node, 'toss-3c');
+my $k3c = authorize($o3c, 10000);
+$node->safe_psql('postgres', "SELECT shop.shop_release($o3c, 'customer_cancelled')");
+$r = confirm($o3c, $k3c, 10000);
+is($r->{sqlstate}, 'SH004', 'an order the customer cancelled: SH004');
 is(scalar @{ $mock->requests(since => $seq) }, 0, 'none of these refusals called Toss');
 is($mock->toss_payment($k3)->{status}, 'IN_PROGRESS', '... the expired order\'s payment stays uncaptured');
+is($mock->toss_payment($k3c)->{status}, 'IN_PROGRESS', '... and the cancelled order\'s too');
+
+# expired, but its stock is still there: captured and sold again, as a late
+# webhook would be (paid_after_release), before and after the sweep
+my $o3p = order_of($node, 'toss-3p', undef, "SET shop.reservation_ttl = '1s';");
+my $k3p = authorize($o3p, 10000);
+my $o3s = order_of($node, 'toss-3s', undef, "SET shop.reservation_ttl = '1s';");
+my $k3s = authorize($o3s, 10000);
+usleep(1_300_000);
+$r = confirm($o3p, $k3p, 10000);
+ok($r->{ok} && json_decode($r->{value})->{result} eq 'confirmed',
+	'an order past its expires_at, not swept yet (its stock still held): confirmed') or diag($r->{error});
+is(status_of($o3p), 'PAID', '... PAID');
+$node->safe_psql('postgres', 'SELECT shop.shop_expire_pending(100)');
+is(status_of($o3s), 'CANCELLED', 'another expired order is swept');
+my $held = on_hand(1);
+$r = confirm($o3s, $k3s, 10000);
+ok($r->{ok} && json_decode($r->{value})->{result} eq 'confirmed',
+	'... its payment confirmed while its stock is still there') or diag($r->{error});
+is($node->safe_psql('postgres', "SELECT status || ' ' || status_reason FROM shop.orders WHERE id = $o3s"),
+	'PAID paid_after_release', '... PAID again, reason paid_after_release');
+is(on_hand(1), $held - 1, '... its unit reserved again and consumed');
+is($mock->toss_payment($k3s)->{status}, 'DONE', '... captured at Toss');
+is($node->safe_psql('postgres', "SELECT count(*) FROM shop.refund WHERE order_id = $o3s"), '0',
+	'... and nothing to refund');
 
 # --- the provider refuses
 my $o4 = order_of($node, 'toss-4');

@@ -33,11 +33,27 @@ REGRESS_OPTS = --load-extension=$(EXTENSION)
 ISOLATION = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
 ISOLATION_OPTS = --inputdir=test --load-extension=$(EXTENSION)
 
-EXTRA_CLEAN = $(DATA_built) results output_iso regression.diffs regression.out
+EXTRA_CLEAN = $(DATA_built) results output_iso regression.diffs regression.out $(HTTPD)
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# shop-httpd: the HTTP layer (src/http/), a separate program linked with
+# libpq, libmicrohttpd, jansson and libcrypto.  Built by "make" and
+# installed by "make install" into the server's bindir next to pg_ctl.
+HTTPD = src/http/shop-httpd
+HTTPD_SRCS = $(sort $(wildcard src/http/*.c))
+HTTPD_CFLAGS = -std=gnu11 -O2 -g -Wall -Wextra -Wno-missing-field-initializers -pthread
+all: $(HTTPD)
+$(HTTPD): $(HTTPD_SRCS) src/http/httpd.h
+	$(CC) $(HTTPD_CFLAGS) $(COPT) -I$(shell $(PG_CONFIG) --includedir) -o $@ $(HTTPD_SRCS) \
+		-L$(shell $(PG_CONFIG) --libdir) -lpq -lmicrohttpd -ljansson -lcrypto -pthread
+install: install-httpd
+.PHONY: install-httpd
+install-httpd: $(HTTPD)
+	$(MKDIR_P) '$(DESTDIR)$(bindir)'
+	$(INSTALL_PROGRAM) $(HTTPD) '$(DESTDIR)$(bindir)/shop-httpd'
 
 $(EXTENSION)--$(EXTVERSION).sql: $(SCRIPT_PARTS) $(EXTENSION).control
 	cat $(SCRIPT_PARTS) > $@

@@ -15,7 +15,7 @@
 #   BENCH_WARMUP [1]              seconds run before the measured window
 #   BENCH_CLIENTS ["1 8 32 64"]   client counts
 #   BENCH_IMPLS ["c plpgsql orm limit"]
-#   BENCH_SCENARIOS ["hot spread scarce expiry spread-events outbox-delivery"]
+#   BENCH_SCENARIOS ["hot spread scarce expiry spread-events outbox-delivery http"]
 #   BENCH_EXPIRED [100000]        expired PENDING orders for the expiry scenario
 #   BENCH_SWEEP_CAP [6]           most seconds one expiry sweep may take
 #   BENCH_MEMORY_CALLS [10000]    API calls before the memory reading
@@ -23,6 +23,8 @@
 #   BENCH_EVENTS_CLIENTS ["8 32"]  client counts of spread-events
 #   BENCH_OUTBOX_RUNS ["1:2000 16:2000 16:5000"]  outbox-delivery runs, IN_FLIGHT:EVENTS
 #   BENCH_OUTBOX_CAP [300]        most seconds one outbox-delivery run may take
+#   BENCH_HTTP_CLIENTS [32], BENCH_HTTP_DURATION [10], BENCH_HTTP_PORT [18140]  the http scenario
+#                                 (bench/http.sh: POST /rpc/buy_now through shop-httpd vs pgbench)
 set -euo pipefail
 
 started=$(date +%s.%N)
@@ -36,7 +38,7 @@ DUR=${BENCH_DURATION:-5}
 WARM=${BENCH_WARMUP:-1}
 CLIENTS=${BENCH_CLIENTS:-"1 8 32 64"}
 IMPLS=${BENCH_IMPLS:-"c plpgsql orm limit"}
-SCENARIOS=${BENCH_SCENARIOS:-"hot spread scarce expiry spread-events outbox-delivery"}
+SCENARIOS=${BENCH_SCENARIOS:-"hot spread scarce expiry spread-events outbox-delivery http"}
 EXPIRED=${BENCH_EXPIRED:-100000}
 SWEEP_CAP=${BENCH_SWEEP_CAP:-6}
 SWEEP_PRE=3			# seconds of load before the sweep starts (1 s warm-up + baseline)
@@ -369,6 +371,12 @@ if want outbox-delivery; then
 		receiver_stats >"$dir/receiver.json"
 	done
 	"${PSQL[@]}" -c "ALTER SYSTEM RESET shop.outbox_max_in_flight" -c "SELECT pg_reload_conf()" >/dev/null
+fi
+
+# http: POST /rpc/buy_now through shop-httpd (wrk) vs the same call by
+# pgbench, in this run (bench/http.sh; bench/results/http.md)
+if want http; then
+	bash "$bench/http.sh" "$tmp/runs/http" "$out" || log "http scenario failed (see $tmp/runs/http)"
 fi
 
 # --- memory of one backend over many calls (c and plpgsql keep plans per backend)

@@ -12,6 +12,13 @@ packages=(
 	libtap-parser-sourcehandler-pgtap-perl
 	libipc-run-perl
 	libcurl4-openssl-dev
+	# shop-httpd (src/http/): HTTP server, libpq, JSON, HMAC-SHA256
+	libmicrohttpd-dev
+	libpq-dev
+	libjansson-dev
+	libssl-dev
+	# make bench's HTTP scenario
+	wrk
 )
 
 # Node.js runs the tests' HTTP receiver (it verifies deliveries with the

@@ -10,6 +10,8 @@
 #   isolation    test/specs/*.spec    against test/expected/*.out
 #   pgTAP        test/pgtap/*.sql     with pg_prove
 #   Perl TAP     test/t/*.pl          with prove (own clusters, PostgreSQL::Test::Cluster)
+#   shop-httpd   test/http/*.test.js  node --test (own cluster on SHOP_HTTP_PGPORT, default
+#                                     port + 1; daemons on SHOP_HTTP_PORT + 1..9, default 18110)
 # It stops the cluster and exits non-zero when anything failed.
 set -uo pipefail
 
@@ -18,6 +20,8 @@ bash "$root/test/install-deps.sh" || exit 1
 # the outbox tests' receiver verifies deliveries with the npm package
 # standardwebhooks (installed before the tree is copied for the test user)
 bash "$root/test/receiver/install.sh" || exit 1
+# shop-httpd's tests use the real PostgREST client, @supabase/postgrest-js
+bash "$root/test/http/install.sh" || exit 1
 bindir=$(pg_config --bindir)
 pgxs_dir=$(dirname "$(pg_config --pgxs)")/..
 export PATH="$bindir:$PATH"
@@ -117,6 +121,15 @@ cat "$work/mock.out"
 mpass=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$work/mock.out" | tail -n 1)
 mfail=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$work/mock.out" | tail -n 1)
 count "${mpass:-0}" "${mfail:-1}"
+
+echo "== shop-httpd (test/http: postgrest-js, HTTP, webhooks, fuzz, database restart)"
+(cd "$tree" && as_pg env SHOP_HTTPD="$tree/src/http/shop-httpd" \
+	SHOP_HTTP_PGPORT="${SHOP_HTTP_PGPORT:-$((port + 1))}" SHOP_HTTP_PORT="${SHOP_HTTP_PORT:-18110}" \
+	bash test/http/run.sh) >"$work/http.out" 2>&1
+cat "$work/http.out"
+hpass=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$work/http.out" | tail -n 1)
+hfail=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$work/http.out" | tail -n 1)
+count "${hpass:-0}" "${hfail:-1}"
 
 echo "== Perl TAP"
 tap_files=$(cd "$tree" && ls test/t/*.pl 2>/dev/null)

@@ -443,8 +443,8 @@ $node->safe_psql('postgres', $_)
 my $api_grant = q{SELECT shop.shop_api_grant('api_anon', 'api_customer', 'api_webhook')};
 run_ok($_, $api_grant, "shop.shop_api_grant runs on the $_ database") for qw(fresh up);
 my @api_grants = grep { /shop_api/ } split /\n/, grants('fresh');
-is(scalar(@api_grants), 20,
-	'shop_api_grant gives 20 rights on a fresh install (USAGE on shop_api to 3 roles, EXECUTE on 2 + 13 + 2 functions)');
+is(scalar(@api_grants), 21,
+	'shop_api_grant gives 21 rights on a fresh install (USAGE on shop_api to 3 roles, EXECUTE on 2 + 14 + 2 functions)');
 same_lines(grants('up'), grants('fresh'),
 	'after shop_api_grant the upgraded database has the same grants as the fresh install',
 	'upgraded', 'fresh 0.2 install');

@@ -84,9 +84,8 @@ my %expected_api = (
 		'shop_api."order"(bigint)', 'shop_api.buy_now(jsonb,text)', 'shop_api.cancel_order(bigint)',
 		'shop_api.cart()', 'shop_api.cart_add(bigint,integer)', 'shop_api.cart_merge(text)',
 		'shop_api.cart_remove(bigint)', 'shop_api.cart_set_qty(bigint,integer)',
-		'shop_api.create_order(text)', 'shop_api.current_user_id()', 'shop_api.orders()',
+		'shop_api.confirm_payment(bigint,text,text,bigint)', 'shop_api.create_order(text)', 'shop_api.current_user_id()', 'shop_api.orders()',
 		'shop_api.products()', 'shop_api.start_payment(bigint,text,text,text)',
-		'shop_api.confirm_payment(bigint,text,text,bigint)',
 	],
 	shop_webhook => [ 'shop_api.handle_webhook(text,jsonb,text)', 'shop_api.webhook(json)' ],
 	# the operator page (issue 11), granted by the 4-argument shop_api_grant

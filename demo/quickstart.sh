@@ -132,11 +132,11 @@ token=$(curl -s -X POST "$httpd/auth/guest" | node -e "let s = ''; process.stdin
 cat <<CURL
   token=\$(curl -s -X POST $httpd/auth/guest | sed 's/.*"token":"\([^"]*\)".*/\1/')
   curl -s -X POST $httpd/rpc/buy_now -H "Authorization: Bearer \$token" \\
-       -H 'Content-Type: application/json' -d '{"items": [{"sku_id": 1, "qty": 1}], "idempotency_key": "demo-http-1"}'
+       -H 'Content-Type: application/json' -d '{"items": [{"sku_id": 3, "qty": 1}], "idempotency_key": "demo-http-1"}'
 CURL
 echo -n "  -> "
 curl -s -X POST "$httpd/rpc/buy_now" -H "Authorization: Bearer $token" \
-	-H 'Content-Type: application/json' -d '{"items": [{"sku_id": 1, "qty": 1}], "idempotency_key": "demo-http-1"}'
+	-H 'Content-Type: application/json' -d '{"items": [{"sku_id": 3, "qty": 1}], "idempotency_key": "demo-http-1"}'
 echo
 echo -n "  GET /rpc/orders -> "
 curl -s "$httpd/rpc/orders" -H "Authorization: Bearer $token"

@@ -90,6 +90,23 @@ $$;
 COMMENT ON FUNCTION shop_api.products() IS
 	'active products and their active SKUs with price and available stock, by product_id, sku_id; needs no user';
 
+-- For GET /health of an HTTP layer: whether the outbox delivery worker
+-- runs.  SECURITY DEFINER because only the owner (or pg_read_all_stats)
+-- sees another backend's type in pg_stat_activity; it tells nothing else.
+CREATE FUNCTION shop_api.health()
+	RETURNS jsonb
+	LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN jsonb_build_object('worker',
+		EXISTS (SELECT FROM pg_catalog.pg_stat_activity
+				 WHERE backend_type = 'shop outbox worker'));
+END
+$$;
+COMMENT ON FUNCTION shop_api.health() IS
+	'{"worker": true|false}: whether the outbox delivery worker runs (for an HTTP layer''s health check; anon may call it)';
+
 -- API: Public (cart)
 
 CREATE FUNCTION shop_api.cart()
@@ -506,7 +523,7 @@ BEGIN
 		EXECUTE format('REVOKE ALL ON SCHEMA shop_api FROM %I', r);
 	END LOOP;
 	EXECUTE format('GRANT USAGE ON SCHEMA shop_api TO %I, %I, %I', anon_role, user_role, webhook_role);
-	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.products(), shop_api.webhook(json) TO %I',
+	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.products(), shop_api.health(), shop_api.webhook(json) TO %I',
 				   anon_role);
 	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.current_user_id(), shop_api.products(),'
 				   ' shop_api.cart(), shop_api.cart_add(bigint, integer),'

@@ -24,7 +24,7 @@ SELECT isnt(obj_description('shop_api'::regnamespace, 'pg_namespace'), NULL,
 -- Functions ---------------------------------------------------------------------
 
 SELECT functions_are('shop_api',
-	ARRAY['current_user_id', 'products', 'cart', 'cart_add', 'cart_set_qty', 'cart_remove',
+	ARRAY['current_user_id', 'products', 'health', 'cart', 'cart_add', 'cart_set_qty', 'cart_remove',
 		  'cart_merge', 'create_order', 'buy_now', 'orders', 'order', 'cancel_order',
 		  'start_payment', 'confirm_payment', 'handle_webhook', 'webhook',
 		  -- the operator page (issue 11)
@@ -32,7 +32,7 @@ SELECT functions_are('shop_api',
 		  'ops_outbox', 'ops_redeliver', 'ops_health', 'ops_orders_per_minute'],
 	'schema shop_api has exactly the functions of issues #10 (and confirm_payment for confirm-style providers) and #11');
 SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'shop_api'::regnamespace),
-	25::bigint, 'schema shop_api has 25 functions, no overloads (the checks below are not vacuous)');
+	26::bigint, 'schema shop_api has 26 functions, no overloads (the checks below are not vacuous)');
 SELECT set_eq($$
 	SELECT p.proname::text, pg_catalog.pg_get_function_arguments(p.oid),
 		   pg_catalog.pg_get_function_result(p.oid)
@@ -41,6 +41,7 @@ SELECT set_eq($$
 	$$VALUES
 	('current_user_id', '', 'text'),
 	('products', '', 'TABLE(product_id bigint, product_name text, sku_id bigint, sku_code text, price bigint, currency text, available bigint)'),
+	('health', '', 'jsonb'),
 	('cart', '', 'TABLE(sku_id bigint, sku_code text, product_name text, unit_price bigint, currency text, qty integer, line_total bigint, cart_total bigint)'),
 	('cart_add', 'sku_id bigint, qty integer', 'shop.cart_line'),
 	('cart_set_qty', 'sku_id bigint, qty integer', 'shop.cart_line'),
@@ -81,7 +82,7 @@ SELECT is_empty($$
 SELECT set_eq($$
 	SELECT p.proname::text FROM pg_catalog.pg_proc p
 	 WHERE p.pronamespace = 'shop_api'::regnamespace AND p.provolatile = 's'$$,
-	ARRAY['current_user_id', 'products', 'cart', 'orders', 'order', 'ops_stock', 'ops_reservations',
+	ARRAY['current_user_id', 'products', 'health', 'cart', 'orders', 'order', 'ops_stock', 'ops_reservations',
 		  'ops_payments', 'ops_outbox', 'ops_health', 'ops_orders_per_minute'],
 	'the reads are STABLE (GET under PostgREST, read-only transaction)');
 SELECT set_eq($$
@@ -162,6 +163,7 @@ SELECT set_eq($$
 	   AND has_function_privilege(r.oid, p.oid, 'EXECUTE')$$,
 	$$VALUES
 	('tap_api_anon', 'shop_api.products()'),
+	('tap_api_anon', 'shop_api.health()'),
 	('tap_api_anon', 'shop_api.webhook(json)'),
 	('tap_api_customer', 'shop_api.current_user_id()'),
 	('tap_api_customer', 'shop_api.products()'),

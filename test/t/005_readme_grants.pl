@@ -79,7 +79,7 @@ my %expected_recipes = (
 );
 # the PostgREST recipe, and what each of its roles may execute (shop_api)
 my %expected_api = (
-	shop_anon => [ 'shop_api.products()', 'shop_api.webhook(json)' ],
+	shop_anon => [ 'shop_api.health()', 'shop_api.products()', 'shop_api.webhook(json)' ],
 	shop_customer => [
 		'shop_api."order"(bigint)', 'shop_api.buy_now(jsonb,text)', 'shop_api.cancel_order(bigint)',
 		'shop_api.cart()', 'shop_api.cart_add(bigint,integer)', 'shop_api.cart_merge(text)',

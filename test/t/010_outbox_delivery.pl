@@ -21,6 +21,14 @@ my $recv = ShopOutboxTest::Receiver->start(name => 'receiver_010');
 
 ok(poll_sql($node, 'SELECT worker_running FROM shop.outbox_health'),
 	'the worker runs: shop.outbox_health.worker_running');
+# what an HTTP layer's /health asks as the anonymous role, which cannot see
+# other backends in pg_stat_activity itself
+$node->safe_psql('postgres', q{CREATE ROLE h_anon; CREATE ROLE h_user; CREATE ROLE h_webhook;
+	SELECT shop.shop_api_grant('h_anon', 'h_user', 'h_webhook')});
+is($node->safe_psql('postgres', q{SET ROLE h_anon;
+	SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shop outbox worker')
+	       || ' ' || (shop_api.health() ->> 'worker')}),
+	'0 true', 'shop_api.health() as the anonymous role: the worker runs (pg_stat_activity alone does not show it)');
 is($node->safe_psql('postgres',
 	q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shop outbox worker'}),
 	'1', 'one worker, with backend_type "shop outbox worker"');

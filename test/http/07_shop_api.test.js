@@ -139,3 +139,33 @@ test('webhooks through shop_api.handle_webhook under shop_webhook: signed → 20
 	assert.equal((await forged.json()).code, 'SH011');
 	assert.equal(psql("SELECT count(*) FROM shop.payment_log WHERE provider = 'mock_api'"), '1');
 });
+
+test('current_user_id, health, start_payment and confirm_payment through the client', opts, async () => {
+	const sub = 'user-' + crypto.randomUUID();
+	const u = user(sub);
+	const me = await u.rpc('current_user_id');
+	assert.equal(me.error, null, JSON.stringify(me.error));
+	assert.equal(me.data, sub);
+	// health: anon may ask; this cluster does not preload shop, so no worker
+	const h = await new PostgrestClient(d.url).rpc('health');
+	assert.equal(h.error, null, JSON.stringify(h.error));
+	assert.deepEqual(h.data, { worker: false });
+	// payments: own order only (PT404 → 404 for another user's), the core's
+	// refusals as 400 with their SQLSTATE
+	const order = await u.rpc('buy_now', { items: [{ sku_id: skuA, qty: 1 }], idempotency_key: 'pay-' + sub });
+	assert.equal(order.error, null, JSON.stringify(order.error));
+	const other = user('other-' + crypto.randomUUID());
+	const foreign = await other.rpc('start_payment', { order_id: order.data.id, provider: 'nope', success_url: 'https://a.example/ok', cancel_url: 'https://a.example/no' });
+	assert.equal(foreign.status, 404);
+	assert.equal(foreign.error.code, 'PT404');
+	const unknown = await u.rpc('start_payment', { order_id: order.data.id, provider: 'no-such-provider', success_url: 'https://a.example/ok', cancel_url: 'https://a.example/no' });
+	assert.equal(unknown.status, 400);
+	assert.equal(unknown.error.code, 'SH010');
+	const foreignConfirm = await other.rpc('confirm_payment', { order_id: order.data.id, provider: 'nope', payment_key: 'pk_1', amount: 1500 });
+	assert.equal(foreignConfirm.status, 404);
+	assert.equal(foreignConfirm.error.code, 'PT404');
+	const badAmount = await u.rpc('confirm_payment', { order_id: order.data.id, provider: 'no-such-provider', payment_key: 'pk_1', amount: 1 });
+	assert.equal(badAmount.status, 400);
+	assert.equal(badAmount.error.code, 'SH010');
+	assert.equal((await u.rpc('cancel_order', { order_id: order.data.id })).data.status, 'CANCELLED');
+});

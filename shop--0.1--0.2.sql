@@ -1286,7 +1286,8 @@ SELECT pg_catalog.pg_extension_config_dump('shop.coupon', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.coupon_redemption', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.coupon_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.coupon_redemption_id_seq', '');
-REVOKE ALL ON shop.coupon, shop.coupon_redemption FROM PUBLIC;
+REVOKE ALL ON TABLE shop.coupon, shop.coupon_redemption FROM PUBLIC;
+REVOKE ALL ON SEQUENCE shop.coupon_id_seq, shop.coupon_redemption_id_seq FROM PUBLIC;
 
 CREATE FUNCTION shop.shop_create_order(user_id text, idempotency_key text DEFAULT NULL,
 										coupon_code text DEFAULT NULL)
@@ -1308,10 +1309,24 @@ COMMENT ON FUNCTION shop.shop_buy_now(text, jsonb, text, text) IS
 
 REVOKE ALL ON FUNCTION shop.shop_create_order(text, text, text),
 	shop.shop_buy_now(text, jsonb, text, text) FROM PUBLIC;
--- The operator's EXECUTE grants on the old signatures carry over.
+-- The operator's EXECUTE grants on the old signatures carry over.  A GRANT
+-- run inside an extension script is recorded in pg_init_privs as the
+-- extension's own initial privilege, which pg_dump then leaves out (a
+-- restored database would lose the operator's grants, and the catalog would
+-- differ from a fresh install granted by the operator).  So the initial
+-- privileges of the two new functions are set back to what the script
+-- itself gave them (the owner's EXECUTE, PUBLIC revoked above): the carried
+-- grants stay the operator's, as they were on the old functions.
 DO $$
 DECLARE
-	g	record;
+	g			record;
+	-- the new functions' initial privileges as the script left them
+	init_order	aclitem[] := (SELECT initprivs FROM pg_catalog.pg_init_privs
+							   WHERE objoid = 'shop.shop_create_order(text, text, text)'::regprocedure
+								 AND classoid = 'pg_catalog.pg_proc'::regclass AND objsubid = 0);
+	init_buy	aclitem[] := (SELECT initprivs FROM pg_catalog.pg_init_privs
+							   WHERE objoid = 'shop.shop_buy_now(text, jsonb, text, text)'::regprocedure
+								 AND classoid = 'pg_catalog.pg_proc'::regclass AND objsubid = 0);
 BEGIN
 	FOR g IN
 		SELECT n.new_sig, a.grantee::regrole AS grantee, a.is_grantable
@@ -1327,6 +1342,12 @@ BEGIN
 		EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s%s', g.new_sig, g.grantee::text,
 					   CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
 	END LOOP;
+	UPDATE pg_catalog.pg_init_privs SET initprivs = init_order
+	 WHERE objoid = 'shop.shop_create_order(text, text, text)'::regprocedure
+	   AND classoid = 'pg_catalog.pg_proc'::regclass AND objsubid = 0 AND init_order IS NOT NULL;
+	UPDATE pg_catalog.pg_init_privs SET initprivs = init_buy
+	 WHERE objoid = 'shop.shop_buy_now(text, jsonb, text, text)'::regprocedure
+	   AND classoid = 'pg_catalog.pg_proc'::regclass AND objsubid = 0 AND init_buy IS NOT NULL;
 END
 $$;
 DROP FUNCTION shop.shop_create_order(text, text);

@@ -32,10 +32,13 @@ my %sql = map { $_ => slurp_file("$sqldir/$_.sql") } qw(grants workload snapshot
 # columns status_reason and status_note are compared by the explicit
 # migration check, not by hash.
 my %may_drop = ('payment_log.processed' => 1);
-my %may_add = ('orders.status_note' => 1, 'sku.low_stock_threshold' => 1);
-# tables 0.2 adds (the outbox and outgoing events); they start empty
+# The money model (issue 13) adds orders.subtotal (backfilled = amount, checked
+# below), orders.discount and order_item.discount (0).
+my %may_add = ('orders.status_note' => 1, 'sku.low_stock_threshold' => 1,
+	'orders.subtotal' => 1, 'orders.discount' => 1, 'order_item.discount' => 1);
+# tables 0.2 adds (the outbox and outgoing events, coupons); they start empty
 my %new_tables = map { $_ => 1 } qw(event_endpoint event_endpoint_secret event outbox outbox_attempt
-  payment_provider_api_key payment_session refund);
+  payment_provider_api_key payment_session refund coupon coupon_redemption);
 my %migrated = ('orders.status_reason' => 1, 'orders.status_note' => 1);
 my %reason_vocabulary = map { $_ => 1 }
   qw(cancelled customer_cancelled shop_cancelled payment_failed expired paid_after_release);
@@ -296,6 +299,15 @@ is(join(', ', grep { !$may_drop{$_} } @dropped), '',
 	'the upgrade drops no column except ' . join(', ', sort keys %may_drop));
 is(join(', ', grep { my ($t) = /^([^.]+)\./; !$may_add{$_} && !$new_tables{$t} } @added), '',
 	'the upgrade adds no column except ' . join(', ', sort keys %may_add));
+is($node->safe_psql('up', q{
+	SELECT count(*) || ' orders, ' || count(*) FILTER (WHERE subtotal = amount AND discount = 0) || ' with subtotal = amount, discount 0; '
+		   || (SELECT count(*) FILTER (WHERE discount = 0) FROM shop.order_item) || ' of '
+		   || (SELECT count(*) FROM shop.order_item) || ' lines without discount'
+	  FROM shop.orders}),
+	$node->safe_psql('up', q{SELECT count(*) || ' orders, ' || count(*) || ' with subtotal = amount, discount 0; '
+		   || (SELECT count(*) FROM shop.order_item) || ' of ' || (SELECT count(*) FROM shop.order_item)
+		   || ' lines without discount' FROM shop.orders}),
+	'the money model: every upgraded order has subtotal = amount and no discount (amount = subtotal - discount holds)');
 my @common = sort grep { !/ rows$/ && exists $after->{$_} && !$migrated{$_} } keys %$before;
 same_values($after, $before, \@common,
 	'every value of every column that both versions have is unchanged by the upgrade (' . scalar(@common) . ' columns hashed in primary-key order)',
@@ -347,7 +359,7 @@ ok(@sections > 300, 'the fingerprint of a fresh install lists more than 300 fact
 is(scalar(grep { /^schema shop_api: owner / } split /\n/, $fp_fresh), 1,
 	'the fingerprint covers schema shop_api (owner and ACL)');
 my %api_functions = map { /^function function shop_api\.([^(]+)\(/ ? ($1 => 1) : () } split /\n/, $fp_fresh;
-is(scalar(keys %api_functions), 15, 'the fingerprint covers the 15 functions of schema shop_api ('
+is(scalar(keys %api_functions), 16, 'the fingerprint covers the 16 functions of schema shop_api ('
 	  . join(', ', sort keys %api_functions) . ')');
 same_lines($node->safe_psql('up', $sql{fingerprint}), $fp_fresh,
 	'the upgraded, populated database has the same catalog as a fresh 0.2 install (fingerprint.sql)',
@@ -443,8 +455,8 @@ $node->safe_psql('postgres', $_)
 my $api_grant = q{SELECT shop.shop_api_grant('api_anon', 'api_customer', 'api_webhook')};
 run_ok($_, $api_grant, "shop.shop_api_grant runs on the $_ database") for qw(fresh up);
 my @api_grants = grep { /shop_api/ } split /\n/, grants('fresh');
-is(scalar(@api_grants), 20,
-	'shop_api_grant gives 20 rights on a fresh install (USAGE on shop_api to 3 roles, EXECUTE on 2 + 13 + 2 functions)');
+is(scalar(@api_grants), 21,
+	'shop_api_grant gives 21 rights on a fresh install (USAGE on shop_api to 3 roles, EXECUTE on 2 + 14 + 2 functions)');
 same_lines(grants('up'), grants('fresh'),
 	'after shop_api_grant the upgraded database has the same grants as the fresh install',
 	'upgraded', 'fresh 0.2 install');

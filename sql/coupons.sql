@@ -247,11 +247,32 @@ INSERT INTO shop.product (name, price, currency) VALUES ('cp huge', 461168601842
 INSERT INTO shop.sku (product_id, code, on_hand) VALUES (:p_huge, 'CP-HUGE', 5) RETURNING id AS s_huge \gset
 SELECT pg_temp.outcome(format('SELECT amount FROM shop.shop_buy_now(%L, %L, NULL, %L)', 'cp-u13', cp_items(:s_huge, 2), 'CP-TEN'));
 
--- the money model holds everywhere, and the coupon counts
-SELECT * FROM shop.shop_check_invariants();
-
 -- leave no stock held
 SELECT count(*) >= 0 AS released FROM (
 	SELECT shop.shop_release(id) FROM shop.orders WHERE user_id LIKE 'cp-%' AND status = 'PENDING' ORDER BY id) r;
-SELECT * FROM shop.shop_check_invariants();
+
+-- the money model and the coupon counts hold for this file's objects
+SELECT * FROM shop.shop_check_invariants()
+ WHERE subject IN (SELECT 'order ' || id FROM shop.orders WHERE user_id LIKE 'cp-%')
+	OR subject IN (SELECT 'sku ' || id FROM shop.sku WHERE code LIKE 'CP-%')
+	OR subject IN (SELECT 'coupon ' || id FROM shop.coupon WHERE code ILIKE 'CP-%')
+	OR subject LIKE 'user cp-%';
+SELECT count(*) AS coupons, sum(redeemed) AS redeemed,
+	   (SELECT count(*) FROM shop.coupon_redemption r JOIN shop.coupon c ON c.id = r.coupon_id
+		 WHERE c.code ILIKE 'CP-%' AND r.state = 'active') AS active_redemptions
+  FROM shop.coupon WHERE code ILIKE 'CP-%';
+
+-- clean up
 DELETE FROM shop.order_review WHERE provider = 'mock-cp';
+DELETE FROM shop.payment_log WHERE provider = 'mock-cp';
+DELETE FROM shop.coupon_redemption WHERE order_id IN (SELECT id FROM shop.orders WHERE user_id LIKE 'cp-%');
+DELETE FROM shop.stock_reservation WHERE order_id IN (SELECT id FROM shop.orders WHERE user_id LIKE 'cp-%');
+DELETE FROM shop.order_item WHERE order_id IN (SELECT id FROM shop.orders WHERE user_id LIKE 'cp-%');
+DELETE FROM shop.orders WHERE user_id LIKE 'cp-%';
+DELETE FROM shop.cart WHERE user_id LIKE 'cp-%';
+DELETE FROM shop.sku WHERE code LIKE 'CP-%';
+DELETE FROM shop.product WHERE name LIKE 'cp %';
+DELETE FROM shop.coupon WHERE code ILIKE 'CP-%';
+DELETE FROM shop.payment_provider WHERE name = 'mock-cp';
+DROP FUNCTION cp_items(bigint[]), cp_money(bigint), cp_lines(bigint), cp_count(text),
+	cp_event(text, text, bigint, bigint);

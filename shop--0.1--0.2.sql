@@ -1427,3 +1427,529 @@ REVOKE ALL ON FUNCTION shop_api.ops_stock(), shop_api.ops_adjust_stock(bigint, i
 	shop_api.ops_outbox(), shop_api.ops_redeliver(bigint), shop_api.ops_health(),
 	shop_api.ops_orders_per_minute(), shop.shop_api_grant(name, name, name, name)
 	FROM PUBLIC;
+
+-- Money model and coupons (issue 13, first part; src/sql/10_tables.sql,
+-- 20_functions.sql, 25_coupons.sql, 30_views.sql; src/coupon.c).
+--   * orders: subtotal and discount (DEFAULT 0), existing orders backfilled
+--     subtotal = amount, and the CHECK orders_amount_total
+--     (amount = subtotal - discount; replaced when shipping and tax land);
+--     order_item: discount (the line's share);
+--   * tables coupon and coupon_redemption;
+--   * shop_create_order and shop_buy_now gain a trailing coupon_code
+--     argument (DEFAULT NULL, so calls with the old argument lists keep
+--     working).  A defaulted argument added beside the old function would
+--     make those calls ambiguous, so the new function replaces the old one:
+--     created, given the old one's EXECUTE grants, then the old one dropped;
+--   * shop_set_coupon, shop_cart_preview and the internal coupon_quote,
+--     coupon_redeem, coupon_retake; shop_check_invariants checks the money
+--     model and the coupon counts.
+-- REVOKEs are on the new functions alone.
+ALTER TABLE shop.orders
+	ADD COLUMN subtotal bigint NOT NULL DEFAULT 0 CONSTRAINT orders_subtotal_nonnegative CHECK (subtotal >= 0),
+	ADD COLUMN discount bigint NOT NULL DEFAULT 0 CONSTRAINT orders_discount_nonnegative CHECK (discount >= 0);
+UPDATE shop.orders SET subtotal = amount;
+ALTER TABLE shop.orders ADD CONSTRAINT orders_amount_total CHECK (amount = subtotal - discount);
+ALTER TABLE shop.order_item
+	ADD COLUMN discount bigint NOT NULL DEFAULT 0 CONSTRAINT order_item_discount_nonnegative CHECK (discount >= 0);
+
+-- Coupons (README, "Coupons").  code is matched case-insensitively.
+-- redeemed counts the active redemptions; it is what the total limit is
+-- checked against, in the same statement that takes one.
+CREATE TABLE shop.coupon (
+	id				bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	code			text NOT NULL CHECK (code <> ''),
+	kind			text NOT NULL CHECK (kind IN ('percent', 'fixed')),
+	percent			integer CHECK (percent BETWEEN 1 AND 100),
+	amount			bigint CHECK (amount > 0),
+	currency		char(3) CHECK (currency ~ '^[A-Z]{3}$'),
+	min_subtotal	bigint NOT NULL DEFAULT 0 CHECK (min_subtotal >= 0),
+	valid_from		timestamptz,
+	valid_to		timestamptz,
+	max_redemptions	integer CHECK (max_redemptions > 0),
+	max_per_user	integer CHECK (max_per_user > 0),
+	is_active		boolean NOT NULL DEFAULT true,
+	product_ids		bigint[],
+	redeemed		integer NOT NULL DEFAULT 0 CHECK (redeemed >= 0),
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	updated_at		timestamptz NOT NULL DEFAULT now(),
+	CONSTRAINT coupon_kind_fields CHECK (CASE kind
+		WHEN 'percent' THEN percent IS NOT NULL AND amount IS NULL AND currency IS NULL
+		ELSE percent IS NULL AND amount IS NOT NULL AND currency IS NOT NULL END),
+	CONSTRAINT coupon_valid_range CHECK (valid_from < valid_to),
+	CONSTRAINT coupon_redeemed_within_limit CHECK (redeemed <= max_redemptions),
+	CONSTRAINT coupon_products_not_empty CHECK (cardinality(product_ids) > 0)
+);
+CREATE UNIQUE INDEX coupon_code_lower ON shop.coupon (lower(code));
+
+-- One row per order that used a coupon; released when the order is
+-- released (and active again when a late payment takes it back).
+CREATE TABLE shop.coupon_redemption (
+	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	coupon_id			bigint NOT NULL REFERENCES shop.coupon (id),
+	order_id			bigint NOT NULL UNIQUE REFERENCES shop.orders (id),
+	user_id				text NOT NULL,
+	state				text NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'released')),
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	state_changed_at	timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX coupon_redemption_user_idx ON shop.coupon_redemption (coupon_id, user_id)
+	WHERE state = 'active';
+
+SELECT pg_catalog.pg_extension_config_dump('shop.coupon', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.coupon_redemption', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.coupon_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.coupon_redemption_id_seq', '');
+REVOKE ALL ON TABLE shop.coupon, shop.coupon_redemption FROM PUBLIC;
+REVOKE ALL ON SEQUENCE shop.coupon_id_seq, shop.coupon_redemption_id_seq FROM PUBLIC;
+
+CREATE FUNCTION shop.shop_create_order(user_id text, idempotency_key text DEFAULT NULL,
+										coupon_code text DEFAULT NULL)
+	RETURNS shop.order_summary
+	AS 'MODULE_PATHNAME', 'shop_create_order'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION shop.shop_create_order(text, text, text) IS
+	'turn the open cart into a PENDING order: reserve every line (all or nothing), snapshot prices, apply the coupon if any, close the cart; a repeated (user_id, idempotency_key) returns the first order';
+
+CREATE FUNCTION shop.shop_buy_now(user_id text, items jsonb, idempotency_key text DEFAULT NULL,
+								  coupon_code text DEFAULT NULL)
+	RETURNS shop.order_summary
+	AS 'MODULE_PATHNAME', 'shop_buy_now'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION shop.shop_buy_now(text, jsonb, text, text) IS
+	'create a PENDING order from [{"sku_id": N, "qty": N}, ...] without a cart, with the coupon if any; lines of the same SKU are summed';
+
+REVOKE ALL ON FUNCTION shop.shop_create_order(text, text, text),
+	shop.shop_buy_now(text, jsonb, text, text) FROM PUBLIC;
+-- The operator's EXECUTE grants on the old signatures carry over.  A GRANT
+-- run inside an extension script is recorded in pg_init_privs as the
+-- extension's own initial privilege, which pg_dump then leaves out (a
+-- restored database would lose the operator's grants, and the catalog would
+-- differ from a fresh install granted by the operator).  So the initial
+-- privileges of the two new functions are set back to what the script
+-- itself gave them (the owner's EXECUTE, PUBLIC revoked above): the carried
+-- grants stay the operator's, as they were on the old functions.
+DO $$
+DECLARE
+	g			record;
+	-- the new functions' initial privileges as the script left them
+	init_order	aclitem[] := (SELECT initprivs FROM pg_catalog.pg_init_privs
+							   WHERE objoid = 'shop.shop_create_order(text, text, text)'::regprocedure
+								 AND classoid = 'pg_catalog.pg_proc'::regclass AND objsubid = 0);
+	init_buy	aclitem[] := (SELECT initprivs FROM pg_catalog.pg_init_privs
+							   WHERE objoid = 'shop.shop_buy_now(text, jsonb, text, text)'::regprocedure
+								 AND classoid = 'pg_catalog.pg_proc'::regclass AND objsubid = 0);
+BEGIN
+	FOR g IN
+		SELECT n.new_sig, a.grantee::regrole AS grantee, a.is_grantable
+		  FROM (VALUES ('shop.shop_create_order(text, text)'::regprocedure,
+						'shop.shop_create_order(text, text, text)'),
+					   ('shop.shop_buy_now(text, jsonb, text)'::regprocedure,
+						'shop.shop_buy_now(text, jsonb, text, text)')) AS n(old_fn, new_sig)
+		  JOIN pg_catalog.pg_proc p ON p.oid = n.old_fn
+		 CROSS JOIN LATERAL pg_catalog.aclexplode(p.proacl) a
+		 WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> p.proowner
+		 ORDER BY 1, 2
+	LOOP
+		EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s%s', g.new_sig, g.grantee::text,
+					   CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+	END LOOP;
+	UPDATE pg_catalog.pg_init_privs SET initprivs = init_order
+	 WHERE objoid = 'shop.shop_create_order(text, text, text)'::regprocedure
+	   AND classoid = 'pg_catalog.pg_proc'::regclass AND objsubid = 0 AND init_order IS NOT NULL;
+	UPDATE pg_catalog.pg_init_privs SET initprivs = init_buy
+	 WHERE objoid = 'shop.shop_buy_now(text, jsonb, text, text)'::regprocedure
+	   AND classoid = 'pg_catalog.pg_proc'::regclass AND objsubid = 0 AND init_buy IS NOT NULL;
+END
+$$;
+DROP FUNCTION shop.shop_create_order(text, text);
+DROP FUNCTION shop.shop_buy_now(text, jsonb, text);
+
+CREATE TYPE shop.cart_preview_row AS (
+	sku_id			bigint,
+	sku_code		text,
+	product_name	text,
+	unit_price		bigint,
+	currency		char(3),
+	qty				integer,
+	line_total		bigint,
+	line_discount	bigint,
+	subtotal		bigint,
+	discount		bigint,
+	total			bigint
+);
+
+-- Check coupon p_code for lines (ascending sku_id: p_skus, their products
+-- and line totals) of user p_user in p_currency, and split its discount.
+-- With p_lock the coupon row is locked (FOR UPDATE) first, so the limits
+-- read here hold until the caller's transaction ends.
+--
+-- The rounding rule: a percent discount is computed on the eligible
+-- subtotal (all lines, or the lines of the coupon's products), rounded half
+-- up to the minor unit; a fixed discount is capped at the eligible
+-- subtotal.  It is split over the eligible lines in proportion to their
+-- line totals, rounded down per line; the remainder goes to the largest
+-- line (ties: lowest sku_id), and only if that line is full to the next
+-- largest, so the lines add up exactly to the discount and no line is
+-- discounted below 0.
+CREATE FUNCTION shop.coupon_quote(p_code text, p_user text, p_currency text,
+								  p_skus bigint[], p_products bigint[], p_totals bigint[],
+								  p_lock boolean,
+								  OUT coupon_id bigint, OUT discount bigint,
+								  OUT line_discounts bigint[])
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	c			shop.coupon;
+	n			integer := coalesce(cardinality(p_skus), 0);
+	subtotal	numeric := 0;
+	eligible	numeric := 0;
+	used		integer;
+	d			bigint;
+	rest		bigint;
+	share		bigint;
+	i			integer;
+	idx			integer;
+BEGIN
+	IF p_code IS NULL THEN
+		RAISE EXCEPTION 'coupon_code must not be null' USING ERRCODE = '22004';
+	END IF;
+	IF p_lock THEN
+		SELECT * INTO c FROM shop.coupon k WHERE lower(k.code) = lower(p_code) FOR UPDATE;
+	ELSE
+		SELECT * INTO c FROM shop.coupon k WHERE lower(k.code) = lower(p_code);
+	END IF;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'coupon "%" does not exist', p_code
+			USING ERRCODE = 'SH025', HINT = 'Check the code; codes are not case-sensitive.';
+	END IF;
+	IF NOT c.is_active OR now() < c.valid_from OR now() >= c.valid_to THEN
+		RAISE EXCEPTION 'coupon "%" is not valid now', c.code
+			USING ERRCODE = 'SH026',
+				  DETAIL = format('active %s, valid from %s to %s', c.is_active,
+								  coalesce(c.valid_from::text, '-'), coalesce(c.valid_to::text, '-'));
+	END IF;
+	IF c.kind = 'fixed' AND c.currency <> p_currency THEN
+		RAISE EXCEPTION 'coupon "%" is in %, the order in %', c.code, c.currency, p_currency
+			USING ERRCODE = 'SH030';
+	END IF;
+	FOR i IN 1 .. n LOOP
+		subtotal := subtotal + p_totals[i];
+		IF c.product_ids IS NULL OR p_products[i] = ANY (c.product_ids) THEN
+			eligible := eligible + p_totals[i];
+		END IF;
+	END LOOP;
+	IF subtotal < c.min_subtotal THEN
+		RAISE EXCEPTION 'subtotal % is below the minimum % of coupon "%"', subtotal, c.min_subtotal, c.code
+			USING ERRCODE = 'SH028';
+	END IF;
+	IF c.product_ids IS NOT NULL AND NOT EXISTS
+		(SELECT FROM unnest(p_products) p WHERE p = ANY (c.product_ids)) THEN
+		RAISE EXCEPTION 'coupon "%" is not for these items', c.code
+			USING ERRCODE = 'SH029',
+				  DETAIL = format('It applies to products %s only.', c.product_ids);
+	END IF;
+	IF c.max_redemptions IS NOT NULL AND c.redeemed >= c.max_redemptions THEN
+		RAISE EXCEPTION 'coupon "%" is used up', c.code
+			USING ERRCODE = 'SH027', DETAIL = format('All %s redemptions are taken.', c.max_redemptions);
+	END IF;
+	IF c.max_per_user IS NOT NULL THEN
+		SELECT count(*) INTO used FROM shop.coupon_redemption r
+		 WHERE r.coupon_id = c.id AND r.user_id = p_user AND r.state = 'active';
+		IF used >= c.max_per_user THEN
+			RAISE EXCEPTION 'coupon "%" is used up for user "%"', c.code, p_user
+				USING ERRCODE = 'SH027', DETAIL = format('At most %s per user.', c.max_per_user);
+		END IF;
+	END IF;
+
+	IF c.kind = 'percent' THEN
+		d := round(eligible * c.percent / 100);		-- numeric round: half up for >= 0
+	ELSE
+		d := least(c.amount::numeric, eligible);
+	END IF;
+
+	line_discounts := array_fill(0::bigint, ARRAY[n]);
+	rest := d;
+	IF eligible > 0 THEN
+		FOR i IN 1 .. n LOOP
+			IF c.product_ids IS NULL OR p_products[i] = ANY (c.product_ids) THEN
+				share := floor(d::numeric * p_totals[i] / eligible);
+				line_discounts[i] := share;
+				rest := rest - share;
+			END IF;
+		END LOOP;
+		-- the remainder: largest line first (ties: lowest sku_id), capped at
+		-- each line's total
+		FOR idx IN
+			SELECT t.i FROM unnest(p_totals, p_skus, p_products) WITH ORDINALITY AS t(total, sku, product, i)
+			 WHERE c.product_ids IS NULL OR t.product = ANY (c.product_ids)
+			 ORDER BY t.total DESC, t.sku
+		LOOP
+			EXIT WHEN rest = 0;
+			share := least(rest, p_totals[idx] - line_discounts[idx]);
+			line_discounts[idx] := line_discounts[idx] + share;
+			rest := rest - share;
+		END LOOP;
+	END IF;
+	coupon_id := c.id;
+	discount := d;
+END
+$$;
+COMMENT ON FUNCTION shop.coupon_quote(text, text, text, bigint[], bigint[], bigint[], boolean) IS
+	'internal: check a coupon against order lines and split its discount over them (the rounding rule); raises SH025-SH030';
+
+-- Apply coupon p_code to order p_order (its lines reserved, amount not yet
+-- set): take a redemption and write each line's share.  Called by order.c
+-- after every SKU lock of the order is held.  Returns the discount.
+CREATE FUNCTION shop.coupon_redeem(p_order bigint, p_user text, p_code text, p_currency text)
+	RETURNS bigint
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	skus		bigint[];
+	products	bigint[];
+	totals		bigint[];
+	q			record;
+BEGIN
+	SELECT array_agg(i.sku_id ORDER BY i.sku_id), array_agg(s.product_id ORDER BY i.sku_id),
+		   array_agg(i.unit_price * i.qty ORDER BY i.sku_id)
+	  INTO skus, products, totals
+	  FROM shop.order_item i JOIN shop.sku s ON s.id = i.sku_id
+	 WHERE i.order_id = p_order;
+	-- locks the coupon row: the limits checked stay true until commit
+	q := shop.coupon_quote(p_code, p_user, p_currency, skus, products, totals, true);
+	-- the total limit, checked and counted in one statement
+	UPDATE shop.coupon SET redeemed = redeemed + 1
+	 WHERE id = q.coupon_id AND (max_redemptions IS NULL OR redeemed < max_redemptions);
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'coupon "%" is used up', p_code USING ERRCODE = 'SH027';
+	END IF;
+	INSERT INTO shop.coupon_redemption (coupon_id, order_id, user_id)
+	VALUES (q.coupon_id, p_order, p_user);
+	UPDATE shop.order_item i SET discount = d.x
+	  FROM unnest(skus, q.line_discounts) AS d(sku, x)
+	 WHERE i.order_id = p_order AND i.sku_id = d.sku AND d.x <> 0;
+	RETURN q.discount;
+END
+$$;
+COMMENT ON FUNCTION shop.coupon_redeem(bigint, text, text, text) IS
+	'internal (shop_create_order, shop_buy_now): redeem a coupon for an order whose lines are reserved; returns the discount';
+
+-- A late payment re-reserved released order p_order: take its released
+-- redemption again if the limits allow.  false: they do not (the caller
+-- gives the stock back and sends the order to review).  Called after every
+-- SKU lock of the order is held.
+CREATE FUNCTION shop.coupon_retake(p_order bigint)
+	RETURNS boolean
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r		shop.coupon_redemption;
+	c		shop.coupon;
+	used	integer;
+BEGIN
+	SELECT * INTO r FROM shop.coupon_redemption WHERE order_id = p_order;
+	IF NOT FOUND OR r.state = 'active' THEN
+		RETURN true;
+	END IF;
+	SELECT * INTO c FROM shop.coupon WHERE id = r.coupon_id FOR UPDATE;
+	IF c.max_redemptions IS NOT NULL AND c.redeemed >= c.max_redemptions THEN
+		RETURN false;
+	END IF;
+	IF c.max_per_user IS NOT NULL THEN
+		SELECT count(*) INTO used FROM shop.coupon_redemption x
+		 WHERE x.coupon_id = c.id AND x.user_id = r.user_id AND x.state = 'active';
+		IF used >= c.max_per_user THEN
+			RETURN false;
+		END IF;
+	END IF;
+	UPDATE shop.coupon SET redeemed = redeemed + 1 WHERE id = c.id;
+	UPDATE shop.coupon_redemption SET state = 'active', state_changed_at = now()
+	 WHERE id = r.id;
+	RETURN true;
+END
+$$;
+COMMENT ON FUNCTION shop.coupon_retake(bigint) IS
+	'internal (payment webhook): take a re-reserved order''s released coupon redemption again; false when the coupon''s limits no longer allow it';
+
+-- API: Operator
+
+CREATE FUNCTION shop.shop_set_coupon(code text, kind text, value bigint,
+									 currency text DEFAULT NULL,
+									 min_subtotal bigint DEFAULT 0,
+									 valid_from timestamptz DEFAULT NULL,
+									 valid_to timestamptz DEFAULT NULL,
+									 max_redemptions integer DEFAULT NULL,
+									 max_per_user integer DEFAULT NULL,
+									 is_active boolean DEFAULT true,
+									 product_ids bigint[] DEFAULT NULL)
+	RETURNS shop.coupon
+	LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	INSERT INTO shop.coupon AS k (code, kind, percent, amount, currency, min_subtotal,
+								  valid_from, valid_to, max_redemptions, max_per_user,
+								  is_active, product_ids)
+	VALUES ($1, $2,
+			CASE WHEN $2 = 'percent' THEN $3::integer END,
+			CASE WHEN $2 = 'fixed' THEN $3 END,
+			CASE WHEN $2 = 'fixed' THEN upper($4) END,
+			$5, $6, $7, $8, $9, $10, $11)
+	ON CONFLICT ((lower(code))) DO UPDATE
+	   SET kind = excluded.kind, percent = excluded.percent, amount = excluded.amount,
+		   currency = excluded.currency, min_subtotal = excluded.min_subtotal,
+		   valid_from = excluded.valid_from, valid_to = excluded.valid_to,
+		   max_redemptions = excluded.max_redemptions, max_per_user = excluded.max_per_user,
+		   is_active = excluded.is_active, product_ids = excluded.product_ids,
+		   updated_at = now()
+	RETURNING k.*
+$$;
+COMMENT ON FUNCTION shop.shop_set_coupon(text, text, bigint, text, bigint, timestamptz, timestamptz, integer, integer, boolean, bigint[]) IS
+	'create or update (matched case-insensitively by code) a coupon: kind percent (value 1-100) or fixed (value in minor units of currency); the redemption count is kept';
+
+-- API: Public (cart)
+
+CREATE FUNCTION shop.shop_cart_preview(user_id text, coupon_code text)
+	RETURNS SETOF shop.cart_preview_row
+	LANGUAGE plpgsql STABLE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	skus		bigint[];
+	products	bigint[];
+	totals		bigint[];
+	cur			text;
+	q			record;
+	disc		bigint := 0;
+	shares		bigint[];
+BEGIN
+	SELECT array_agg(ci.sku_id ORDER BY ci.sku_id), array_agg(s.product_id ORDER BY ci.sku_id),
+		   array_agg(p.price * ci.qty ORDER BY ci.sku_id), min(p.currency)
+	  INTO skus, products, totals, cur
+	  FROM shop.cart c
+	  JOIN shop.cart_item ci ON ci.cart_id = c.id
+	  JOIN shop.sku s ON s.id = ci.sku_id
+	  JOIN shop.product p ON p.id = s.product_id
+	 WHERE c.user_id = $1 AND c.checked_out_at IS NULL;
+	IF skus IS NULL THEN
+		RETURN;
+	END IF;
+	IF $2 IS NULL THEN
+		shares := array_fill(0::bigint, ARRAY[cardinality(skus)]);
+	ELSE
+		q := shop.coupon_quote($2, $1, cur, skus, products, totals, false);
+		disc := q.discount;
+		shares := q.line_discounts;
+	END IF;
+	RETURN QUERY
+	SELECT ci.sku_id, s.code, p.name, p.price, p.currency, ci.qty,
+		   p.price * ci.qty, d.x,
+		   (sum(p.price * ci.qty) OVER ())::bigint, disc,
+		   (sum(p.price * ci.qty) OVER ())::bigint - disc
+	  FROM shop.cart c
+	  JOIN shop.cart_item ci ON ci.cart_id = c.id
+	  JOIN shop.sku s ON s.id = ci.sku_id
+	  JOIN shop.product p ON p.id = s.product_id
+	  JOIN unnest(skus, shares) AS d(sku, x) ON d.sku = ci.sku_id
+	 WHERE c.user_id = $1 AND c.checked_out_at IS NULL
+	 ORDER BY ci.sku_id;
+END
+$$;
+COMMENT ON FUNCTION shop.shop_cart_preview(text, text) IS
+	'the open cart''s lines with current prices and each line''s share of the coupon''s discount, with subtotal, discount and total; refuses a coupon that would be refused at checkout (SH025-SH030), without taking it';
+REVOKE ALL ON FUNCTION
+	shop.coupon_quote(text, text, text, bigint[], bigint[], bigint[], boolean),
+	shop.coupon_redeem(bigint, text, text, text), shop.coupon_retake(bigint),
+	shop.shop_set_coupon(text, text, bigint, text, bigint, timestamptz, timestamptz, integer, integer, boolean, bigint[]),
+	shop.shop_cart_preview(text, text)
+	FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION shop.shop_check_invariants()
+	RETURNS SETOF shop.invariant_violation
+	LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH held AS (
+		SELECT sku_id, sum(qty) AS qty
+		  FROM shop.stock_reservation
+		 WHERE state = 'active'
+		 GROUP BY sku_id
+	)
+	SELECT 'reserved_matches_active_reservations', 'sku ' || s.id,
+		   format('reserved is %s but active reservations hold %s', s.reserved, coalesce(h.qty, 0))
+	  FROM shop.sku s LEFT JOIN held h ON h.sku_id = s.id
+	 WHERE s.reserved <> coalesce(h.qty, 0)
+	UNION ALL
+	SELECT 'stock_within_bounds', 'sku ' || s.id,
+		   format('on_hand %s, reserved %s', s.on_hand, s.reserved)
+	  FROM shop.sku s
+	 WHERE s.on_hand < 0 OR s.reserved < 0 OR s.reserved > s.on_hand
+	UNION ALL
+	SELECT 'settled_order_holds_no_stock', 'order ' || o.id,
+		   format('%s order has an active reservation of %s units of sku %s', o.status, r.qty, r.sku_id)
+	  FROM shop.orders o JOIN shop.stock_reservation r ON r.order_id = o.id
+	 WHERE o.status IN ('PAID', 'CANCELLED', 'FAILED') AND r.state = 'active'
+	UNION ALL
+	SELECT 'paid_order_consumed_its_lines', 'order ' || o.id,
+		   format('PAID order line for sku %s has reservation state %s', i.sku_id, coalesce(r.state, 'missing'))
+	  FROM shop.orders o
+	  JOIN shop.order_item i ON i.order_id = o.id
+	  LEFT JOIN shop.stock_reservation r ON r.order_id = o.id AND r.sku_id = i.sku_id
+	 WHERE o.status = 'PAID' AND (r.state IS DISTINCT FROM 'consumed' OR r.qty <> i.qty)
+	UNION ALL
+	SELECT 'pending_order_holds_its_lines', 'order ' || o.id,
+		   format('PENDING order line for sku %s has reservation state %s', i.sku_id, coalesce(r.state, 'missing'))
+	  FROM shop.orders o
+	  JOIN shop.order_item i ON i.order_id = o.id
+	  LEFT JOIN shop.stock_reservation r ON r.order_id = o.id AND r.sku_id = i.sku_id
+	 WHERE o.status = 'PENDING' AND (r.state IS DISTINCT FROM 'active' OR r.qty <> i.qty)
+	UNION ALL
+	SELECT 'amount_matches_lines', 'order ' || o.id,
+		   format('amount %s, lines sum to %s', o.amount, l.total - l.discount)
+	  FROM shop.orders o
+	  JOIN (SELECT order_id, sum(unit_price::numeric * qty) AS total, sum(discount) AS discount
+			  FROM shop.order_item GROUP BY order_id) l ON l.order_id = o.id
+	 WHERE o.status <> 'CREATED' AND o.amount <> l.total - l.discount
+	UNION ALL
+	-- the money model: amount = subtotal - discount (also a CHECK), the
+	-- lines' totals are the subtotal and their shares the discount
+	SELECT 'subtotal_and_discount_match_lines', 'order ' || o.id,
+		   format('subtotal %s, discount %s, amount %s; lines: total %s, discount %s',
+				  o.subtotal, o.discount, o.amount, l.total, l.discount)
+	  FROM shop.orders o
+	  JOIN (SELECT order_id, sum(unit_price::numeric * qty) AS total, sum(discount) AS discount
+			  FROM shop.order_item GROUP BY order_id) l ON l.order_id = o.id
+	 WHERE o.status <> 'CREATED'
+	   AND (o.subtotal <> l.total OR o.discount <> l.discount OR o.amount <> o.subtotal - o.discount)
+	UNION ALL
+	SELECT 'coupon_redeemed_matches_redemptions', 'coupon ' || c.id,
+		   format('redeemed is %s but %s redemptions are active, limit %s',
+				  c.redeemed, coalesce(r.n, 0), coalesce(c.max_redemptions::text, 'none'))
+	  FROM shop.coupon c
+	  LEFT JOIN (SELECT coupon_id, count(*) AS n FROM shop.coupon_redemption
+				  WHERE state = 'active' GROUP BY coupon_id) r ON r.coupon_id = c.id
+	 WHERE c.redeemed <> coalesce(r.n, 0) OR c.redeemed > c.max_redemptions
+	UNION ALL
+	SELECT 'coupon_within_user_limit', 'coupon ' || c.id,
+		   format('user %s holds %s active redemptions, limit %s', r.user_id, r.n, c.max_per_user)
+	  FROM shop.coupon c
+	  JOIN (SELECT coupon_id, user_id, count(*) AS n FROM shop.coupon_redemption
+			 WHERE state = 'active' GROUP BY coupon_id, user_id) r ON r.coupon_id = c.id
+	 WHERE r.n > c.max_per_user
+	UNION ALL
+	SELECT 'released_order_holds_no_coupon', 'order ' || o.id,
+		   format('%s order holds an active redemption of coupon %s', o.status, r.coupon_id)
+	  FROM shop.orders o JOIN shop.coupon_redemption r ON r.order_id = o.id
+	 WHERE o.status IN ('CANCELLED', 'FAILED') AND r.state = 'active'
+	UNION ALL
+	SELECT 'one_open_cart_per_user', 'user ' || c.user_id,
+		   format('%s open carts', count(*))
+	  FROM shop.cart c
+	 WHERE c.checked_out_at IS NULL
+	 GROUP BY c.user_id
+	HAVING count(*) > 1
+$$;

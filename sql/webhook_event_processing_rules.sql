@@ -273,9 +273,9 @@ SELECT * FROM wh_order(:o7);
 ------------------------------------------------------------------------------
 SELECT shop.shop_set_provider('stripe-rules', 'stripe',
 	'whsec_shoptestvectorsecret0001', '{"tolerance_seconds": 1000000000}') IS NOT NULL AS registered;
-INSERT INTO shop.orders (id, user_id, status, amount, currency, expires_at)
+INSERT INTO shop.orders (id, user_id, status, amount, subtotal, currency, expires_at)
 	OVERRIDING SYSTEM VALUE
-	VALUES (900000001, 'wh-rules-stripe', 'PENDING', 1500, 'KRW', now() + interval '1 hour');
+	VALUES (900000001, 'wh-rules-stripe', 'PENDING', 1500, 1500, 'KRW', now() + interval '1 hour');
 INSERT INTO shop.order_item (order_id, sku_id, product_name, sku_code, unit_price, qty)
 	VALUES (900000001, :sku_a, 'webhook rules mug', 'WH-RULES-A', 500, 3);
 INSERT INTO shop.stock_reservation (order_id, sku_id, qty) VALUES (900000001, :sku_a, 3);

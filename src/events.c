@@ -156,6 +156,7 @@ events_emit_orders(const char *type, const int64 *order_ids, int norders,
 							"  SELECT $1, o.id, jsonb_build_object('order', jsonb_build_object("
 							"           'id', o.id, 'user_id', o.user_id, 'status', o.status,"
 							"           'status_reason', o.status_reason, 'amount', o.amount,"
+							"           'subtotal', o.subtotal, 'discount', o.discount,"
 							"           'currency', o.currency,"
 							"           'external_payment_id', o.external_payment_id,"
 							"           'created_at', " UTC_TEXT("o.created_at") ","

@@ -67,6 +67,8 @@ expiry_lock_orders(const int64 *skus, int nskus, int limit, int *norders)
 /*
  * Mark locked orders CANCELLED (reason expired) and their reservations
  * released.  Returns the SKU counter moves still to apply, ascending.
+ * The caller then gives back their coupon redemptions (coupons_release),
+ * after the SKU moves.
  */
 SkuDelta *
 expiry_release_locked(const int64 *order_ids, int norders, int *ndeltas)
@@ -114,6 +116,8 @@ shop_expire_pending(PG_FUNCTION_ARGS)
 	{
 		deltas = expiry_release_locked(ids, norders, &ndeltas);
 		settle_apply(deltas, ndeltas, false);
+		/* after the SKUs: coupon rows are locked last (coupon.c) */
+		coupons_release(ids, norders);
 	}
 	SPI_finish();
 	PG_RETURN_INT32(norders);

@@ -19,6 +19,7 @@ PG_FUNCTION_INFO_V1(shop_buy_now);
 static SPIPlanPtr plan_insert_order;
 static SPIPlanPtr plan_order_by_key;
 static SPIPlanPtr plan_mark_pending;
+static SPIPlanPtr plan_mark_pending_01;
 static SPIPlanPtr plan_cart_lines;
 static SPIPlanPtr plan_close_cart;
 
@@ -48,14 +49,15 @@ find_order_by_key(text *user_id, text *key)
  */
 static Datum
 place_order(FunctionCallInfo fcinfo, MemoryContext outer, text *user_id,
-			text *key, OrderLine *lines, int nlines, bool *created)
+			text *key, text *coupon, OrderLine *lines, int nlines, bool *created)
 {
 	static const Oid insert_types[] = {TEXTOID, TEXTOID, INT4OID};
-	static const Oid pending_types[] = {INT8OID, INT8OID, TEXTOID};
-	Datum		values[3];
-	char		nulls[3] = {' ', key ? ' ' : 'n', ' '};
+	static const Oid pending_types[] = {INT8OID, INT8OID, TEXTOID, INT8OID};
+	Datum		values[4];
+	char		nulls[4] = {' ', key ? ' ' : 'n', ' ', ' '};
 	int64		order_id;
 	int64		amount;
+	int64		discount = 0;
 	char		currency[4];
 
 	values[0] = PointerGetDatum(user_id);
@@ -78,18 +80,33 @@ place_order(FunctionCallInfo fcinfo, MemoryContext outer, text *user_id,
 	order_id = shop_get_int64(0, 1, NULL);
 
 	reserve_order_lines(order_id, lines, nlines, &amount, currency);
+	/* the coupon after every SKU lock: coupon rows are locked last */
+	if (coupon != NULL)
+		discount = coupons_redeem(order_id, user_id, coupon, currency);
 
+	/* amount = subtotal - discount (README, "Money and coupons") */
 	values[0] = Int64GetDatum(order_id);
 	values[1] = Int64GetDatum(amount);
 	values[2] = CStringGetTextDatum(currency);
-	shop_exec(shop_plan(&plan_mark_pending,
-						"UPDATE shop.orders"
-						"   SET status = 'PENDING', amount = $2, currency = $3,"
-						"       updated_at = now()"
-						" WHERE id = $1"
-						" RETURNING " SHOP_ORDER_SUMMARY,
-						3, pending_types),
-			  values, NULL, false, 0);
+	values[3] = Int64GetDatum(discount);
+	if (coupons_schema_ready())
+		shop_exec(shop_plan(&plan_mark_pending,
+							"UPDATE shop.orders"
+							"   SET status = 'PENDING', subtotal = $2, discount = $4,"
+							"       amount = $2 - $4, currency = $3, updated_at = now()"
+							" WHERE id = $1"
+							" RETURNING " SHOP_ORDER_SUMMARY,
+							4, pending_types),
+				  values, NULL, false, 0);
+	else
+		shop_exec(shop_plan(&plan_mark_pending_01,
+							"UPDATE shop.orders"
+							"   SET status = 'PENDING', amount = $2, currency = $3,"
+							"       updated_at = now()"
+							" WHERE id = $1"
+							" RETURNING " SHOP_ORDER_SUMMARY,
+							3, pending_types),
+				  values, NULL, false, 0);
 	events_emit_orders("order.created", &order_id, 1, NULL);
 	*created = true;
 	return shop_row_datum(fcinfo, outer, 0);
@@ -138,7 +155,26 @@ close_cart(int64 cart_id)
 }
 
 /*
- * shop_create_order(user_id text, idempotency_key text) returns order_summary
+ * The coupon_code argument (argno), or NULL: absent in the 0.1 signature,
+ * and a coupon needs the 0.2 schema.
+ */
+static text *
+coupon_arg(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *code = PG_NARGS() > argno
+		? shop_text_arg(fcinfo, argno, "coupon_code", false) : NULL;
+
+	if (code != NULL && !coupons_schema_ready())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("coupons need the shop 0.2 schema"),
+				 errhint("Run ALTER EXTENSION shop UPDATE.")));
+	return code;
+}
+
+/*
+ * shop_create_order(user_id text, idempotency_key text, coupon_code text)
+ *		returns order_summary
  *
  * The cart is locked first: a concurrent call with the same key waits here,
  * then finds the first call's order by its key (the cart is closed by then).
@@ -148,6 +184,7 @@ shop_create_order(PG_FUNCTION_ARGS)
 {
 	text	   *user_id = shop_text_arg(fcinfo, 0, "user_id", true);
 	text	   *key = shop_text_arg(fcinfo, 1, "idempotency_key", false);
+	text	   *coupon = coupon_arg(fcinfo, 2);
 	MemoryContext outer = CurrentMemoryContext;
 	int64		cart_id;
 	OrderLine  *lines;
@@ -168,7 +205,8 @@ shop_create_order(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_SHOP_EMPTY_CART),
 					 errmsg("the cart of user \"%s\" is empty", text_to_cstring(user_id)),
 					 errhint("Add items with shop.shop_cart_add() first.")));
-		result = place_order(fcinfo, outer, user_id, key, lines, nlines, &created);
+		result = place_order(fcinfo, outer, user_id, key, coupon, lines, nlines,
+							 &created);
 		if (created)
 			close_cart(cart_id);
 	}
@@ -177,14 +215,15 @@ shop_create_order(PG_FUNCTION_ARGS)
 }
 
 /*
- * shop_buy_now(user_id text, items jsonb, idempotency_key text)
- *		returns order_summary
+ * shop_buy_now(user_id text, items jsonb, idempotency_key text,
+ *				coupon_code text) returns order_summary
  */
 Datum
 shop_buy_now(PG_FUNCTION_ARGS)
 {
 	text	   *user_id = shop_text_arg(fcinfo, 0, "user_id", true);
 	text	   *key = shop_text_arg(fcinfo, 2, "idempotency_key", false);
+	text	   *coupon = coupon_arg(fcinfo, 3);
 	MemoryContext outer = CurrentMemoryContext;
 	OrderLine  *lines;
 	int			nlines;
@@ -198,7 +237,7 @@ shop_buy_now(PG_FUNCTION_ARGS)
 	lines = lines_from_jsonb(PG_GETARG_DATUM(1), &nlines);
 
 	SPI_connect();
-	result = place_order(fcinfo, outer, user_id, key, lines, nlines, &created);
+	result = place_order(fcinfo, outer, user_id, key, coupon, lines, nlines, &created);
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }

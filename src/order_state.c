@@ -166,6 +166,8 @@ order_release_locked(int64 order_id, OrderReason reason)
 	Datum		values[3];
 
 	order_settle(order_id, false);
+	/* after the SKUs: coupon rows are locked last (coupon.c) */
+	coupons_release(&order_id, 1);
 	values[0] = Int64GetDatum(order_id);
 	values[1] = CStringGetTextDatum(order_status_name(order_release_status(reason)));
 	values[2] = CStringGetTextDatum(order_reason_name(reason));

@@ -381,6 +381,8 @@ reserve_job(ReserveJob *job, bool raise_on_short)
 	short_line = reserve_pass(job, released, nreleased, raise_on_short, false);
 	if (short_line >= 0)
 		unreserve_lines(job, short_line);
+	/* the reclaimed orders' coupons, after every SKU lock (coupon.c) */
+	coupons_release(expired, nexpired);
 	return short_line;
 }
 

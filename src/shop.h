@@ -168,6 +168,13 @@ extern void reserve_order_lines(int64 order_id, OrderLine *lines, int nlines,
 								int64 *amount, char *currency);
 extern int64 reserve_order_again(int64 order_id, OrderLine *lines, int nlines);
 
+/* coupon.c: redeem, give back and take again coupon redemptions */
+extern bool coupons_schema_ready(void);
+extern int64 coupons_redeem(int64 order_id, text *user_id, text *code,
+							const char *currency);
+extern void coupons_release(const int64 *order_ids, int norders);
+extern bool coupons_retake(int64 order_id);
+
 /* events.c: outgoing events, written with the change that causes them */
 extern void events_emit_orders(const char *type, const int64 *order_ids,
 							   int norders, Jsonb *extra);

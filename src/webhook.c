@@ -376,6 +376,20 @@ apply_paid(const WebhookProvider *provider, const WebhookEvent *event,
 		return;
 	}
 	short_sku = rereserve_order(order->id);
+	if (short_sku == 0 && !coupons_retake(order->id))
+	{
+		/*
+		 * The stock is back but its coupon is used up meanwhile: never sell
+		 * over the coupon's limit, nor at another price than was paid.  Give
+		 * the stock back (its SKU rows are locked already) and ask a person.
+		 */
+		order_settle(order->id, false);
+		out->review = "refund_required";
+		out->note = psprintf("payment arrived after the order was %s and its coupon is used up",
+							 order_status_name(order->status));
+		flag_review(order->id, out->review, provider, event, out->note);
+		return;
+	}
 	if (short_sku == 0)
 	{
 		order_confirm_locked(order->id, payment_id, REASON_PAID_AFTER_RELEASE);

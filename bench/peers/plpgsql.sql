@@ -261,7 +261,7 @@ BEGIN
 	END IF;
 	SELECT * INTO v_res FROM shop_plpgsql.reserve_lines(v_id, p_skus, p_qtys);
 	UPDATE shop.orders
-	   SET status = 'PENDING', amount = v_res.amount, currency = v_res.currency, updated_at = now()
+	   SET status = 'PENDING', amount = v_res.amount, subtotal = v_res.amount, currency = v_res.currency, updated_at = now()
 	 WHERE id = v_id
 	RETURNING id, status, amount, currency, expires_at INTO v_order;
 	RETURN v_order;

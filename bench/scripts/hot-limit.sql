@@ -8,7 +8,7 @@
 \set n :n + 1
 \set uid :client_id * 1000000000 + :n
 WITH s AS (UPDATE shop.sku SET reserved = reserved + 1 WHERE id = :sku AND on_hand - reserved >= 1 RETURNING id),
- o AS (INSERT INTO shop.orders (user_id, status, amount, expires_at) SELECT :uid::text, 'PENDING', :price, now() + interval '20 minutes' FROM s RETURNING id),
+ o AS (INSERT INTO shop.orders (user_id, status, amount, subtotal, expires_at) SELECT :uid::text, 'PENDING', :price, :price, now() + interval '20 minutes' FROM s RETURNING id),
  i AS (INSERT INTO shop.order_item (order_id, sku_id, product_name, sku_code, unit_price, qty) SELECT o.id, :sku, :pname::text, :pcode::text, :price, 1 FROM o),
  r AS (INSERT INTO shop.stock_reservation (order_id, sku_id, qty) SELECT o.id, :sku, 1 FROM o)
 SELECT id AS oid FROM o \gset

@@ -40,7 +40,7 @@ SELECT 'sold out' WHERE false \gset
 UPDATE shop.sku SET reserved = (reserved + :i_qty) WHERE id = :sku;
 INSERT INTO shop.order_item (order_id, sku_id, product_name, sku_code, unit_price, qty) VALUES (:o_id, :sku, ':p_name', ':s_code', :p_price, :i_qty) RETURNING id;
 INSERT INTO shop.stock_reservation (order_id, sku_id, qty, created_at, state) VALUES (:o_id, :sku, :i_qty, now(), 'active') RETURNING id AS r_id \gset
-UPDATE shop.orders SET amount = :p_price * :i_qty WHERE id = :o_id;
+UPDATE shop.orders SET amount = :p_price * :i_qty, subtotal = :p_price * :i_qty WHERE id = :o_id;
 UPDATE shop.cart SET checked_out_at = now() WHERE id = :c_id;
 COMMIT;
 -- OrderService.confirm_paid: 5 statements

@@ -16,7 +16,7 @@
 \set amount :p1 + :p2 + :p3
 WITH s AS (UPDATE shop.sku k SET reserved = k.reserved + 1 FROM (VALUES (:s1::bigint), (:s2::bigint), (:s3::bigint)) v(id)
              WHERE k.id = v.id AND k.on_hand - k.reserved >= 1 RETURNING k.id, k.code),
- o AS (INSERT INTO shop.orders (user_id, status, amount, expires_at) VALUES (:uid::text, 'PENDING', :amount, now() + interval '20 minutes') RETURNING id),
+ o AS (INSERT INTO shop.orders (user_id, status, amount, subtotal, expires_at) VALUES (:uid::text, 'PENDING', :amount, :amount, now() + interval '20 minutes') RETURNING id),
  i AS (INSERT INTO shop.order_item (order_id, sku_id, product_name, sku_code, unit_price, qty) SELECT o.id, s.id, 'Product ' || s.id, s.code, 1000 + (s.id % 90) * 100, 1 FROM o, s),
  r AS (INSERT INTO shop.stock_reservation (order_id, sku_id, qty) SELECT o.id, s.id, 1 FROM o, s)
 SELECT id AS oid FROM o \gset

@@ -81,7 +81,7 @@ INSERT INTO shop.order_item (order_id, sku_id, product_name, sku_code, unit_pric
 INSERT INTO shop.stock_reservation (order_id, sku_id, qty, created_at, state) VALUES (:o_id, :s2, 1, now(), 'active') RETURNING id AS r2 \gset
 INSERT INTO shop.order_item (order_id, sku_id, product_name, sku_code, unit_price, qty) VALUES (:o_id, :s3, 'Product :s3', 'SKU-' || lpad(':s3', 5, '0'), :p3, 1) RETURNING id;
 INSERT INTO shop.stock_reservation (order_id, sku_id, qty, created_at, state) VALUES (:o_id, :s3, 1, now(), 'active') RETURNING id AS r3 \gset
-UPDATE shop.orders SET amount = :p1 + :p2 + :p3 WHERE id = :o_id;
+UPDATE shop.orders SET amount = :p1 + :p2 + :p3, subtotal = :p1 + :p2 + :p3 WHERE id = :o_id;
 UPDATE shop.cart SET checked_out_at = now() WHERE id = :c_id;
 COMMIT;
 -- OrderService.confirm_paid: 7 statements

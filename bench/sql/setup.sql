@@ -51,7 +51,7 @@ LANGUAGE sql AS $$
 	INSERT INTO shop.stock_reservation (order_id, sku_id, qty, state, created_at, state_changed_at)
 	SELECT order_id, sku_id, qty, 'consumed', now() - interval '2 days', now() - interval '2 days'
 	  FROM shop.order_item;
-	UPDATE shop.orders o SET amount = t.total
+	UPDATE shop.orders o SET amount = t.total, subtotal = t.total
 	  FROM (SELECT order_id, sum(unit_price * qty) AS total FROM shop.order_item GROUP BY order_id) t
 	 WHERE o.id = t.order_id;
 	-- Their events, as a shop that has sent webhooks for a while has them:
@@ -137,7 +137,7 @@ LANGUAGE sql AS $$
 	SELECT i.order_id, i.sku_id, i.qty, now() - interval '2 hours'
 	  FROM shop.order_item i JOIN shop.orders o ON o.id = i.order_id
 	 WHERE o.user_id LIKE 'exp%';
-	UPDATE shop.orders o SET amount = i.unit_price * i.qty
+	UPDATE shop.orders o SET amount = i.unit_price * i.qty, subtotal = i.unit_price * i.qty
 	  FROM shop.order_item i
 	 WHERE i.order_id = o.id AND o.user_id LIKE 'exp%';
 	UPDATE shop.sku s SET reserved = s.reserved + h.qty

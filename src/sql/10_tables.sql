@@ -78,7 +78,14 @@ CREATE TABLE shop.orders (
 	-- because a late payment acts on it; free text goes to status_note
 	CONSTRAINT orders_status_reason_check CHECK (status_reason IN
 		('cancelled', 'customer_cancelled', 'shop_cancelled', 'payment_failed',
-		 'expired', 'paid_after_release'))
+		 'expired', 'paid_after_release')),
+	-- The money model (README, "Money"): what the lines cost, what a coupon
+	-- took off, and amount = what is charged.  Shipping and tax come later:
+	-- this CHECK is then replaced by one named orders_amount_total that
+	-- reads amount = subtotal - discount + shipping + tax.
+	subtotal			bigint NOT NULL DEFAULT 0 CONSTRAINT orders_subtotal_nonnegative CHECK (subtotal >= 0),
+	discount			bigint NOT NULL DEFAULT 0 CONSTRAINT orders_discount_nonnegative CHECK (discount >= 0),
+	CONSTRAINT orders_amount_total CHECK (amount = subtotal - discount)
 );
 CREATE UNIQUE INDEX orders_user_idempotency_key ON shop.orders (user_id, idempotency_key)
 	WHERE idempotency_key IS NOT NULL;
@@ -96,7 +103,9 @@ CREATE TABLE shop.order_item (
 	sku_code		text NOT NULL,
 	unit_price		bigint NOT NULL CHECK (unit_price >= 0),
 	qty				integer NOT NULL CHECK (qty > 0),
-	UNIQUE (order_id, sku_id)
+	UNIQUE (order_id, sku_id),
+	-- the line's share of the order's discount (rounding rule: README, "Money")
+	discount		bigint NOT NULL DEFAULT 0 CONSTRAINT order_item_discount_nonnegative CHECK (discount >= 0)
 );
 
 -- One reservation per order line.  state says what happened to the stock:
@@ -147,6 +156,49 @@ CREATE INDEX payment_log_received_idx ON shop.payment_log (received_at);
 CREATE INDEX payment_log_unmatched_idx ON shop.payment_log (received_at)
 	WHERE result = 'unmatched';
 
+-- Coupons (README, "Coupons").  code is matched case-insensitively.
+-- redeemed counts the active redemptions; it is what the total limit is
+-- checked against, in the same statement that takes one.
+CREATE TABLE shop.coupon (
+	id				bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	code			text NOT NULL CHECK (code <> ''),
+	kind			text NOT NULL CHECK (kind IN ('percent', 'fixed')),
+	percent			integer CHECK (percent BETWEEN 1 AND 100),
+	amount			bigint CHECK (amount > 0),
+	currency		char(3) CHECK (currency ~ '^[A-Z]{3}$'),
+	min_subtotal	bigint NOT NULL DEFAULT 0 CHECK (min_subtotal >= 0),
+	valid_from		timestamptz,
+	valid_to		timestamptz,
+	max_redemptions	integer CHECK (max_redemptions > 0),
+	max_per_user	integer CHECK (max_per_user > 0),
+	is_active		boolean NOT NULL DEFAULT true,
+	product_ids		bigint[],
+	redeemed		integer NOT NULL DEFAULT 0 CHECK (redeemed >= 0),
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	updated_at		timestamptz NOT NULL DEFAULT now(),
+	CONSTRAINT coupon_kind_fields CHECK (CASE kind
+		WHEN 'percent' THEN percent IS NOT NULL AND amount IS NULL AND currency IS NULL
+		ELSE percent IS NULL AND amount IS NOT NULL AND currency IS NOT NULL END),
+	CONSTRAINT coupon_valid_range CHECK (valid_from < valid_to),
+	CONSTRAINT coupon_redeemed_within_limit CHECK (redeemed <= max_redemptions),
+	CONSTRAINT coupon_products_not_empty CHECK (cardinality(product_ids) > 0)
+);
+CREATE UNIQUE INDEX coupon_code_lower ON shop.coupon (lower(code));
+
+-- One row per order that used a coupon; released when the order is
+-- released (and active again when a late payment takes it back).
+CREATE TABLE shop.coupon_redemption (
+	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	coupon_id			bigint NOT NULL REFERENCES shop.coupon (id),
+	order_id			bigint NOT NULL UNIQUE REFERENCES shop.orders (id),
+	user_id				text NOT NULL,
+	state				text NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'released')),
+	created_at			timestamptz NOT NULL DEFAULT now(),
+	state_changed_at	timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX coupon_redemption_user_idx ON shop.coupon_redemption (coupon_id, user_id)
+	WHERE state = 'active';
+
 -- Keep user data in pg_dump output (extension member tables are otherwise skipped).
 SELECT pg_catalog.pg_extension_config_dump('shop.product', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.sku', '');
@@ -157,6 +209,8 @@ SELECT pg_catalog.pg_extension_config_dump('shop.orders', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.order_item', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.stock_reservation', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.payment_log', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.coupon', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.coupon_redemption', '');
 -- ... and their id sequences, or a restored database would hand out ids
 -- that its restored rows already have.
 SELECT pg_catalog.pg_extension_config_dump('shop.product_id_seq', '');
@@ -167,3 +221,5 @@ SELECT pg_catalog.pg_extension_config_dump('shop.orders_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.order_item_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.stock_reservation_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.payment_log_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.coupon_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.coupon_redemption_id_seq', '');

@@ -91,11 +91,42 @@ AS $$
 	 WHERE o.status = 'PENDING' AND (r.state IS DISTINCT FROM 'active' OR r.qty <> i.qty)
 	UNION ALL
 	SELECT 'amount_matches_lines', 'order ' || o.id,
-		   format('amount %s, lines sum to %s', o.amount, l.total)
+		   format('amount %s, lines sum to %s', o.amount, l.total - l.discount)
 	  FROM shop.orders o
-	  JOIN (SELECT order_id, sum(unit_price::numeric * qty) AS total
+	  JOIN (SELECT order_id, sum(unit_price::numeric * qty) AS total, sum(discount) AS discount
 			  FROM shop.order_item GROUP BY order_id) l ON l.order_id = o.id
-	 WHERE o.status <> 'CREATED' AND o.amount <> l.total
+	 WHERE o.status <> 'CREATED' AND o.amount <> l.total - l.discount
+	UNION ALL
+	-- the money model: amount = subtotal - discount (also a CHECK), the
+	-- lines' totals are the subtotal and their shares the discount
+	SELECT 'subtotal_and_discount_match_lines', 'order ' || o.id,
+		   format('subtotal %s, discount %s, amount %s; lines: total %s, discount %s',
+				  o.subtotal, o.discount, o.amount, l.total, l.discount)
+	  FROM shop.orders o
+	  JOIN (SELECT order_id, sum(unit_price::numeric * qty) AS total, sum(discount) AS discount
+			  FROM shop.order_item GROUP BY order_id) l ON l.order_id = o.id
+	 WHERE o.status <> 'CREATED'
+	   AND (o.subtotal <> l.total OR o.discount <> l.discount OR o.amount <> o.subtotal - o.discount)
+	UNION ALL
+	SELECT 'coupon_redeemed_matches_redemptions', 'coupon ' || c.id,
+		   format('redeemed is %s but %s redemptions are active, limit %s',
+				  c.redeemed, coalesce(r.n, 0), coalesce(c.max_redemptions::text, 'none'))
+	  FROM shop.coupon c
+	  LEFT JOIN (SELECT coupon_id, count(*) AS n FROM shop.coupon_redemption
+				  WHERE state = 'active' GROUP BY coupon_id) r ON r.coupon_id = c.id
+	 WHERE c.redeemed <> coalesce(r.n, 0) OR c.redeemed > c.max_redemptions
+	UNION ALL
+	SELECT 'coupon_within_user_limit', 'coupon ' || c.id,
+		   format('user %s holds %s active redemptions, limit %s', r.user_id, r.n, c.max_per_user)
+	  FROM shop.coupon c
+	  JOIN (SELECT coupon_id, user_id, count(*) AS n FROM shop.coupon_redemption
+			 WHERE state = 'active' GROUP BY coupon_id, user_id) r ON r.coupon_id = c.id
+	 WHERE r.n > c.max_per_user
+	UNION ALL
+	SELECT 'released_order_holds_no_coupon', 'order ' || o.id,
+		   format('%s order holds an active redemption of coupon %s', o.status, r.coupon_id)
+	  FROM shop.orders o JOIN shop.coupon_redemption r ON r.order_id = o.id
+	 WHERE o.status IN ('CANCELLED', 'FAILED') AND r.state = 'active'
 	UNION ALL
 	SELECT 'one_open_cart_per_user', 'user ' || c.user_id,
 		   format('%s open carts', count(*))

@@ -10,7 +10,7 @@
 -- now() is fixed inside this one transaction, so orders expire only when
 -- the test forces them (expires_at in the past).  Everything is rolled back.
 BEGIN;
-SELECT plan(51);
+SELECT plan(58);
 
 SELECT setseed(0.42);
 
@@ -594,6 +594,177 @@ SELECT cmp_ok((SELECT count(*)::integer FROM shop.stock_adjustment WHERE sku_id 
 	'the run ends with recorded adjustments');
 SELECT cmp_ok((SELECT count(*)::integer FROM tap_ops WHERE op LIKE 'bad_input/%'), '>=', 8,
 	'most kinds of invalid request were tried');
+
+-- Coupons (issue #13): a second seeded run, after the first one's checks (it
+-- expires orders of its own), orders with and without coupons, releases,
+-- payments, expiries and inline reclaims.  After every step the money model
+-- and the coupon counts must hold (shop_check_invariants: amount = subtotal
+-- - discount, the lines add up to both, redeemed = active redemption rows,
+-- never above max_redemptions nor max_per_user), each discount must be the
+-- documented one, and every refusal one of the coupon SQLSTATEs.
+
+SELECT setseed(0.13);
+INSERT INTO shop.product (id, name, price, currency) VALUES
+	(9411, 'coupon run tee', 1299, 'KRW'), (9412, 'coupon run mug', 333, 'KRW'),
+	(9413, 'coupon run pin', 7, 'KRW');
+INSERT INTO shop.sku (id, product_id, code, on_hand) VALUES
+	(9411, 9411, 'INVC-TEE', 12), (9412, 9412, 'INVC-MUG', 8), (9413, 9413, 'INVC-PIN', 40);
+SELECT code FROM shop.shop_set_coupon('INVC-PCT', 'percent', 15, max_redemptions => 8, max_per_user => 2) \g /dev/null
+SELECT code FROM shop.shop_set_coupon('INVC-FIX', 'fixed', 700, 'KRW', min_subtotal => 1000, max_redemptions => 5) \g /dev/null
+SELECT code FROM shop.shop_set_coupon('INVC-ONLY', 'percent', 50, product_ids => ARRAY[9412]::bigint[], max_redemptions => 6) \g /dev/null
+SELECT code FROM shop.shop_set_coupon('INVC-OLD', 'percent', 10, valid_to => now() - interval '1 day', valid_from => now() - interval '2 days') \g /dev/null
+SELECT code FROM shop.shop_set_coupon('INVC-USD', 'fixed', 100, 'USD') \g /dev/null
+CREATE TEMP TABLE tap_c_ops (op text, outcome text, n integer NOT NULL, PRIMARY KEY (op, outcome));
+CREATE TEMP TABLE tap_c_anomalies (step integer, op text, what text);
+CREATE TEMP TABLE tap_c_violations (step integer, op text, check_name text, subject text, detail text);
+CREATE TEMP TABLE tap_c_orders (id bigint PRIMARY KEY, coupon text);
+CREATE FUNCTION pg_temp.c_note(p_op text, p_outcome text) RETURNS void
+LANGUAGE sql AS $$
+	INSERT INTO tap_c_ops VALUES (p_op, p_outcome, 1)
+	ON CONFLICT (op, outcome) DO UPDATE SET n = tap_c_ops.n + 1
+$$;
+-- the documented discount of an order's lines (computed here, independently
+-- of shop.coupon_quote: the total only, the split is checked by the invariants)
+CREATE FUNCTION pg_temp.c_expected_discount(p_order bigint, p_code text) RETURNS bigint
+LANGUAGE sql AS $$
+	SELECT CASE c.kind
+			 WHEN 'percent' THEN round(e.eligible * c.percent / 100)::bigint
+			 ELSE least(c.amount, e.eligible)::bigint END
+	  FROM shop.coupon c,
+		   LATERAL (SELECT coalesce(sum(i.unit_price * i.qty) FILTER (
+							WHERE c.product_ids IS NULL OR s.product_id = ANY (c.product_ids)), 0) AS eligible
+					  FROM shop.order_item i JOIN shop.sku s ON s.id = i.sku_id
+					 WHERE i.order_id = p_order) e
+	 WHERE lower(c.code) = lower(p_code)
+$$;
+
+DO $crun$
+DECLARE
+	codes		text[] := ARRAY[NULL, 'INVC-PCT', 'invc-pct', 'INVC-FIX', 'INVC-ONLY', 'INVC-OLD',
+							'INVC-NOPE', 'INVC-USD'];
+	skus		bigint[] := ARRAY[9411, 9412, 9413];
+	users		text[] := ARRAY['invc-u1', 'invc-u2', 'invc-u3'];
+	reasons		text[] := ARRAY['cancelled', 'payment_failed', 'customer_cancelled'];
+	step		integer;
+	r_op		float8;
+	r_a			float8;
+	r_b			float8;
+	r_c			float8;
+	r_d			float8;
+	op			text;
+	u			text;
+	code		text;
+	items		jsonb;
+	summary		shop.order_summary;
+	the_order	bigint;
+	o			record;
+BEGIN
+	FOR step IN 1..300 LOOP
+		r_op := random(); r_a := random(); r_b := random(); r_c := random(); r_d := random();
+		u := users[1 + floor(r_a * 3)::integer];
+		code := codes[1 + floor(r_b * 8)::integer];
+		IF r_op < 0.55 THEN
+			op := CASE WHEN r_op < 0.40 THEN 'buy_now' ELSE 'create_order' END
+				  || CASE WHEN code IS NULL THEN '' ELSE '/coupon' END;
+			items := jsonb_build_array(jsonb_build_object('sku_id', skus[1 + floor(r_c * 3)::integer],
+														  'qty', 1 + floor(r_d * 3)::integer));
+			IF r_d > 0.4 THEN
+				items := items || jsonb_build_array(jsonb_build_object(
+					'sku_id', skus[1 + floor(r_d * 3)::integer], 'qty', 1 + floor(r_c * 4)::integer));
+			END IF;
+			IF r_c > 0.6 THEN
+				items := items || jsonb_build_array(jsonb_build_object('sku_id', 9413, 'qty', 2));
+			END IF;
+			BEGIN
+				IF r_op < 0.40 THEN
+					summary := shop.shop_buy_now(u, items, NULL, code);
+				ELSE
+					PERFORM shop.shop_cart_add(u, (e->>'sku_id')::bigint, (e->>'qty')::integer)
+					   FROM jsonb_array_elements(items) e;
+					summary := shop.shop_create_order(u, NULL, code);
+				END IF;
+				PERFORM pg_temp.c_note(op, 'ok');
+				INSERT INTO tap_c_orders VALUES (summary.id, code);
+				SELECT * INTO o FROM shop.orders WHERE id = summary.id;
+				IF o.discount <> coalesce(pg_temp.c_expected_discount(o.id, code), 0)
+				   OR summary.amount <> o.subtotal - o.discount
+				   OR (code IS NULL) <> NOT EXISTS (SELECT 1 FROM shop.coupon_redemption r
+													 WHERE r.order_id = o.id AND r.state = 'active') THEN
+					INSERT INTO tap_c_anomalies VALUES (step, op, format('order %s (%s): subtotal %s discount %s amount %s, expected discount %s',
+						o.id, code, o.subtotal, o.discount, o.amount, pg_temp.c_expected_discount(o.id, code)));
+				END IF;
+			EXCEPTION WHEN OTHERS THEN
+				PERFORM pg_temp.c_note(op, SQLSTATE);
+			END;
+			-- an order refused from the cart leaves the cart: empty it
+			DELETE FROM shop.cart_item ci USING shop.cart c
+			 WHERE ci.cart_id = c.id AND c.user_id = u AND c.checked_out_at IS NULL;
+		ELSIF r_op < 0.85 THEN
+			the_order := (SELECT t.id FROM tap_c_orders t JOIN shop.orders x ON x.id = t.id
+						   WHERE x.status = 'PENDING' ORDER BY t.id
+						  OFFSET floor(r_c * (SELECT count(*) FROM tap_c_orders t2 JOIN shop.orders x2 ON x2.id = t2.id
+											   WHERE x2.status = 'PENDING')) LIMIT 1);
+			IF the_order IS NULL THEN
+				CONTINUE;
+			END IF;
+			BEGIN
+				IF r_op < 0.65 THEN
+					op := 'release';
+					PERFORM shop.shop_release(the_order, reasons[1 + floor(r_d * 3)::integer]);
+				ELSIF r_op < 0.75 THEN
+					op := 'confirm_paid';
+					PERFORM shop.shop_confirm_paid(the_order, 'pay-c-' || the_order);
+				ELSE
+					op := 'expire';
+					UPDATE shop.orders SET expires_at = now() - interval '1 minute' WHERE id = the_order;
+					IF r_d < 0.5 THEN
+						PERFORM shop.shop_expire_pending();
+					END IF;
+				END IF;
+				PERFORM pg_temp.c_note(op, 'ok');
+			EXCEPTION WHEN OTHERS THEN
+				PERFORM pg_temp.c_note(op, SQLSTATE);
+			END;
+		ELSE
+			op := 'adjust_stock';
+			BEGIN
+				PERFORM shop.shop_adjust_stock(skus[1 + floor(r_c * 3)::integer], 1 + floor(r_d * 4)::integer, 'coupon run');
+				PERFORM pg_temp.c_note(op, 'ok');
+			EXCEPTION WHEN OTHERS THEN
+				PERFORM pg_temp.c_note(op, SQLSTATE);
+			END;
+		END IF;
+		INSERT INTO tap_c_violations SELECT step, op, v.* FROM shop.shop_check_invariants() v;
+	END LOOP;
+END
+$crun$;
+
+SELECT is_empty($$SELECT * FROM tap_c_violations ORDER BY step LIMIT 20$$,
+	'coupon run: shop_check_invariants() (money model, coupon counts) was empty after every one of the 300 steps');
+SELECT is_empty($$SELECT * FROM tap_c_anomalies ORDER BY step LIMIT 20$$,
+	'coupon run: every order''s discount is the documented one, amount = subtotal - discount, a redemption exactly when a coupon was used');
+SELECT is_empty($$
+	SELECT op, outcome FROM tap_c_ops
+	 WHERE outcome <> 'ok'
+	   AND NOT (op LIKE '%/coupon' AND outcome IN ('SH025', 'SH026', 'SH027', 'SH028', 'SH029', 'SH030'))
+	   AND NOT ((op LIKE 'buy_now%' OR op LIKE 'create_order%') AND outcome = 'SH001')$$,
+	'coupon run: every refusal was a coupon SQLSTATE (SH025-SH030) for a coupon order, or out of stock');
+SELECT set_has($$SELECT outcome FROM tap_c_ops$$,
+	$$VALUES ('SH025'), ('SH026'), ('SH027'), ('SH028'), ('SH029'), ('SH030')$$,
+	'coupon run: met every coupon refusal (SH025-SH030), including a used-up coupon');
+SELECT cmp_ok((SELECT count(*)::integer FROM shop.coupon_redemption r JOIN tap_c_orders t ON t.id = r.order_id
+				WHERE r.state = 'released'), '>', 0,
+	'coupon run: some redemptions were given back by releases and expiries');
+SELECT cmp_ok((SELECT count(*)::integer FROM tap_c_orders t JOIN shop.orders x ON x.id = t.id
+				WHERE x.discount > 0 AND x.status = 'PAID'), '>', 0,
+	'coupon run: some discounted orders were paid');
+SELECT is_empty($$
+	SELECT c.code, c.redeemed, c.max_redemptions, count(r.*) FILTER (WHERE r.state = 'active') AS active
+	  FROM shop.coupon c LEFT JOIN shop.coupon_redemption r ON r.coupon_id = c.id
+	 WHERE c.code LIKE 'INVC-%'
+	 GROUP BY c.id
+	HAVING c.redeemed <> count(r.*) FILTER (WHERE r.state = 'active') OR c.redeemed > c.max_redemptions$$,
+	'coupon run: each coupon''s count equals its active redemptions and never exceeds its limit');
 
 SELECT * FROM finish();
 ROLLBACK;

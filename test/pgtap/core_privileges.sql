@@ -14,7 +14,7 @@ INSERT INTO shop.sku (id, product_id, code, on_hand) VALUES (9101, 9101, 'PRIV-9
 -- redirect the names inside it)
 
 SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'shop'::regnamespace),
-	29::bigint, 'schema shop has the 29 functions of issues #2, #3, #8, #9, #10 and #11 (shop_api_grant''s operator overload) (the checks below are not vacuous)');
+	34::bigint, 'schema shop has the 34 functions of issues #2, #3, #8, #9, #10, #11 (shop_api_grant''s operator overload) and #13 (the checks below are not vacuous)');
 SELECT is_empty($$
 	SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
 	 WHERE p.pronamespace = 'shop'::regnamespace AND NOT p.prosecdef$$,
@@ -31,7 +31,7 @@ SELECT is_empty($$
 										'log_min_error_statement=panic'])$$,
 	'every function in schema shop has exactly SET search_path = pg_catalog, pg_temp (and log_min_error_statement = panic where it sees secrets)');
 -- the same, spelled with pgTAP's own check for the two most exposed entry points
-SELECT is_definer('shop', 'shop_buy_now', ARRAY['text', 'jsonb', 'text'],
+SELECT is_definer('shop', 'shop_buy_now', ARRAY['text', 'jsonb', 'text', 'text'],
 	'shop_buy_now is SECURITY DEFINER');
 SELECT is_definer('shop', 'shop_check_invariants', ARRAY[]::name[],
 	'shop_check_invariants (SQL, not C) is SECURITY DEFINER too');
@@ -71,7 +71,7 @@ SELECT is_empty($$
 	 WHERE c.relnamespace = 'shop'::regnamespace AND a.grantee = 0$$,
 	'PUBLIC has no column privilege in shop either');
 SELECT ok(NOT has_schema_privilege('public', 'shop', 'USAGE')
-		  AND NOT has_function_privilege('public', 'shop.shop_buy_now(text,jsonb,text)', 'EXECUTE')
+		  AND NOT has_function_privilege('public', 'shop.shop_buy_now(text,jsonb,text,text)', 'EXECUTE')
 		  AND NOT has_table_privilege('public', 'shop.sku', 'SELECT'),
 	'the server agrees: public may not use shop, call shop_buy_now or read shop.sku');
 
@@ -96,7 +96,7 @@ RESET ROLE;
 -- touch any table, view or other function directly.
 
 GRANT USAGE ON SCHEMA shop TO shop_tap_app;
-GRANT EXECUTE ON FUNCTION shop.shop_buy_now(text, jsonb, text) TO shop_tap_app;
+GRANT EXECUTE ON FUNCTION shop.shop_buy_now(text, jsonb, text, text) TO shop_tap_app;
 SET LOCAL ROLE shop_tap_app;
 SELECT is(current_user, 'shop_tap_app'::name, 'now acting as the application role');
 SELECT results_eq(

@@ -6,7 +6,7 @@
 -- documented signature, and the shop.reservation_ttl setting.
 -- Runs in one transaction that is rolled back: nothing persists.
 BEGIN;
-SELECT plan(123);
+SELECT plan(137);
 
 -- Helpers (temporary, gone with the transaction) --------------------------
 
@@ -54,8 +54,10 @@ SELECT tables_are('shop',
 		  -- the outbox and outgoing events (issue #8)
 		  'event_endpoint', 'event_endpoint_secret', 'event', 'outbox', 'outbox_attempt',
 		  -- provider calls (issue #9)
-		  'payment_provider_api_key', 'payment_session', 'refund'],
-	'schema shop has exactly the tables of issues #2, #3, #8 and #9');
+		  'payment_provider_api_key', 'payment_session', 'refund',
+		  -- coupons (issue #13)
+		  'coupon', 'coupon_redemption'],
+	'schema shop has exactly the tables of issues #2, #3, #8, #9 and #13');
 
 -- Columns and types: money is bigint minor units, currency char(3),
 -- user ids opaque text, times timestamptz.  set_eq: order does not matter.
@@ -95,13 +97,42 @@ SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.orders')$$,
 			 ('updated_at', 'timestamp with time zone', true),
 			 ('expires_at', 'timestamp with time zone', false),
 			 -- 0.2: free text that is not a reason (upgraded 0.1 reasons)
-			 ('status_note', 'text', false)$$,
+			 ('status_note', 'text', false),
+			 -- the money model (issue #13): amount = subtotal - discount
+			 ('subtotal', 'bigint', true), ('discount', 'bigint', true)$$,
 	'shop.orders columns and types');
 SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.order_item')$$,
 	$$VALUES ('id', 'bigint', true), ('order_id', 'bigint', true), ('sku_id', 'bigint', true),
 			 ('product_name', 'text', true), ('sku_code', 'text', true),
-			 ('unit_price', 'bigint', true), ('qty', 'integer', true)$$,
+			 ('unit_price', 'bigint', true), ('qty', 'integer', true),
+			 -- the line's share of the order's discount (issue #13)
+			 ('discount', 'bigint', true)$$,
 	'shop.order_item columns and types (a snapshot of name, code and price)');
+SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.coupon')$$,
+	$$VALUES ('id', 'bigint', true), ('code', 'text', true), ('kind', 'text', true),
+			 ('percent', 'integer', false), ('amount', 'bigint', false),
+			 ('currency', 'character(3)', false), ('min_subtotal', 'bigint', true),
+			 ('valid_from', 'timestamp with time zone', false),
+			 ('valid_to', 'timestamp with time zone', false),
+			 ('max_redemptions', 'integer', false), ('max_per_user', 'integer', false),
+			 ('is_active', 'boolean', true), ('product_ids', 'bigint[]', false),
+			 ('redeemed', 'integer', true),
+			 ('created_at', 'timestamp with time zone', true),
+			 ('updated_at', 'timestamp with time zone', true)$$,
+	'shop.coupon columns and types (issue #13)');
+SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.coupon_redemption')$$,
+	$$VALUES ('id', 'bigint', true), ('coupon_id', 'bigint', true), ('order_id', 'bigint', true),
+			 ('user_id', 'text', true), ('state', 'text', true),
+			 ('created_at', 'timestamp with time zone', true),
+			 ('state_changed_at', 'timestamp with time zone', true)$$,
+	'shop.coupon_redemption columns and types (issue #13)');
+SELECT col_is_unique('shop', 'coupon_redemption', 'order_id', 'one redemption per order');
+SELECT throws_ok($$INSERT INTO shop.orders (user_id, amount, subtotal, discount) VALUES ('schema-money', 5, 10, 4)$$,
+	'23514', NULL, 'amount must be subtotal - discount (CHECK orders_amount_total)');
+SELECT lives_ok($$INSERT INTO shop.coupon (code, kind, percent) VALUES ('Schema-Case', 'percent', 5)$$,
+	'a coupon is created');
+SELECT throws_ok($$INSERT INTO shop.coupon (code, kind, percent) VALUES ('SCHEMA-CASE', 'percent', 5)$$,
+	'23505', NULL, 'coupon codes are unique case-insensitively');
 SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.stock_reservation')$$,
 	$$VALUES ('id', 'bigint', true), ('order_id', 'bigint', true), ('sku_id', 'bigint', true),
 			 ('qty', 'integer', true), ('state', 'text', true),
@@ -332,6 +363,13 @@ SELECT has_composite('shop', 'cart_row', 'type shop.cart_row exists');
 SELECT has_composite('shop', 'order_summary', 'type shop.order_summary exists');
 SELECT has_composite('shop', 'stock_level', 'type shop.stock_level exists');
 SELECT has_composite('shop', 'invariant_violation', 'type shop.invariant_violation exists');
+SELECT has_composite('shop', 'cart_preview_row', 'type shop.cart_preview_row exists');
+SELECT set_eq($$SELECT col, typ FROM pg_temp.cols('shop.cart_preview_row')$$,
+	$$VALUES ('sku_id', 'bigint'), ('sku_code', 'text'), ('product_name', 'text'),
+			 ('unit_price', 'bigint'), ('currency', 'character(3)'), ('qty', 'integer'),
+			 ('line_total', 'bigint'), ('line_discount', 'bigint'), ('subtotal', 'bigint'),
+			 ('discount', 'bigint'), ('total', 'bigint')$$,
+	'shop.cart_preview_row is a cart line with its discount share and the totals');
 SELECT set_eq($$SELECT col, typ FROM pg_temp.cols('shop.cart_line')$$,
 	$$VALUES ('sku_id', 'bigint'), ('qty', 'integer')$$,
 	'shop.cart_line is (sku_id, qty)');
@@ -371,14 +409,23 @@ SELECT functions_are('shop',
 		  -- confirm-style providers (issue #9, Toss Payments)
 		  'shop_confirm_payment',
 		  -- the API roles' grants (issue #10; schema shop_api: api_schema.sql)
-		  'shop_api_grant'],
-	'schema shop has exactly the functions of issues #2, #3, #8, #9 and #10');
+		  'shop_api_grant',
+		  -- coupons (issue #13); coupon_* are internal, granted to no one
+		  'shop_set_coupon', 'shop_cart_preview', 'coupon_quote', 'coupon_redeem', 'coupon_retake'],
+	'schema shop has exactly the functions of issues #2, #3, #8, #9, #10 and #13');
 SELECT has_function('shop', 'shop_cart_add', ARRAY['text', 'bigint', 'integer']);
 SELECT has_function('shop', 'shop_cart_set_qty', ARRAY['text', 'bigint', 'integer']);
 SELECT has_function('shop', 'shop_cart_remove', ARRAY['text', 'bigint']);
 SELECT has_function('shop', 'shop_cart', ARRAY['text']);
-SELECT has_function('shop', 'shop_create_order', ARRAY['text', 'text']);
-SELECT has_function('shop', 'shop_buy_now', ARRAY['text', 'jsonb', 'text']);
+SELECT has_function('shop', 'shop_create_order', ARRAY['text', 'text', 'text']);
+SELECT has_function('shop', 'shop_buy_now', ARRAY['text', 'jsonb', 'text', 'text']);
+SELECT hasnt_function('shop', 'shop_create_order', ARRAY['text', 'text'],
+	'the 0.1 shop_create_order(text, text) is replaced, not kept beside (calls would be ambiguous)');
+SELECT hasnt_function('shop', 'shop_buy_now', ARRAY['text', 'jsonb', 'text'],
+	'the 0.1 shop_buy_now(text, jsonb, text) is replaced, not kept beside');
+SELECT has_function('shop', 'shop_set_coupon', ARRAY['text', 'text', 'bigint', 'text', 'bigint',
+	'timestamp with time zone', 'timestamp with time zone', 'integer', 'integer', 'boolean', 'bigint[]']);
+SELECT has_function('shop', 'shop_cart_preview', ARRAY['text', 'text']);
 SELECT has_function('shop', 'shop_confirm_paid', ARRAY['bigint', 'text']);
 SELECT has_function('shop', 'shop_release', ARRAY['bigint', 'text']);
 SELECT has_function('shop', 'shop_expire_pending', ARRAY['integer']);
@@ -397,8 +444,8 @@ SELECT set_eq($$
 	('shop_cart_set_qty', 'user_id text, sku_id bigint, qty integer', 'shop.cart_line'),
 	('shop_cart_remove', 'user_id text, sku_id bigint', 'boolean'),
 	('shop_cart', 'user_id text', 'SETOF shop.cart_row'),
-	('shop_create_order', 'user_id text, idempotency_key text DEFAULT NULL::text', 'shop.order_summary'),
-	('shop_buy_now', 'user_id text, items jsonb, idempotency_key text DEFAULT NULL::text', 'shop.order_summary'),
+	('shop_create_order', 'user_id text, idempotency_key text DEFAULT NULL::text, coupon_code text DEFAULT NULL::text', 'shop.order_summary'),
+	('shop_buy_now', 'user_id text, items jsonb, idempotency_key text DEFAULT NULL::text, coupon_code text DEFAULT NULL::text', 'shop.order_summary'),
 	('shop_confirm_paid', 'order_id bigint, external_payment_id text', 'shop.order_summary'),
 	('shop_release', 'order_id bigint, reason text DEFAULT ''cancelled''::text', 'shop.order_summary'),
 	('shop_expire_pending', 'max_orders integer DEFAULT 1000', 'integer'),
@@ -427,7 +474,13 @@ SELECT set_eq($$
 	-- the API roles' grants (issue #10)
 	('shop_api_grant', 'anon_role name, user_role name, webhook_role name', 'void'),
 	-- the operator role's grant (issue 11), an overload
-	('shop_api_grant', 'anon_role name, user_role name, webhook_role name, operator_role name', 'void')
+	('shop_api_grant', 'anon_role name, user_role name, webhook_role name, operator_role name', 'void'),
+	-- coupons (issue #13)
+	('shop_set_coupon', 'code text, kind text, value bigint, currency text DEFAULT NULL::text, min_subtotal bigint DEFAULT 0, valid_from timestamp with time zone DEFAULT NULL::timestamp with time zone, valid_to timestamp with time zone DEFAULT NULL::timestamp with time zone, max_redemptions integer DEFAULT NULL::integer, max_per_user integer DEFAULT NULL::integer, is_active boolean DEFAULT true, product_ids bigint[] DEFAULT NULL::bigint[]', 'shop.coupon'),
+	('shop_cart_preview', 'user_id text, coupon_code text', 'SETOF shop.cart_preview_row'),
+	('coupon_quote', 'p_code text, p_user text, p_currency text, p_skus bigint[], p_products bigint[], p_totals bigint[], p_lock boolean, OUT coupon_id bigint, OUT discount bigint, OUT line_discounts bigint[]', 'record'),
+	('coupon_redeem', 'p_order bigint, p_user text, p_code text, p_currency text', 'bigint'),
+	('coupon_retake', 'p_order bigint', 'boolean')
 	$$,
 	'every API function has the documented arguments, defaults and result');
 -- Defaults work: the short forms resolve to the documented functions.
@@ -435,6 +488,11 @@ SELECT is((shop.shop_buy_now('schema-u5', '[{"sku_id": 9001, "qty": 1}]')).statu
 	'shop_buy_now(user_id, items) works without an idempotency key');
 SELECT is((shop.shop_release((SELECT max(id) FROM shop.orders WHERE user_id = 'schema-u5'))).status,
 	'CANCELLED', 'shop_release(order_id) defaults to reason cancelled');
+SELECT is((shop.shop_buy_now('schema-u5', '[{"sku_id": 9001, "qty": 1}]', 'schema-k5')).status, 'PENDING',
+	'shop_buy_now(user_id, items, idempotency_key): the 0.1 argument list still works');
+SELECT is((SELECT subtotal || ' - ' || discount || ' = ' || amount FROM shop.orders
+			WHERE user_id = 'schema-u5' AND idempotency_key = 'schema-k5'), '1500 - 0 = 1500',
+	'without a coupon: subtotal = amount, discount 0');
 
 -- shop.reservation_ttl -----------------------------------------------------
 

@@ -32,10 +32,13 @@ my %sql = map { $_ => slurp_file("$sqldir/$_.sql") } qw(grants workload snapshot
 # columns status_reason and status_note are compared by the explicit
 # migration check, not by hash.
 my %may_drop = ('payment_log.processed' => 1);
-my %may_add = ('orders.status_note' => 1, 'sku.low_stock_threshold' => 1);
-# tables 0.2 adds (the outbox and outgoing events); they start empty
+# The money model (issue 13) adds orders.subtotal (backfilled = amount, checked
+# below), orders.discount and order_item.discount (0).
+my %may_add = ('orders.status_note' => 1, 'sku.low_stock_threshold' => 1,
+	'orders.subtotal' => 1, 'orders.discount' => 1, 'order_item.discount' => 1);
+# tables 0.2 adds (the outbox and outgoing events, coupons); they start empty
 my %new_tables = map { $_ => 1 } qw(event_endpoint event_endpoint_secret event outbox outbox_attempt
-  payment_provider_api_key payment_session refund);
+  payment_provider_api_key payment_session refund coupon coupon_redemption);
 my %migrated = ('orders.status_reason' => 1, 'orders.status_note' => 1);
 my %reason_vocabulary = map { $_ => 1 }
   qw(cancelled customer_cancelled shop_cancelled payment_failed expired paid_after_release);
@@ -296,6 +299,15 @@ is(join(', ', grep { !$may_drop{$_} } @dropped), '',
 	'the upgrade drops no column except ' . join(', ', sort keys %may_drop));
 is(join(', ', grep { my ($t) = /^([^.]+)\./; !$may_add{$_} && !$new_tables{$t} } @added), '',
 	'the upgrade adds no column except ' . join(', ', sort keys %may_add));
+is($node->safe_psql('up', q{
+	SELECT count(*) || ' orders, ' || count(*) FILTER (WHERE subtotal = amount AND discount = 0) || ' with subtotal = amount, discount 0; '
+		   || (SELECT count(*) FILTER (WHERE discount = 0) FROM shop.order_item) || ' of '
+		   || (SELECT count(*) FROM shop.order_item) || ' lines without discount'
+	  FROM shop.orders}),
+	$node->safe_psql('up', q{SELECT count(*) || ' orders, ' || count(*) || ' with subtotal = amount, discount 0; '
+		   || (SELECT count(*) FROM shop.order_item) || ' of ' || (SELECT count(*) FROM shop.order_item)
+		   || ' lines without discount' FROM shop.orders}),
+	'the money model: every upgraded order has subtotal = amount and no discount (amount = subtotal - discount holds)');
 my @common = sort grep { !/ rows$/ && exists $after->{$_} && !$migrated{$_} } keys %$before;
 same_values($after, $before, \@common,
 	'every value of every column that both versions have is unchanged by the upgrade (' . scalar(@common) . ' columns hashed in primary-key order)',

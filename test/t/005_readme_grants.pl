@@ -35,12 +35,13 @@ my %expected = (
 	app => {
 		schema => ['USAGE'],
 		functions => [
-			'shop.shop_buy_now(text,jsonb,text)',
+			'shop.shop_buy_now(text,jsonb,text,text)',
 			'shop.shop_cart(text)',
 			'shop.shop_cart_add(text,bigint,integer)',
+			'shop.shop_cart_preview(text,text)',
 			'shop.shop_cart_remove(text,bigint)',
 			'shop.shop_cart_set_qty(text,bigint,integer)',
-			'shop.shop_create_order(text,text)',
+			'shop.shop_create_order(text,text,text)',
 		],
 		select => [],
 	},
@@ -295,6 +296,8 @@ allowed('app', "SELECT * FROM shop.shop_cart_set_qty('alice', $sku1, 3)", "$sku1
 allowed('app', "SELECT shop.shop_cart_remove('alice', $sku2)", 't', 'shop_cart_remove');
 allowed('app', "SELECT sku_id, qty, line_total, cart_total FROM shop.shop_cart('alice')",
 	"$sku1|3|30000|30000", 'shop_cart');
+allowed('app', "SELECT sku_id, line_discount, subtotal, discount, total FROM shop.shop_cart_preview('alice', NULL)",
+	"$sku1|0|30000|0|30000", 'shop_cart_preview');
 allowed('app', "SELECT status, amount FROM shop.shop_create_order('alice', 'alice-1')",
 	'PENDING|30000', 'shop_create_order');
 allowed('app', qq{SELECT status, amount FROM shop.shop_buy_now('bob', '[{"sku_id": $sku1, "qty": 1}]', 'bob-1')},

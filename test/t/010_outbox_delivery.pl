@@ -114,7 +114,7 @@ for my $r (@$rows)
 		user_id => { $paid => 'alice', $cancelled => 'bob', $failed => 'carol', $expired => 'dave' }->{ $r->{order_id} },
 		amount => 10000, currency => 'KRW',
 		external_payment_id => $r->{type} eq 'order.paid' ? 'pay_a' : undef,
-		order_keys => 'amount,created_at,currency,expires_at,external_payment_id,id,status,status_reason,user_id');
+		order_keys => 'amount,created_at,currency,discount,expires_at,external_payment_id,id,status,status_reason,subtotal,user_id');
 	for my $k (sort keys %want)
 	{
 		my ($h, $w) = ($have{$k}, $want{$k});

@@ -40,6 +40,9 @@ test('the hold counts down to 00:00, the operator expires it, the order page sho
 	await ops.locator('#expire').click();
 	await ops.waitForFunction(() => /order\(s\) released/.test(document.getElementById('expire-result').textContent));
 	assert.match(await ops.locator('#expire-result').textContent(), /[1-9]\d* order\(s\) released/);
+	// the page shows the count, then reloads its tables: wait for the reload
+	// (on a loaded machine the count above can come first)
+	await ops.locator(`#reservations tr[data-order="${orderId}"]`).waitFor({ state: 'detached', timeout: 10000 });
 	assert.strictEqual(await ops.locator(`#reservations tr[data-order="${orderId}"]`).count(), 0);
 	await stack.shot(ops, 'ops-after-expiry');
 

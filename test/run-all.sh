@@ -35,7 +35,15 @@ port=${SHOP_TEST_PORT:-54329}
 
 passed=0
 failed=0
-count() { passed=$((passed + $1)); failed=$((failed + $2)); }
+kind=setup
+failures=""
+# count PASSED FAILED: add to the totals; a kind with failures is named again at the end
+count() {
+	passed=$((passed + $1)); failed=$((failed + $2))
+	if [ "$2" -gt 0 ]; then failures="$failures$kind: $2 failed"$'\n'; fi
+}
+# section NAME: print the heading and remember which kind is running
+section() { kind=$1; echo "== $1"; }
 
 as_pg() {
 	if [ "$(id -u)" = 0 ]; then runuser -u postgres -- env PATH="$PATH" "$@"; else "$@"; fi
@@ -77,13 +85,13 @@ regress_counts() {
 	count "$(grep -cE '\.\.\. +ok|^ok ' "$out")" "$(grep -cE '\.\.\. +FAILED|^not ok ' "$out")"
 }
 
-echo "== pg_regress"
+section pg_regress
 (cd "$tree" && as_pg make -s installcheck ISOLATION= ) >"$work/regress.out" 2>&1
 cat "$work/regress.out"
 regress_counts "$work/regress.out"
 [ -s "$tree/regression.diffs" ] && cat "$tree/regression.diffs"
 
-echo "== isolation"
+section isolation
 (cd "$tree" && as_pg make -s installcheck REGRESS= ) >"$work/isolation.out" 2>&1
 cat "$work/isolation.out"
 regress_counts "$work/isolation.out"
@@ -101,7 +109,7 @@ prove_counts() {
 	count $((total - bad > 0 ? total - bad : 0)) "$bad"
 }
 
-echo "== pgTAP"
+section pgTAP
 psql -X -q -d postgres -v ON_ERROR_STOP=1 \
 	-c "CREATE EXTENSION IF NOT EXISTS pgtap" \
 	-c "CREATE EXTENSION IF NOT EXISTS pg_cron" \
@@ -114,21 +122,21 @@ if [ -n "$pgtap_files" ]; then
 	prove_counts "$work/pgtap.out" "$rc"
 fi
 
-echo "== test receiver (self-test with the reference standardwebhooks signer)"
+section "test receiver (self-test with the reference standardwebhooks signer)"
 (cd "$tree/test/receiver" && as_pg node --test selftest.js) >"$work/receiver.out" 2>&1
 cat "$work/receiver.out"
 rpass=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$work/receiver.out" | tail -n 1)
 rfail=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$work/receiver.out" | tail -n 1)
 count "${rpass:-0}" "${rfail:-1}"
 
-echo "== mock payment provider (self-test, no database)"
+section "mock payment provider (self-test, no database)"
 (cd "$tree/demo" && as_pg node --test mock_provider.test.js) >"$work/mock.out" 2>&1
 cat "$work/mock.out"
 mpass=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$work/mock.out" | tail -n 1)
 mfail=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$work/mock.out" | tail -n 1)
 count "${mpass:-0}" "${mfail:-1}"
 
-echo "== shop-httpd (test/http: postgrest-js, HTTP, webhooks, fuzz, database restart)"
+section "shop-httpd (test/http: postgrest-js, HTTP, webhooks, fuzz, database restart)"
 (cd "$tree" && as_pg env SHOP_HTTPD="$tree/src/http/shop-httpd" \
 	SHOP_HTTP_PGPORT="${SHOP_HTTP_PGPORT:-$((port + 1))}" SHOP_HTTP_PORT="${SHOP_HTTP_PORT:-18110}" \
 	bash test/http/run.sh) >"$work/http.out" 2>&1
@@ -137,7 +145,7 @@ hpass=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$work/http.out" | tail -n 1)
 hfail=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$work/http.out" | tail -n 1)
 count "${hpass:-0}" "${hfail:-1}"
 
-echo "== storefront and operator pages (test/browser: Chromium via playwright-core)"
+section "storefront and operator pages (test/browser: Chromium via playwright-core)"
 (cd "$tree" && as_pg env SHOP_HTTPD="$tree/src/http/shop-httpd" \
 	SHOP_BROWSER_PGPORT="${SHOP_BROWSER_PGPORT:-$((port + 2))}" SHOP_BROWSER_PORT="${SHOP_BROWSER_PORT:-18130}" \
 	bash test/browser/run.sh) >"$work/browser.out" 2>&1
@@ -146,7 +154,7 @@ bpass=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$work/browser.out" | tail -n 1)
 bfail=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$work/browser.out" | tail -n 1)
 count "${bpass:-0}" "${bfail:-1}"
 
-echo "== Perl TAP"
+section "Perl TAP"
 tap_files=$(cd "$tree" && ls test/t/*.pl 2>/dev/null)
 if [ -n "$tap_files" ]; then
 	(cd "$tree" && as_pg env TESTDIR="$tree" PG_REGRESS="$pgxs_dir/test/regress/pg_regress" \
@@ -155,9 +163,28 @@ if [ -n "$tap_files" ]; then
 	cat "$work/tap.out"
 	prove_counts "$work/tap.out" "$rc"
 	if [ "$rc" -ne 0 ]; then
-		for f in "$tree"/tmp_check/log/*; do [ -f "$f" ] && { echo "--- $f"; tail -n 40 "$f"; }; done
+		# the logs of the failing files only: each failed assertion with what
+		# follows it, then the end of the test's log and of its servers' logs
+		for t in $(sed -n 's|^\(test/t/[^ ]*\.pl\) .*Wstat.*|\1|p' "$work/tap.out"); do
+			name=$(basename "$t" .pl)
+			echo "--- $t: failed assertions"
+			grep -n -A 12 '^\[[0-9:.]*\]([0-9.]*s) not ok\|^not ok' "$tree/tmp_check/log/regress_log_$name" | head -n 150
+			echo "--- $t: end of its log"
+			tail -n 40 "$tree/tmp_check/log/regress_log_$name"
+			for f in "$tree"/tmp_check/log/"${name}"_*.log; do
+				[ -f "$f" ] && { echo "--- $f (end)"; tail -n 30 "$f"; }
+			done
+		done
 	fi
 fi
 
+# What failed, last, where a truncated CI log still shows it.
+if [ -n "$failures" ]; then
+	echo "== failures"
+	printf '%s' "$failures"
+	for f in "$work"/*.out; do
+		grep -HE '^not ok |^ *not ok |\.\.\. +FAILED|Wstat' "$f" | head -n 40
+	done
+fi
 echo "total: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

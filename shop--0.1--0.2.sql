@@ -737,11 +737,11 @@ CREATE FUNCTION shop_api.products()
 AS $$
 BEGIN
 	RETURN QUERY
-	SELECT p.id, p.name, s.id, s.code, p.price, p.currency::text, s.on_hand - s.reserved
+	SELECT p.id, p.name, s.sku_id, s.code, p.price, p.currency::text, s.available
 	  FROM shop.product p
-	  JOIN shop.sku s ON s.product_id = p.id
-	 WHERE p.is_active AND s.is_active
-	 ORDER BY p.id, s.id;
+	  JOIN shop.sku_stock s ON s.product_id = p.id
+	 WHERE s.sellable
+	 ORDER BY p.id, s.sku_id;
 END
 $$;
 COMMENT ON FUNCTION shop_api.products() IS
@@ -1953,3 +1953,210 @@ AS $$
 	 GROUP BY c.user_id
 	HAVING count(*) > 1
 $$;
+
+-- ---------------------------------------------------------------------------
+-- Hot-SKU mode (issue 12; src/hot.c, src/sql/10_tables.sql, 20_functions.sql,
+-- 30_views.sql).
+--   * sku.buckets (0: sold from the SKU row, as before), table sku_bucket,
+--     stock_reservation.bucket (0: held in the SKU row; every existing
+--     reservation is);
+--   * shop_set_sku_mode(sku_id, buckets);
+--   * views sku_stock (totals with the buckets; column buckets added at the
+--     end) and sku_buckets; shop_check_invariants checks every bucket.
+-- REVOKEs are on the new objects alone.
+-- ---------------------------------------------------------------------------
+ALTER TABLE shop.sku
+	ADD COLUMN buckets smallint NOT NULL DEFAULT 0 CONSTRAINT sku_buckets_range CHECK (buckets BETWEEN 0 AND 64);
+
+-- A hot SKU's stock split into buckets, so that concurrent buyers lock
+-- different rows (src/hot.c).  Each bucket has the SKU's CHECKs; a
+-- reservation records its bucket and settles there.  The SKU's totals are
+-- its own row plus its buckets.  Buckets are never deleted: a bucket left
+-- over from a larger N keeps the reservations it holds.
+CREATE TABLE shop.sku_bucket (
+	sku_id		bigint NOT NULL REFERENCES shop.sku (id),
+	bucket		smallint NOT NULL CONSTRAINT sku_bucket_bucket_range CHECK (bucket BETWEEN 1 AND 64),
+	on_hand		bigint NOT NULL DEFAULT 0,
+	reserved	bigint NOT NULL DEFAULT 0,
+	CONSTRAINT sku_bucket_on_hand_nonnegative CHECK (on_hand >= 0),
+	CONSTRAINT sku_bucket_reserved_nonnegative CHECK (reserved >= 0),
+	CONSTRAINT sku_bucket_reserved_within_on_hand CHECK (reserved <= on_hand),
+	PRIMARY KEY (sku_id, bucket)
+);
+
+ALTER TABLE shop.stock_reservation
+	ADD COLUMN bucket smallint NOT NULL DEFAULT 0
+		CONSTRAINT stock_reservation_bucket_range CHECK (bucket BETWEEN 0 AND 64);
+
+CREATE OR REPLACE VIEW shop.sku_stock AS
+SELECT s.id AS sku_id,
+	   s.code,
+	   s.product_id,
+	   p.name AS product_name,
+	   s.on_hand OPERATOR(pg_catalog.+) COALESCE(b.on_hand, 0) AS on_hand,
+	   s.reserved OPERATOR(pg_catalog.+) COALESCE(b.reserved, 0) AS reserved,
+	   s.on_hand OPERATOR(pg_catalog.-) s.reserved
+		   OPERATOR(pg_catalog.+) COALESCE(b.available, 0) AS available,
+	   s.is_active AND p.is_active AS sellable,
+	   s.buckets
+  FROM shop.sku s
+  JOIN shop.product p ON p.id OPERATOR(pg_catalog.=) s.product_id
+  -- a hot SKU's buckets (src/hot.c) count with its own row
+  LEFT JOIN LATERAL (
+		SELECT pg_catalog.sum(k.on_hand)::bigint AS on_hand,
+			   pg_catalog.sum(k.reserved)::bigint AS reserved,
+			   pg_catalog.sum(k.on_hand OPERATOR(pg_catalog.-) k.reserved)::bigint AS available
+		  FROM shop.sku_bucket k
+		 WHERE k.sku_id OPERATOR(pg_catalog.=) s.id) b ON true;
+COMMENT ON VIEW shop.sku_stock IS 'on_hand, reserved and available (on_hand - reserved) per SKU, a hot SKU''s buckets included; buckets is its mode (0: sold from its own row)';
+
+-- A hot SKU's buckets one by one (src/hot.c): where its stock is held.
+CREATE VIEW shop.sku_buckets AS
+SELECT k.sku_id,
+	   s.code,
+	   k.bucket,
+	   k.on_hand,
+	   k.reserved,
+	   k.on_hand OPERATOR(pg_catalog.-) k.reserved AS available,
+	   k.bucket OPERATOR(pg_catalog.<=) s.buckets AS in_use
+  FROM shop.sku_bucket k
+  JOIN shop.sku s ON s.id OPERATOR(pg_catalog.=) k.sku_id;
+COMMENT ON VIEW shop.sku_buckets IS 'the stock buckets of hot SKUs; in_use is false for a bucket beyond the SKU''s current mode, which only settles what it still holds';
+
+-- A hot SKU's buckets one by one (src/hot.c): where its stock is held.
+CREATE VIEW shop.sku_buckets AS
+SELECT k.sku_id,
+	   s.code,
+	   k.bucket,
+	   k.on_hand,
+	   k.reserved,
+	   k.on_hand OPERATOR(pg_catalog.-) k.reserved AS available,
+	   k.bucket OPERATOR(pg_catalog.<=) s.buckets AS in_use
+  FROM shop.sku_bucket k
+  JOIN shop.sku s ON s.id OPERATOR(pg_catalog.=) k.sku_id;
+COMMENT ON VIEW shop.sku_buckets IS 'the stock buckets of hot SKUs; in_use is false for a bucket beyond the SKU''s current mode, which only settles what it still holds';
+
+CREATE FUNCTION shop.shop_set_sku_mode(sku_id bigint, buckets integer)
+	RETURNS shop.stock_level
+	AS 'MODULE_PATHNAME', 'shop_set_sku_mode'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION shop.shop_set_sku_mode(bigint, integer) IS
+	'hot-SKU mode: sell the SKU from buckets (1-64) so that concurrent buyers do not wait on one row lock, or from its own row again (0); safe on a live SKU; returns its totals';
+
+REVOKE ALL ON TABLE shop.sku_bucket, shop.sku_buckets FROM PUBLIC;
+REVOKE ALL ON FUNCTION shop.shop_set_sku_mode(bigint, integer) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION shop.shop_check_invariants()
+	RETURNS SETOF shop.invariant_violation
+	LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH held AS (
+		SELECT sku_id, bucket, sum(qty) AS qty
+		  FROM shop.stock_reservation
+		 WHERE state = 'active'
+		 GROUP BY sku_id, bucket
+	)
+	-- every stock row (a SKU's own row is bucket 0) holds exactly what its
+	-- active reservations say
+	SELECT 'reserved_matches_active_reservations', 'sku ' || s.id,
+		   format('reserved is %s but active reservations hold %s', s.reserved, coalesce(h.qty, 0))
+	  FROM shop.sku s LEFT JOIN held h ON h.sku_id = s.id AND h.bucket = 0
+	 WHERE s.reserved <> coalesce(h.qty, 0)
+	UNION ALL
+	SELECT 'reserved_matches_active_reservations', 'sku ' || k.sku_id || ' bucket ' || k.bucket,
+		   format('reserved is %s but active reservations hold %s', k.reserved, coalesce(h.qty, 0))
+	  FROM shop.sku_bucket k LEFT JOIN held h ON h.sku_id = k.sku_id AND h.bucket = k.bucket
+	 WHERE k.reserved <> coalesce(h.qty, 0)
+	UNION ALL
+	SELECT 'reservation_in_existing_bucket', 'sku ' || h.sku_id || ' bucket ' || h.bucket,
+		   format('active reservations hold %s units in a bucket that does not exist', h.qty)
+	  FROM held h
+	 WHERE h.bucket > 0
+	   AND NOT EXISTS (SELECT FROM shop.sku_bucket k WHERE k.sku_id = h.sku_id AND k.bucket = h.bucket)
+	UNION ALL
+	SELECT 'stock_within_bounds', 'sku ' || s.id,
+		   format('on_hand %s, reserved %s', s.on_hand, s.reserved)
+	  FROM shop.sku s
+	 WHERE s.on_hand < 0 OR s.reserved < 0 OR s.reserved > s.on_hand
+	UNION ALL
+	SELECT 'stock_within_bounds', 'sku ' || k.sku_id || ' bucket ' || k.bucket,
+		   format('on_hand %s, reserved %s', k.on_hand, k.reserved)
+	  FROM shop.sku_bucket k
+	 WHERE k.on_hand < 0 OR k.reserved < 0 OR k.reserved > k.on_hand
+	UNION ALL
+	-- a hot SKU sells from buckets 1..N: each of them exists
+	SELECT 'hot_sku_has_its_buckets', 'sku ' || s.id,
+		   format('mode is %s buckets but %s of them exist', s.buckets,
+				  (SELECT count(*) FROM shop.sku_bucket k WHERE k.sku_id = s.id AND k.bucket <= s.buckets))
+	  FROM shop.sku s
+	 WHERE s.buckets > 0
+	   AND (SELECT count(*) FROM shop.sku_bucket k WHERE k.sku_id = s.id AND k.bucket <= s.buckets) <> s.buckets
+	UNION ALL
+	SELECT 'settled_order_holds_no_stock', 'order ' || o.id,
+		   format('%s order has an active reservation of %s units of sku %s', o.status, r.qty, r.sku_id)
+	  FROM shop.orders o JOIN shop.stock_reservation r ON r.order_id = o.id
+	 WHERE o.status IN ('PAID', 'CANCELLED', 'FAILED') AND r.state = 'active'
+	UNION ALL
+	SELECT 'paid_order_consumed_its_lines', 'order ' || o.id,
+		   format('PAID order line for sku %s has reservation state %s', i.sku_id, coalesce(r.state, 'missing'))
+	  FROM shop.orders o
+	  JOIN shop.order_item i ON i.order_id = o.id
+	  LEFT JOIN shop.stock_reservation r ON r.order_id = o.id AND r.sku_id = i.sku_id
+	 WHERE o.status = 'PAID' AND (r.state IS DISTINCT FROM 'consumed' OR r.qty <> i.qty)
+	UNION ALL
+	SELECT 'pending_order_holds_its_lines', 'order ' || o.id,
+		   format('PENDING order line for sku %s has reservation state %s', i.sku_id, coalesce(r.state, 'missing'))
+	  FROM shop.orders o
+	  JOIN shop.order_item i ON i.order_id = o.id
+	  LEFT JOIN shop.stock_reservation r ON r.order_id = o.id AND r.sku_id = i.sku_id
+	 WHERE o.status = 'PENDING' AND (r.state IS DISTINCT FROM 'active' OR r.qty <> i.qty)
+	UNION ALL
+	SELECT 'amount_matches_lines', 'order ' || o.id,
+		   format('amount %s, lines sum to %s', o.amount, l.total - l.discount)
+	  FROM shop.orders o
+	  JOIN (SELECT order_id, sum(unit_price::numeric * qty) AS total, sum(discount) AS discount
+			  FROM shop.order_item GROUP BY order_id) l ON l.order_id = o.id
+	 WHERE o.status <> 'CREATED' AND o.amount <> l.total - l.discount
+	UNION ALL
+	-- the money model: amount = subtotal - discount (also a CHECK), the
+	-- lines' totals are the subtotal and their shares the discount
+	SELECT 'subtotal_and_discount_match_lines', 'order ' || o.id,
+		   format('subtotal %s, discount %s, amount %s; lines: total %s, discount %s',
+				  o.subtotal, o.discount, o.amount, l.total, l.discount)
+	  FROM shop.orders o
+	  JOIN (SELECT order_id, sum(unit_price::numeric * qty) AS total, sum(discount) AS discount
+			  FROM shop.order_item GROUP BY order_id) l ON l.order_id = o.id
+	 WHERE o.status <> 'CREATED'
+	   AND (o.subtotal <> l.total OR o.discount <> l.discount OR o.amount <> o.subtotal - o.discount)
+	UNION ALL
+	SELECT 'coupon_redeemed_matches_redemptions', 'coupon ' || c.id,
+		   format('redeemed is %s but %s redemptions are active, limit %s',
+				  c.redeemed, coalesce(r.n, 0), coalesce(c.max_redemptions::text, 'none'))
+	  FROM shop.coupon c
+	  LEFT JOIN (SELECT coupon_id, count(*) AS n FROM shop.coupon_redemption
+				  WHERE state = 'active' GROUP BY coupon_id) r ON r.coupon_id = c.id
+	 WHERE c.redeemed <> coalesce(r.n, 0) OR c.redeemed > c.max_redemptions
+	UNION ALL
+	SELECT 'coupon_within_user_limit', 'coupon ' || c.id,
+		   format('user %s holds %s active redemptions, limit %s', r.user_id, r.n, c.max_per_user)
+	  FROM shop.coupon c
+	  JOIN (SELECT coupon_id, user_id, count(*) AS n FROM shop.coupon_redemption
+			 WHERE state = 'active' GROUP BY coupon_id, user_id) r ON r.coupon_id = c.id
+	 WHERE r.n > c.max_per_user
+	UNION ALL
+	SELECT 'released_order_holds_no_coupon', 'order ' || o.id,
+		   format('%s order holds an active redemption of coupon %s', o.status, r.coupon_id)
+	  FROM shop.orders o JOIN shop.coupon_redemption r ON r.order_id = o.id
+	 WHERE o.status IN ('CANCELLED', 'FAILED') AND r.state = 'active'
+	UNION ALL
+	SELECT 'one_open_cart_per_user', 'user ' || c.user_id,
+		   format('%s open carts', count(*))
+	  FROM shop.cart c
+	 WHERE c.checked_out_at IS NULL
+	 GROUP BY c.user_id
+	HAVING count(*) > 1
+$$;
+COMMENT ON FUNCTION shop.shop_check_invariants() IS
+	'one row per broken stock or order invariant; empty when all is well';

@@ -74,11 +74,9 @@ read_confirm_order(int64 order_id, ConfirmOrder *order)
 							"       o.expires_at IS NOT NULL AND o.expires_at <= now(),"
 							"       o.expires_at::text, o.status_reason,"
 							"       NOT EXISTS (SELECT FROM shop.order_item i"
-							"                     JOIN shop.sku s ON s.id = i.sku_id"
-							"                     JOIN shop.product p ON p.id = s.product_id"
+							"                     JOIN shop.sku_stock s ON s.sku_id = i.sku_id"
 							"                    WHERE i.order_id = o.id"
-							"                      AND NOT (s.is_active AND p.is_active"
-							"                               AND s.on_hand - s.reserved >= i.qty))"
+							"                      AND NOT (s.sellable AND s.available >= i.qty))"
 							"  FROM shop.orders o WHERE o.id = $1",
 							1, argtypes),
 				  values, NULL, true, 0) == 0)

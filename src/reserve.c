@@ -39,12 +39,12 @@ static SPIPlanPtr plan_reserve_again_01;
  * a 0.1 schema, served by this library until ALTER EXTENSION shop UPDATE,
  * has no threshold column, and gets the statements without it.
  */
-#define RESERVE_LINE_SQL(sku_returning, select_list) \
+#define RESERVE_LINE_SQL(sku_where, sku_returning, select_list) \
 	"WITH r AS (" \
 	"  UPDATE shop.sku s SET reserved = s.reserved + $3" \
 	"    FROM shop.product p" \
 	"   WHERE s.id = $2 AND p.id = s.product_id" \
-	"     AND s.is_active AND p.is_active" \
+	"     AND s.is_active AND p.is_active" sku_where \
 	"     AND s.on_hand - s.reserved >= $3" \
 	"  RETURNING s.id, s.code, p.name, p.price, p.currency" sku_returning ")," \
 	" i AS (" \
@@ -56,12 +56,12 @@ static SPIPlanPtr plan_reserve_again_01;
 	"  SELECT $1, r.id, $3 FROM r)" \
 	" SELECT r.price, r.currency::text" select_list " FROM r"
 
-#define RESERVE_AGAIN_SQL(sku_returning, returning) \
+#define RESERVE_AGAIN_SQL(sku_where, sku_returning, returning) \
 	"WITH s AS (" \
 	"  UPDATE shop.sku s SET reserved = s.reserved + $3" \
 	"    FROM shop.product p" \
 	"   WHERE s.id = $2 AND p.id = s.product_id" \
-	"     AND s.is_active AND p.is_active" \
+	"     AND s.is_active AND p.is_active" sku_where \
 	"     AND s.on_hand - s.reserved >= $3" \
 	"     AND NOT EXISTS (SELECT FROM shop.stock_reservation x" \
 	"                      WHERE x.order_id = $1 AND x.sku_id = $2" \
@@ -75,7 +75,60 @@ static SPIPlanPtr plan_reserve_again_01;
 	"       state_changed_at = now()" \
 	"   WHERE r.state = 'released'" \
 	" RETURNING r.id" returning
+
+/*
+ * The same for a hot SKU's line (hot.c): the fast path takes one bucket
+ * with enough stock, from the backend's own bucket ($4) on, skipping the
+ * buckets other transactions hold; it never waits.  The SKU's available
+ * total for stock.low is read from the statement's snapshot (the buckets
+ * move concurrently, so the event is a close estimate, as the README says).
+ */
+#define HOT_BUCKET_CTE(bucket_where) \
+	"b AS (" \
+	"  SELECT k.bucket FROM shop.sku_bucket k" \
+	"   WHERE k.sku_id = $2 AND k.on_hand - k.reserved >= $3" \
+	"   ORDER BY (k.bucket + 64 - $4) % 64" \
+	"   LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED)," \
+	" k AS (" \
+	"  UPDATE shop.sku_bucket k SET reserved = k.reserved + $3" \
+	"    FROM b, shop.sku s JOIN shop.product p ON p.id = s.product_id" \
+	"   WHERE k.sku_id = $2 AND k.bucket = b.bucket AND s.id = $2" \
+	"     AND s.buckets > 0 AND s.is_active AND p.is_active" \
+	"     AND k.on_hand - k.reserved >= $3" bucket_where \
+	"  RETURNING s.id, s.code, p.name, p.price, p.currency, k.bucket," \
+	"            (s.on_hand - s.reserved + (SELECT sum(x.on_hand - x.reserved)" \
+	"              FROM shop.sku_bucket x WHERE x.sku_id = $2) - $3)::int8 AS available," \
+	"            s.low_stock_threshold)"
+
+#define RESERVE_HOT_SQL \
+	"WITH " HOT_BUCKET_CTE("") "," \
+	" i AS (" \
+	"  INSERT INTO shop.order_item" \
+	"         (order_id, sku_id, product_name, sku_code, unit_price, qty)" \
+	"  SELECT $1, k.id, k.name, k.code, k.price, $3 FROM k)," \
+	" h AS (" \
+	"  INSERT INTO shop.stock_reservation (order_id, sku_id, qty, bucket)" \
+	"  SELECT $1, k.id, $3, k.bucket FROM k)" \
+	" SELECT k.price, k.currency::text, k.available, k.low_stock_threshold FROM k"
+
+#define RESERVE_AGAIN_HOT_SQL \
+	"WITH " HOT_BUCKET_CTE( \
+	"     AND NOT EXISTS (SELECT FROM shop.stock_reservation x" \
+	"                      WHERE x.order_id = $1 AND x.sku_id = $2" \
+	"                        AND x.state <> 'released')") \
+	" INSERT INTO shop.stock_reservation AS r" \
+	"        (order_id, sku_id, qty, bucket)" \
+	" SELECT $1, k.id, $3, k.bucket FROM k" \
+	" ON CONFLICT (order_id, sku_id) DO UPDATE" \
+	"   SET state = 'active', qty = excluded.qty, bucket = excluded.bucket," \
+	"       state_changed_at = now()" \
+	"   WHERE r.state = 'released'" \
+	" RETURNING r.id, (SELECT k.available FROM k), (SELECT k.low_stock_threshold FROM k)"
+
+static SPIPlanPtr plan_reserve_hot;
+static SPIPlanPtr plan_reserve_again_hot;
 static SPIPlanPtr plan_unreserve_line;
+static SPIPlanPtr plan_unreserve_line_01;
 
 /* One reservation job: the order, its normalised lines, and the mode. */
 typedef struct ReserveJob
@@ -147,46 +200,87 @@ check_low_stock(const OrderLine *line, int col)
 }
 
 /*
- * Check and reserve one line of a new order in one statement, recording
- * its price snapshot and reservation row.  Returns false (nothing changed)
- * when stock is short; with raise_on_short it raises instead.  Unknown and
- * unsellable SKUs always raise.
+ * Run the reservation statement of a new order's line for the mode
+ * guessed (nbuckets: 0 the SKU row, else its buckets).  True when reserved.
  */
 static bool
-reserve_new_line(ReserveJob *job, const OrderLine *line, bool raise_on_short)
+try_new_line(ReserveJob *job, const OrderLine *line, bool current, int nbuckets)
 {
-	static const Oid argtypes[] = {INT8OID, INT8OID, INT4OID};
-	Datum		values[3];
-	int64		available = 0;
-	char	   *code = NULL;
-	int			tries;
-	bool		current = events_schema_ready();
+	static const Oid argtypes[] = {INT8OID, INT8OID, INT4OID, INT4OID};
+	Datum		values[4];
+	SPIPlanPtr	plan;
 
 	values[0] = Int64GetDatum(job->order_id);
 	values[1] = Int64GetDatum(line->sku_id);
 	values[2] = Int32GetDatum(line->qty);
+	values[3] = Int32GetDatum(hot_start_bucket(nbuckets));
+	if (!current)
+		plan = shop_plan(&plan_reserve_line_01, RESERVE_LINE_SQL("", "", ""),
+						 3, argtypes);
+	else if (nbuckets > 0)
+		plan = shop_plan(&plan_reserve_hot, RESERVE_HOT_SQL, 4, argtypes);
+	else
+		plan = shop_plan(&plan_reserve_line,
+						 RESERVE_LINE_SQL(" AND s.buckets = 0",
+										  ", s.on_hand - s.reserved AS available,"
+										  " s.low_stock_threshold",
+										  ", r.available, r.low_stock_threshold"),
+						 3, argtypes);
+	if (shop_exec(plan, values, NULL, false, 0) != 1)
+		return false;
+	add_to_totals(job, line, shop_get_int64(0, 1, NULL), shop_get_text(0, 2));
+	if (current)
+		check_low_stock(line, 3);
+	return true;
+}
+
+/*
+ * Check and reserve one line of a new order in one statement, recording
+ * its price snapshot and reservation row.  Returns false (nothing changed)
+ * when stock is short; with raise_on_short it raises instead.  Unknown and
+ * unsellable SKUs always raise.
+ *
+ * The statement is the one for the SKU's mode as this backend last saw it
+ * (hot_hint).  When it reserves nothing, the SKU's state says why: a wrong
+ * guess of the mode (try the other statement), stock really short (stop),
+ * or stock that is there but not where the statement looked: in buckets
+ * another transaction holds or in a bucket other than the SKU's own row.
+ * Then the exact path (hot_rebalance) locks every stock row of the SKU,
+ * moves the units where this line can take them, and the statement runs
+ * again under those locks.
+ */
+static bool
+reserve_new_line(ReserveJob *job, const OrderLine *line, bool raise_on_short)
+{
+	int64		available = 0;
+	int64		in_buckets = 0;
+	char	   *code = NULL;
+	int			tries;
+	bool		current = events_schema_ready();
+	int			nbuckets = current ? hot_hint(line->sku_id) : 0;
+	int			mode;
+
 	/* a retry covers stock freed between the failed UPDATE and the diagnosis */
-	for (tries = 0; tries < 3; tries++)
+	for (tries = 0; tries < 4; tries++)
 	{
-		if (shop_exec(current ? shop_plan(&plan_reserve_line,
-										  RESERVE_LINE_SQL(", s.on_hand - s.reserved AS available,"
-														   " s.low_stock_threshold",
-														   ", r.available, r.low_stock_threshold"),
-										  3, argtypes)
-					  : shop_plan(&plan_reserve_line_01, RESERVE_LINE_SQL("", ""),
-								  3, argtypes),
-					  values, NULL, false, 0) == 1)
-		{
-			add_to_totals(job, line, shop_get_int64(0, 1, NULL),
-						  shop_get_text(0, 2));
-			if (current)
-				check_low_stock(line, 3);
+		if (try_new_line(job, line, current, nbuckets))
 			return true;
-		}
 		/* unknown and unsellable SKUs raise here; else it is a shortage */
-		code = sku_for_sale(line->sku_id, 0, &available, NULL);
+		code = sku_for_sale_stock(line->sku_id, 0, &available, NULL,
+								  &mode, &in_buckets);
 		if (available < line->qty)
 			break;
+		if (mode != nbuckets)
+		{
+			/* the mode guessed was wrong: the other statement */
+			hot_remember(line->sku_id, mode);
+			nbuckets = mode;
+			continue;
+		}
+		if (current && (mode > 0 || in_buckets > 0) &&
+			hot_rebalance(line->sku_id, line->qty, 0, &nbuckets, &available) < 0)
+			break;
+		hot_remember(line->sku_id, nbuckets);
 	}
 	if (raise_on_short)
 		report_shortage(code, line, available);
@@ -210,26 +304,59 @@ reserve_new_line(ReserveJob *job, const OrderLine *line, bool raise_on_short)
 static bool
 reserve_again_line(ReserveJob *job, const OrderLine *line)
 {
-	static const Oid argtypes[] = {INT8OID, INT8OID, INT4OID};
-	Datum		values[3];
+	static const Oid argtypes[] = {INT8OID, INT8OID, INT4OID, INT4OID};
+	Datum		values[4];
 	bool		current = events_schema_ready();
+	int			nbuckets = current ? hot_hint(line->sku_id) : 0;
+	int			tries;
+	int			mode;
+	int64		available;
+	int64		in_buckets;
+	SPIPlanPtr	plan;
 
 	values[0] = Int64GetDatum(job->order_id);
 	values[1] = Int64GetDatum(line->sku_id);
 	values[2] = Int32GetDatum(line->qty);
-	if (shop_exec(current ? shop_plan(&plan_reserve_again,
-									  RESERVE_AGAIN_SQL(", s.on_hand - s.reserved AS available,"
-														" s.low_stock_threshold",
-														", (SELECT s.available FROM s),"
-														" (SELECT s.low_stock_threshold FROM s)"),
-									  3, argtypes)
-				  : shop_plan(&plan_reserve_again_01, RESERVE_AGAIN_SQL("", ""),
-							  3, argtypes),
-				  values, NULL, false, 0) != 1)
-		return false;
-	if (current)
-		check_low_stock(line, 2);
-	return true;
+	/* the mode and the exact path as for a new line (reserve_new_line) */
+	for (tries = 0; tries < 4; tries++)
+	{
+		values[3] = Int32GetDatum(hot_start_bucket(nbuckets));
+		if (!current)
+			plan = shop_plan(&plan_reserve_again_01, RESERVE_AGAIN_SQL("", "", ""),
+							 3, argtypes);
+		else if (nbuckets > 0)
+			plan = shop_plan(&plan_reserve_again_hot, RESERVE_AGAIN_HOT_SQL,
+							 4, argtypes);
+		else
+			plan = shop_plan(&plan_reserve_again,
+							 RESERVE_AGAIN_SQL(" AND s.buckets = 0",
+											   ", s.on_hand - s.reserved AS available,"
+											   " s.low_stock_threshold",
+											   ", (SELECT s.available FROM s),"
+											   " (SELECT s.low_stock_threshold FROM s)"),
+							 3, argtypes);
+		if (shop_exec(plan, values, NULL, false, 0) == 1)
+		{
+			if (current)
+				check_low_stock(line, 2);
+			return true;
+		}
+		if (!current || !hot_sku_state(line->sku_id, &mode, &available, &in_buckets) ||
+			available < line->qty)
+			return false;
+		if (mode != nbuckets)
+		{
+			hot_remember(line->sku_id, mode);
+			nbuckets = mode;
+			continue;
+		}
+		/* a SKU row that is short, or a SKU no longer for sale */
+		if (mode == 0 && in_buckets == 0)
+			return false;
+		if (hot_rebalance(line->sku_id, line->qty, 0, &nbuckets, &available) < 0)
+			return false;
+	}
+	return false;
 }
 
 /*
@@ -262,17 +389,45 @@ unreserve_lines(const ReserveJob *job, int n)
 	for (i = 0; i < n; i++)
 	{
 		values[1] = Int64GetDatum(job->lines[i].sku_id);
-		shop_exec(shop_plan(&plan_unreserve_line,
-							"WITH r AS ("
-							"  UPDATE shop.stock_reservation"
-							"     SET state = 'released', state_changed_at = now()"
-							"   WHERE order_id = $1 AND sku_id = $2 AND state = 'active'"
-							"  RETURNING sku_id, qty)"
-							" UPDATE shop.sku s SET reserved = s.reserved - r.qty"
-							"   FROM r WHERE s.id = r.sku_id",
-							2, argtypes),
+		shop_exec(hot_schema_ready()
+				  ? shop_plan(&plan_unreserve_line,
+							  "WITH r AS ("
+							  "  UPDATE shop.stock_reservation"
+							  "     SET state = 'released', state_changed_at = now()"
+							  "   WHERE order_id = $1 AND sku_id = $2 AND state = 'active'"
+							  "  RETURNING sku_id, bucket, qty),"
+							  " s AS ("
+							  "  UPDATE shop.sku s SET reserved = s.reserved - r.qty"
+							  "    FROM r WHERE s.id = r.sku_id AND r.bucket = 0)"
+							  " UPDATE shop.sku_bucket b SET reserved = b.reserved - r.qty"
+							  "   FROM r WHERE b.sku_id = r.sku_id AND b.bucket = r.bucket",
+							  2, argtypes)
+				  : shop_plan(&plan_unreserve_line_01,
+							  "WITH r AS ("
+							  "  UPDATE shop.stock_reservation"
+							  "     SET state = 'released', state_changed_at = now()"
+							  "   WHERE order_id = $1 AND sku_id = $2 AND state = 'active'"
+							  "  RETURNING sku_id, qty)"
+							  " UPDATE shop.sku s SET reserved = s.reserved - r.qty"
+							  "   FROM r WHERE s.id = r.sku_id",
+							  2, argtypes),
 				  values, NULL, false, 0);
 	}
+}
+
+/*
+ * Whether the releases of the first SKU in released[0..n) go into buckets
+ * (they are sorted by sku_id, bucket: the SKU row's comes first).
+ */
+static bool
+releases_into_buckets(const SkuDelta *released, int n)
+{
+	int			k;
+
+	for (k = 0; k < n && released[k].sku_id == released[0].sku_id; k++)
+		if (released[k].bucket > 0)
+			return true;
+	return false;
 }
 
 /*
@@ -299,7 +454,16 @@ reserve_pass(ReserveJob *job, const SkuDelta *released, int nreleased,
 		if (j < nreleased &&
 			(i >= job->nlines || released[j].sku_id <= job->lines[i].sku_id))
 		{
-			settle_apply_one(released[j].sku_id, released[j].qty, false);
+			/*
+			 * Releasing into a bucket locks it before the SKU's row; a line
+			 * of this SKU that then needs the exact path would wait for the
+			 * SKU row out of order.  Lock the SKU's rows in order first.
+			 */
+			if ((j == 0 || released[j - 1].sku_id != released[j].sku_id) &&
+				releases_into_buckets(released + j, nreleased - j))
+				hot_lock(released[j].sku_id);
+			settle_apply_one(released[j].sku_id, released[j].bucket,
+							 released[j].qty, false);
 			j++;
 			continue;
 		}

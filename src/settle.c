@@ -4,8 +4,9 @@
  *
  * Settling is split in two so that callers control SKU lock order:
  * settle_mark() flips the reservation rows (no SKU row is touched) and
- * returns the per-SKU totals in ascending sku_id; settle_apply() then moves
- * the SKU counters in that order.  The inline reclaim interleaves those
+ * returns the totals per stock row in ascending (sku_id, bucket) order, the
+ * SKU row being bucket 0 (hot.c); settle_apply() then moves the counters in
+ * that order.  The inline reclaim interleaves those
  * counter moves with its own reservations (reserve.c), which is why the two
  * steps are separate.
  *
@@ -18,12 +19,26 @@
 
 static SPIPlanPtr plan_mark_consumed;
 static SPIPlanPtr plan_mark_released;
+static SPIPlanPtr plan_mark_consumed_01;
+static SPIPlanPtr plan_mark_released_01;
 static SPIPlanPtr plan_consume;
 static SPIPlanPtr plan_release;
+static SPIPlanPtr plan_consume_bucket;
+static SPIPlanPtr plan_release_bucket;
+
+/* Flip reservations to new_state; totals per (sku_id, bucket), ascending. */
+#define SETTLE_MARK_SQL(new_state, bucket) \
+	"WITH r AS (" \
+	"  UPDATE shop.stock_reservation" \
+	"     SET state = '" new_state "', state_changed_at = now()" \
+	"   WHERE order_id = ANY ($1) AND state = 'active'" \
+	"  RETURNING sku_id, " bucket "::int4 AS bucket, qty)" \
+	" SELECT sku_id, bucket, sum(qty)::bigint FROM r" \
+	"  GROUP BY sku_id, bucket ORDER BY sku_id, bucket"
 
 /*
  * Flip the active reservations of the given (already locked) orders to
- * consumed or released; return per-SKU totals in ascending sku_id.
+ * consumed or released; return totals per stock row, ascending.
  */
 SkuDelta *
 settle_mark(const int64 *order_ids, int norders, bool consume, int *ndeltas)
@@ -35,26 +50,18 @@ settle_mark(const int64 *order_ids, int norders, bool consume, int *ndeltas)
 	uint64		n;
 	uint64		i;
 
-	if (consume)
-		plan = shop_plan(&plan_mark_consumed,
-						 "WITH r AS ("
-						 "  UPDATE shop.stock_reservation"
-						 "     SET state = 'consumed', state_changed_at = now()"
-						 "   WHERE order_id = ANY ($1) AND state = 'active'"
-						 "  RETURNING sku_id, qty)"
-						 " SELECT sku_id, sum(qty)::bigint FROM r"
-						 "  GROUP BY sku_id ORDER BY sku_id",
-						 1, argtypes);
+	/*
+	 * Totals per stock row (the SKU row is bucket 0), ascending.  A 0.1
+	 * schema has no buckets: all is held in SKU rows.
+	 */
+	if (!hot_schema_ready())
+		plan = consume
+			? shop_plan(&plan_mark_consumed_01, SETTLE_MARK_SQL("consumed", "0"), 1, argtypes)
+			: shop_plan(&plan_mark_released_01, SETTLE_MARK_SQL("released", "0"), 1, argtypes);
 	else
-		plan = shop_plan(&plan_mark_released,
-						 "WITH r AS ("
-						 "  UPDATE shop.stock_reservation"
-						 "     SET state = 'released', state_changed_at = now()"
-						 "   WHERE order_id = ANY ($1) AND state = 'active'"
-						 "  RETURNING sku_id, qty)"
-						 " SELECT sku_id, sum(qty)::bigint FROM r"
-						 "  GROUP BY sku_id ORDER BY sku_id",
-						 1, argtypes);
+		plan = consume
+			? shop_plan(&plan_mark_consumed, SETTLE_MARK_SQL("consumed", "bucket"), 1, argtypes)
+			: shop_plan(&plan_mark_released, SETTLE_MARK_SQL("released", "bucket"), 1, argtypes);
 
 	values[0] = shop_int64_array(order_ids, norders);
 	n = shop_exec(plan, values, NULL, false, 0);
@@ -62,43 +69,58 @@ settle_mark(const int64 *order_ids, int norders, bool consume, int *ndeltas)
 	for (i = 0; i < n; i++)
 	{
 		deltas[i].sku_id = shop_get_int64(i, 1, NULL);
-		deltas[i].qty = shop_get_int64(i, 2, NULL);
+		deltas[i].bucket = (int) shop_get_int64(i, 2, NULL);
+		deltas[i].qty = shop_get_int64(i, 3, NULL);
 	}
 	*ndeltas = (int) n;
 	return deltas;
 }
 
 /*
- * Move one SKU's counters: a consumed reservation leaves stock for good
- * (on_hand and reserved drop), a released one only stops being held.
+ * Move one stock row's counters (the SKU row for bucket 0, else that
+ * bucket): a consumed reservation leaves stock for good (on_hand and
+ * reserved drop), a released one only stops being held.
  */
 void
-settle_apply_one(int64 sku_id, int64 qty, bool consume)
+settle_apply_one(int64 sku_id, int bucket, int64 qty, bool consume)
 {
 	static const Oid argtypes[] = {INT8OID, INT8OID};
-	Datum		values[2];
+	static const Oid bucket_types[] = {INT8OID, INT8OID, INT4OID};
+	Datum		values[3];
 	SPIPlanPtr	plan;
 
-	if (consume)
-		plan = shop_plan(&plan_consume,
-						 "UPDATE shop.sku"
-						 "   SET on_hand = on_hand - $2, reserved = reserved - $2"
-						 " WHERE id = $1",
-						 2, argtypes);
+	if (bucket == 0)
+		plan = consume
+			? shop_plan(&plan_consume,
+						"UPDATE shop.sku"
+						"   SET on_hand = on_hand - $2, reserved = reserved - $2"
+						" WHERE id = $1",
+						2, argtypes)
+			: shop_plan(&plan_release,
+						"UPDATE shop.sku SET reserved = reserved - $2 WHERE id = $1",
+						2, argtypes);
 	else
-		plan = shop_plan(&plan_release,
-						 "UPDATE shop.sku SET reserved = reserved - $2 WHERE id = $1",
-						 2, argtypes);
+		plan = consume
+			? shop_plan(&plan_consume_bucket,
+						"UPDATE shop.sku_bucket"
+						"   SET on_hand = on_hand - $2, reserved = reserved - $2"
+						" WHERE sku_id = $1 AND bucket = $3",
+						3, bucket_types)
+			: shop_plan(&plan_release_bucket,
+						"UPDATE shop.sku_bucket SET reserved = reserved - $2"
+						" WHERE sku_id = $1 AND bucket = $3",
+						3, bucket_types);
 
 	values[0] = Int64GetDatum(sku_id);
 	values[1] = Int64GetDatum(qty);
+	values[2] = Int32GetDatum(bucket);
 	if (shop_exec(plan, values, NULL, false, 0) != 1)
-		elog(ERROR, "shop: SKU %lld of a reservation is missing",
-			 (long long) sku_id);
+		elog(ERROR, "shop: stock row %d of SKU %lld of a reservation is missing",
+			 bucket, (long long) sku_id);
 }
 
 /*
- * Apply per-SKU totals from settle_mark(), in their ascending order.
+ * Apply the totals from settle_mark(), in their ascending order.
  */
 void
 settle_apply(const SkuDelta *deltas, int ndeltas, bool consume)
@@ -106,5 +128,5 @@ settle_apply(const SkuDelta *deltas, int ndeltas, bool consume)
 	int			i;
 
 	for (i = 0; i < ndeltas; i++)
-		settle_apply_one(deltas[i].sku_id, deltas[i].qty, consume);
+		settle_apply_one(deltas[i].sku_id, deltas[i].bucket, deltas[i].qty, consume);
 }

@@ -62,6 +62,7 @@ typedef struct OrderLine
 typedef struct SkuDelta
 {
 	int64		sku_id;
+	int			bucket;			/* 0: the SKU row; else its shop.sku_bucket */
 	int64		qty;
 } SkuDelta;
 
@@ -132,6 +133,8 @@ extern OrderLine *shop_result_lines(uint64 n);
 /* sku.c: a SKU's sale state */
 extern char *sku_for_sale(int64 sku_id, int64 cart_id, int64 *available,
 						  int32 *in_cart);
+extern char *sku_for_sale_stock(int64 sku_id, int64 cart_id, int64 *available,
+								int32 *in_cart, int *nbuckets, int64 *in_buckets);
 extern int64 sku_expired_holdings(int64 sku_id);
 
 /* cart.c: the user's open cart */
@@ -144,7 +147,7 @@ extern void lines_normalise(OrderLine *lines, int *nlines);
 /* settle.c: consume or release the reservations of locked orders */
 extern SkuDelta *settle_mark(const int64 *order_ids, int norders,
 							 bool consume, int *ndeltas);
-extern void settle_apply_one(int64 sku_id, int64 qty, bool consume);
+extern void settle_apply_one(int64 sku_id, int bucket, int64 qty, bool consume);
 extern void settle_apply(const SkuDelta *deltas, int ndeltas, bool consume);
 
 /* expiry.c: find and release expired orders */
@@ -162,6 +165,19 @@ extern void order_confirm_locked(int64 order_id, const char *payment_id,
 								 OrderReason reason);
 extern void order_release_locked(int64 order_id, OrderReason reason);
 extern void order_settle(int64 order_id, bool consume);
+
+/* hot.c: hot-SKU mode, a SKU's stock split into buckets */
+extern bool hot_schema_ready(void);
+extern int	hot_start_bucket(int nbuckets);
+extern bool hot_sku_state(int64 sku_id, int *nbuckets, int64 *available,
+						  int64 *in_buckets);
+extern void hot_lock(int64 sku_id);
+extern int	hot_rebalance(int64 sku_id, int64 need, int64 delta, int *nbuckets,
+						  int64 *available);
+extern void hot_stock_level(int64 sku_id);
+extern int	hot_hint(int64 sku_id);
+extern void hot_remember(int64 sku_id, int nbuckets);
+extern void hot_forget(int64 sku_id);
 
 /* reserve.c: reserve order lines, all or nothing */
 extern void reserve_order_lines(int64 order_id, OrderLine *lines, int nlines,

@@ -10,6 +10,7 @@
 PG_FUNCTION_INFO_V1(shop_adjust_stock);
 
 static SPIPlanPtr plan_adjust;
+static SPIPlanPtr plan_adjust_01;
 static SPIPlanPtr plan_sku_counts;
 static SPIPlanPtr plan_record;
 
@@ -27,7 +28,7 @@ refuse_adjustment(int64 sku_id, int32 delta)
 
 	values[0] = Int64GetDatum(sku_id);
 	if (shop_exec(shop_plan(&plan_sku_counts,
-							"SELECT code, on_hand, reserved FROM shop.sku WHERE id = $1",
+							"SELECT code, on_hand, reserved FROM shop.sku_stock WHERE sku_id = $1",
 							1, argtypes),
 				  values, NULL, false, 0) == 0)
 		ereport(ERROR,
@@ -71,13 +72,35 @@ shop_adjust_stock(PG_FUNCTION_ARGS)
 	SPI_connect();
 	values[0] = Int64GetDatum(sku_id);
 	values[1] = Int32GetDatum(delta);
-	if (shop_exec(shop_plan(&plan_adjust,
-							"UPDATE shop.sku SET on_hand = on_hand + $2"
-							" WHERE id = $1 AND on_hand + $2 >= reserved"
-							" RETURNING id, on_hand, reserved, on_hand - reserved",
-							2, adjust_types),
-				  values, NULL, false, 0) == 0)
-		refuse_adjustment(sku_id, delta);
+	if (!hot_schema_ready())
+	{
+		if (shop_exec(shop_plan(&plan_adjust_01,
+								"UPDATE shop.sku SET on_hand = on_hand + $2"
+								" WHERE id = $1 AND on_hand + $2 >= reserved"
+								" RETURNING id, on_hand, reserved, on_hand - reserved",
+								2, adjust_types),
+					  values, NULL, false, 0) == 0)
+			refuse_adjustment(sku_id, delta);
+	}
+	else
+	{
+		int			nbuckets;
+		int64		available;
+
+		/*
+		 * A SKU sold from its own row takes the delta there; a hot SKU, or
+		 * a write-off beyond what the SKU row has free, goes through the
+		 * exact path, which spreads the new total over the SKU's rows.
+		 */
+		if (shop_exec(shop_plan(&plan_adjust,
+								"UPDATE shop.sku SET on_hand = on_hand + $2"
+								" WHERE id = $1 AND on_hand + $2 >= reserved AND buckets = 0",
+								2, adjust_types),
+					  values, NULL, false, 0) == 0 &&
+			hot_rebalance(sku_id, 0, delta, &nbuckets, &available) < 0)
+			refuse_adjustment(sku_id, delta);
+		hot_stock_level(sku_id);
+	}
 	result = shop_row_datum(fcinfo, outer, 0);
 
 	values[2] = PointerGetDatum(reason);

@@ -26,9 +26,29 @@ CREATE TABLE shop.sku (
 	low_stock_threshold	integer CONSTRAINT sku_low_stock_threshold_check CHECK (low_stock_threshold >= 0),
 	CONSTRAINT sku_on_hand_nonnegative CHECK (on_hand >= 0),
 	CONSTRAINT sku_reserved_nonnegative CHECK (reserved >= 0),
-	CONSTRAINT sku_reserved_within_on_hand CHECK (reserved <= on_hand)
+	CONSTRAINT sku_reserved_within_on_hand CHECK (reserved <= on_hand),
+	-- hot-SKU mode (src/hot.c): 0 sells from this row; N > 0 sells from
+	-- the N rows of shop.sku_bucket, and on_hand/reserved here count only
+	-- what this row itself still holds (shop.sku_stock shows the totals)
+	buckets		smallint NOT NULL DEFAULT 0 CONSTRAINT sku_buckets_range CHECK (buckets BETWEEN 0 AND 64)
 );
 CREATE INDEX sku_product_idx ON shop.sku (product_id);
+
+-- A hot SKU's stock split into buckets, so that concurrent buyers lock
+-- different rows (src/hot.c).  Each bucket has the SKU's CHECKs; a
+-- reservation records its bucket and settles there.  The SKU's totals are
+-- its own row plus its buckets.  Buckets are never deleted: a bucket left
+-- over from a larger N keeps the reservations it holds.
+CREATE TABLE shop.sku_bucket (
+	sku_id		bigint NOT NULL REFERENCES shop.sku (id),
+	bucket		smallint NOT NULL CONSTRAINT sku_bucket_bucket_range CHECK (bucket BETWEEN 1 AND 64),
+	on_hand		bigint NOT NULL DEFAULT 0,
+	reserved	bigint NOT NULL DEFAULT 0,
+	CONSTRAINT sku_bucket_on_hand_nonnegative CHECK (on_hand >= 0),
+	CONSTRAINT sku_bucket_reserved_nonnegative CHECK (reserved >= 0),
+	CONSTRAINT sku_bucket_reserved_within_on_hand CHECK (reserved <= on_hand),
+	PRIMARY KEY (sku_id, bucket)
+);
 
 -- Audit trail of every on_hand change that is not a sale.
 CREATE TABLE shop.stock_adjustment (
@@ -119,7 +139,10 @@ CREATE TABLE shop.stock_reservation (
 		CHECK (state IN ('active', 'consumed', 'released')),
 	created_at			timestamptz NOT NULL DEFAULT now(),
 	state_changed_at	timestamptz NOT NULL DEFAULT now(),
-	UNIQUE (order_id, sku_id)
+	UNIQUE (order_id, sku_id),
+	-- where the units are held: 0 the SKU row, else its shop.sku_bucket
+	bucket				smallint NOT NULL DEFAULT 0
+		CONSTRAINT stock_reservation_bucket_range CHECK (bucket BETWEEN 0 AND 64)
 );
 CREATE INDEX stock_reservation_active_sku_idx ON shop.stock_reservation (sku_id, order_id)
 	WHERE state = 'active';

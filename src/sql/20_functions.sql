@@ -124,6 +124,14 @@ CREATE FUNCTION shop.shop_adjust_stock(sku_id bigint, delta integer, reason text
 COMMENT ON FUNCTION shop.shop_adjust_stock(bigint, integer, text) IS
 	'receive (delta > 0) or write off (delta < 0) stock; on_hand never falls below reserved; recorded in shop.stock_adjustment';
 
+CREATE FUNCTION shop.shop_set_sku_mode(sku_id bigint, buckets integer)
+	RETURNS shop.stock_level
+	AS 'MODULE_PATHNAME', 'shop_set_sku_mode'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION shop.shop_set_sku_mode(bigint, integer) IS
+	'hot-SKU mode: sell the SKU from buckets (1-64) so that concurrent buyers do not wait on one row lock, or from its own row again (0); safe on a live SKU; returns its totals';
+
 CREATE FUNCTION shop.shop_schedule_expiry(schedule text DEFAULT '* * * * *')
 	RETURNS bigint
 	AS 'MODULE_PATHNAME', 'shop_schedule_expiry'

@@ -5,13 +5,35 @@ SELECT s.id AS sku_id,
 	   s.code,
 	   s.product_id,
 	   p.name AS product_name,
-	   s.on_hand,
-	   s.reserved,
-	   s.on_hand OPERATOR(pg_catalog.-) s.reserved AS available,
-	   s.is_active AND p.is_active AS sellable
+	   s.on_hand OPERATOR(pg_catalog.+) COALESCE(b.on_hand, 0) AS on_hand,
+	   s.reserved OPERATOR(pg_catalog.+) COALESCE(b.reserved, 0) AS reserved,
+	   s.on_hand OPERATOR(pg_catalog.-) s.reserved
+		   OPERATOR(pg_catalog.+) COALESCE(b.available, 0) AS available,
+	   s.is_active AND p.is_active AS sellable,
+	   s.buckets
   FROM shop.sku s
-  JOIN shop.product p ON p.id OPERATOR(pg_catalog.=) s.product_id;
-COMMENT ON VIEW shop.sku_stock IS 'on_hand, reserved and available (on_hand - reserved) per SKU';
+  JOIN shop.product p ON p.id OPERATOR(pg_catalog.=) s.product_id
+  -- a hot SKU's buckets (src/hot.c) count with its own row
+  LEFT JOIN LATERAL (
+		SELECT pg_catalog.sum(k.on_hand)::bigint AS on_hand,
+			   pg_catalog.sum(k.reserved)::bigint AS reserved,
+			   pg_catalog.sum(k.on_hand OPERATOR(pg_catalog.-) k.reserved)::bigint AS available
+		  FROM shop.sku_bucket k
+		 WHERE k.sku_id OPERATOR(pg_catalog.=) s.id) b ON true;
+COMMENT ON VIEW shop.sku_stock IS 'on_hand, reserved and available (on_hand - reserved) per SKU, a hot SKU''s buckets included; buckets is its mode (0: sold from its own row)';
+
+-- A hot SKU's buckets one by one (src/hot.c): where its stock is held.
+CREATE VIEW shop.sku_buckets AS
+SELECT k.sku_id,
+	   s.code,
+	   k.bucket,
+	   k.on_hand,
+	   k.reserved,
+	   k.on_hand OPERATOR(pg_catalog.-) k.reserved AS available,
+	   k.bucket OPERATOR(pg_catalog.<=) s.buckets AS in_use
+  FROM shop.sku_bucket k
+  JOIN shop.sku s ON s.id OPERATOR(pg_catalog.=) k.sku_id;
+COMMENT ON VIEW shop.sku_buckets IS 'the stock buckets of hot SKUs; in_use is false for a bucket beyond the SKU''s current mode, which only settles what it still holds';
 
 CREATE VIEW shop.active_reservations AS
 SELECT r.id AS reservation_id,
@@ -56,20 +78,46 @@ CREATE FUNCTION shop.shop_check_invariants()
 	SET search_path = pg_catalog, pg_temp
 AS $$
 	WITH held AS (
-		SELECT sku_id, sum(qty) AS qty
+		SELECT sku_id, bucket, sum(qty) AS qty
 		  FROM shop.stock_reservation
 		 WHERE state = 'active'
-		 GROUP BY sku_id
+		 GROUP BY sku_id, bucket
 	)
+	-- every stock row (a SKU's own row is bucket 0) holds exactly what its
+	-- active reservations say
 	SELECT 'reserved_matches_active_reservations', 'sku ' || s.id,
 		   format('reserved is %s but active reservations hold %s', s.reserved, coalesce(h.qty, 0))
-	  FROM shop.sku s LEFT JOIN held h ON h.sku_id = s.id
+	  FROM shop.sku s LEFT JOIN held h ON h.sku_id = s.id AND h.bucket = 0
 	 WHERE s.reserved <> coalesce(h.qty, 0)
+	UNION ALL
+	SELECT 'reserved_matches_active_reservations', 'sku ' || k.sku_id || ' bucket ' || k.bucket,
+		   format('reserved is %s but active reservations hold %s', k.reserved, coalesce(h.qty, 0))
+	  FROM shop.sku_bucket k LEFT JOIN held h ON h.sku_id = k.sku_id AND h.bucket = k.bucket
+	 WHERE k.reserved <> coalesce(h.qty, 0)
+	UNION ALL
+	SELECT 'reservation_in_existing_bucket', 'sku ' || h.sku_id || ' bucket ' || h.bucket,
+		   format('active reservations hold %s units in a bucket that does not exist', h.qty)
+	  FROM held h
+	 WHERE h.bucket > 0
+	   AND NOT EXISTS (SELECT FROM shop.sku_bucket k WHERE k.sku_id = h.sku_id AND k.bucket = h.bucket)
 	UNION ALL
 	SELECT 'stock_within_bounds', 'sku ' || s.id,
 		   format('on_hand %s, reserved %s', s.on_hand, s.reserved)
 	  FROM shop.sku s
 	 WHERE s.on_hand < 0 OR s.reserved < 0 OR s.reserved > s.on_hand
+	UNION ALL
+	SELECT 'stock_within_bounds', 'sku ' || k.sku_id || ' bucket ' || k.bucket,
+		   format('on_hand %s, reserved %s', k.on_hand, k.reserved)
+	  FROM shop.sku_bucket k
+	 WHERE k.on_hand < 0 OR k.reserved < 0 OR k.reserved > k.on_hand
+	UNION ALL
+	-- a hot SKU sells from buckets 1..N: each of them exists
+	SELECT 'hot_sku_has_its_buckets', 'sku ' || s.id,
+		   format('mode is %s buckets but %s of them exist', s.buckets,
+				  (SELECT count(*) FROM shop.sku_bucket k WHERE k.sku_id = s.id AND k.bucket <= s.buckets))
+	  FROM shop.sku s
+	 WHERE s.buckets > 0
+	   AND (SELECT count(*) FROM shop.sku_bucket k WHERE k.sku_id = s.id AND k.bucket <= s.buckets) <> s.buckets
 	UNION ALL
 	SELECT 'settled_order_holds_no_stock', 'order ' || o.id,
 		   format('%s order has an active reservation of %s units of sku %s', o.status, r.qty, r.sku_id)

@@ -80,11 +80,11 @@ CREATE FUNCTION shop_api.products()
 AS $$
 BEGIN
 	RETURN QUERY
-	SELECT p.id, p.name, s.id, s.code, p.price, p.currency::text, s.on_hand - s.reserved
+	SELECT p.id, p.name, s.sku_id, s.code, p.price, p.currency::text, s.available
 	  FROM shop.product p
-	  JOIN shop.sku s ON s.product_id = p.id
-	 WHERE p.is_active AND s.is_active
-	 ORDER BY p.id, s.id;
+	  JOIN shop.sku_stock s ON s.product_id = p.id
+	 WHERE s.sellable
+	 ORDER BY p.id, s.sku_id;
 END
 $$;
 COMMENT ON FUNCTION shop_api.products() IS

@@ -2044,6 +2044,7 @@ CREATE FUNCTION shop.shop_set_sku_mode(sku_id bigint, buckets integer)
 COMMENT ON FUNCTION shop.shop_set_sku_mode(bigint, integer) IS
 	'hot-SKU mode: sell the SKU from buckets (1-64) so that concurrent buyers do not wait on one row lock, or from its own row again (0); safe on a live SKU; returns its totals';
 
+SELECT pg_catalog.pg_extension_config_dump('shop.sku_bucket', '');
 REVOKE ALL ON TABLE shop.sku_bucket, shop.sku_buckets FROM PUBLIC;
 REVOKE ALL ON FUNCTION shop.shop_set_sku_mode(bigint, integer) FROM PUBLIC;
 

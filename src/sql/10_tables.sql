@@ -225,6 +225,7 @@ CREATE INDEX coupon_redemption_user_idx ON shop.coupon_redemption (coupon_id, us
 -- Keep user data in pg_dump output (extension member tables are otherwise skipped).
 SELECT pg_catalog.pg_extension_config_dump('shop.product', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.sku', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.sku_bucket', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.stock_adjustment', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.cart', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.cart_item', '');

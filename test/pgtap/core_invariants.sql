@@ -10,7 +10,7 @@
 -- now() is fixed inside this one transaction, so orders expire only when
 -- the test forces them (expires_at in the past).  Everything is rolled back.
 BEGIN;
-SELECT plan(58);
+SELECT plan(61);
 
 SELECT setseed(0.42);
 
@@ -33,6 +33,12 @@ INSERT INTO shop.sku (id, product_id, code, on_hand, is_active) VALUES
 
 CREATE TEMP TABLE tap_initial AS
 	SELECT id AS sku_id, on_hand FROM shop.sku WHERE id BETWEEN 9401 AND 9406;
+
+-- Hot SKUs mixed in (issue #12): the plentiful tee and the scarce one are
+-- sold from buckets, and the run switches modes on the way (set_sku_mode),
+-- so every counter below is a SKU's total (shop.sku_stock).
+SELECT shop.shop_set_sku_mode(9401, 4);
+SELECT shop.shop_set_sku_mode(9402, 3);
 
 -- Bookkeeping of the run ----------------------------------------------------
 
@@ -84,8 +90,8 @@ $$;
 -- counters of the test SKUs, to prove a call changed nothing
 CREATE FUNCTION pg_temp.stock_snapshot() RETURNS text
 LANGUAGE sql AS $$
-	SELECT string_agg(id || ':' || on_hand || '/' || reserved, ' ' ORDER BY id)
-	  FROM shop.sku WHERE id BETWEEN 9401 AND 9406
+	SELECT string_agg(sku_id || ':' || on_hand || '/' || reserved, ' ' ORDER BY sku_id)
+	  FROM shop.sku_stock WHERE sku_id BETWEEN 9401 AND 9406
 $$;
 
 -- The random run --------------------------------------------------------------
@@ -145,7 +151,7 @@ BEGIN
 			op := 'cart_add';
 			prev_qty := coalesce((SELECT ci.qty FROM shop.cart c JOIN shop.cart_item ci ON ci.cart_id = c.id
 								   WHERE c.user_id = u AND c.checked_out_at IS NULL AND ci.sku_id = s), 0);
-			avail := (SELECT on_hand - reserved FROM shop.sku WHERE id = s);
+			avail := (SELECT available FROM shop.sku_stock WHERE sku_id = s);
 			BEGIN
 				line := shop.shop_cart_add(u, s, q);
 				PERFORM pg_temp.note(op, 'ok');
@@ -334,7 +340,22 @@ BEGIN
 			q := CASE WHEN r_x < 0.5 THEN 1 + floor(r_qty * 6)::integer ELSE -(1 + floor(r_qty * 8)::integer) END;
 			op := CASE WHEN q > 0 THEN 'adjust_stock/up' ELSE 'adjust_stock/down' END;
 			s := skus[1 + floor(r_sku * 8)::integer];
-			avail := (SELECT on_hand FROM shop.sku WHERE id = s);
+			avail := (SELECT on_hand FROM shop.sku_stock WHERE sku_id = s);
+			IF r_y < 0.2 THEN
+				-- switch the SKU's mode on the way: the totals must not move
+				op := 'set_sku_mode';
+				snap := pg_temp.stock_snapshot();
+				BEGIN
+					level := shop.shop_set_sku_mode(s, (ARRAY[0, 2, 4, 8])[1 + floor(r_z * 4)::integer]);
+					PERFORM pg_temp.note(op, 'ok');
+					IF pg_temp.stock_snapshot() <> snap OR level.on_hand <> avail THEN
+						PERFORM pg_temp.anomaly(step, op, format('stock moved: %s -> %s', snap, pg_temp.stock_snapshot()));
+					END IF;
+				EXCEPTION WHEN OTHERS THEN
+					PERFORM pg_temp.note(op, SQLSTATE);
+				END;
+				CONTINUE;
+			END IF;
 			BEGIN
 				level := shop.shop_adjust_stock(s, q, 'invariants step ' || step);
 				PERFORM pg_temp.note(op, 'ok');
@@ -373,7 +394,7 @@ BEGIN
 				op := 'buy_now/reclaim';
 				s := (SELECT min(r.sku_id) FROM shop.stock_reservation r
 					   WHERE r.order_id = the_order AND r.state = 'active');
-				q := (SELECT on_hand - reserved + 1 FROM shop.sku WHERE id = s);
+				q := (SELECT available + 1 FROM shop.sku_stock WHERE sku_id = s);
 				expired_before := (SELECT count(*) FROM shop.orders WHERE status_reason = 'expired');
 				BEGIN
 					summary := shop.shop_buy_now(u, jsonb_build_array(jsonb_build_object('sku_id', s, 'qty', q)));
@@ -435,7 +456,7 @@ BEGIN
 
 		-- after every step the DBA check must come back empty
 		INSERT INTO tap_violations SELECT step, op, v.* FROM shop.shop_check_invariants() v;
-		IF EXISTS (SELECT 1 FROM shop.sku WHERE id BETWEEN 9401 AND 9406 AND reserved > 0) THEN
+		IF EXISTS (SELECT 1 FROM shop.sku_stock WHERE sku_id BETWEEN 9401 AND 9406 AND reserved > 0) THEN
 			UPDATE tap_counters SET n = tap_counters.n + 1 WHERE name = 'steps_with_reserved';
 		END IF;
 	END LOOP;
@@ -449,16 +470,29 @@ SELECT is_empty($$SELECT * FROM shop.shop_check_invariants()$$,
 SELECT is_empty($$SELECT * FROM tap_violations ORDER BY step LIMIT 20$$,
 	'shop_check_invariants() was empty after every one of the 600 steps');
 SELECT is_empty($$
-	SELECT s.id, s.reserved, coalesce(sum(r.qty) FILTER (WHERE r.state = 'active'), 0) AS active
-	  FROM shop.sku s LEFT JOIN shop.stock_reservation r ON r.sku_id = s.id
-	 WHERE s.id BETWEEN 9401 AND 9406
-	 GROUP BY s.id, s.reserved
+	SELECT s.sku_id, s.reserved, coalesce(sum(r.qty) FILTER (WHERE r.state = 'active'), 0) AS active
+	  FROM shop.sku_stock s LEFT JOIN shop.stock_reservation r ON r.sku_id = s.sku_id
+	 WHERE s.sku_id BETWEEN 9401 AND 9406
+	 GROUP BY s.sku_id, s.reserved
 	HAVING s.reserved <> coalesce(sum(r.qty) FILTER (WHERE r.state = 'active'), 0)$$,
-	'for every SKU, reserved = sum of its active reservations');
+	'for every SKU, reserved (its row and buckets) = sum of its active reservations');
+SELECT is_empty($$
+	SELECT k.sku_id, k.bucket, k.reserved, coalesce(sum(r.qty) FILTER (WHERE r.state = 'active'), 0) AS active
+	  FROM shop.sku_bucket k
+	  LEFT JOIN shop.stock_reservation r ON r.sku_id = k.sku_id AND r.bucket = k.bucket
+	 WHERE k.sku_id BETWEEN 9401 AND 9406
+	 GROUP BY k.sku_id, k.bucket, k.reserved
+	HAVING k.reserved <> coalesce(sum(r.qty) FILTER (WHERE r.state = 'active'), 0)$$,
+	'for every bucket of a hot SKU, reserved = sum of the active reservations held there');
+SELECT cmp_ok((SELECT count(DISTINCT r.order_id) FROM shop.stock_reservation r
+				WHERE r.sku_id IN (9401, 9402) AND r.bucket > 0)::integer, '>', 20,
+	'many orders were reserved from buckets (the hot SKUs were really sold hot)');
+SELECT cmp_ok(pg_temp.successes('set_sku_mode'), '>', 3,
+	'the run switched SKU modes several times');
 SELECT is_empty($$
 	SELECT i.sku_id, s.on_hand, i.on_hand AS initial, a.delta, c.consumed
 	  FROM tap_initial i
-	  JOIN shop.sku s ON s.id = i.sku_id
+	  JOIN shop.sku_stock s ON s.sku_id = i.sku_id
 	  CROSS JOIN LATERAL (SELECT coalesce(sum(delta), 0) AS delta
 							FROM shop.stock_adjustment WHERE sku_id = i.sku_id) a
 	  CROSS JOIN LATERAL (SELECT coalesce(sum(qty), 0) AS consumed

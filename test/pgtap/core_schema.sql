@@ -6,7 +6,7 @@
 -- documented signature, and the shop.reservation_ttl setting.
 -- Runs in one transaction that is rolled back: nothing persists.
 BEGIN;
-SELECT plan(137);
+SELECT plan(141);
 
 -- Helpers (temporary, gone with the transaction) --------------------------
 
@@ -56,8 +56,10 @@ SELECT tables_are('shop',
 		  -- provider calls (issue #9)
 		  'payment_provider_api_key', 'payment_session', 'refund',
 		  -- coupons (issue #13)
-		  'coupon', 'coupon_redemption'],
-	'schema shop has exactly the tables of issues #2, #3, #8, #9 and #13');
+		  'coupon', 'coupon_redemption',
+		  -- hot-SKU mode (issue #12)
+		  'sku_bucket'],
+	'schema shop has exactly the tables of issues #2, #3, #8, #9, #12 and #13');
 
 -- Columns and types: money is bigint minor units, currency char(3),
 -- user ids opaque text, times timestamptz.  set_eq: order does not matter.
@@ -71,8 +73,16 @@ SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.sku')$$,
 			 ('on_hand', 'bigint', true), ('reserved', 'bigint', true),
 			 ('is_active', 'boolean', true),
 			 -- stock.low (issue #8)
-			 ('low_stock_threshold', 'integer', false)$$,
+			 ('low_stock_threshold', 'integer', false),
+			 -- hot-SKU mode (issue #12)
+			 ('buckets', 'smallint', true)$$,
 	'shop.sku columns and types');
+SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.sku_bucket')$$,
+	$$VALUES ('sku_id', 'bigint', true), ('bucket', 'smallint', true),
+			 ('on_hand', 'bigint', true), ('reserved', 'bigint', true)$$,
+	'shop.sku_bucket columns and types (a bucket has the SKU''s counters)');
+SELECT col_is_pk('shop', 'sku_bucket', ARRAY['sku_id', 'bucket'], 'a bucket is (sku_id, bucket)');
+SELECT col_is_fk('shop', 'sku_bucket', 'sku_id', 'a bucket belongs to a SKU');
 -- available is derived (view shop.sku_stock), never stored
 SELECT hasnt_column('shop', 'sku', 'available', 'shop.sku does not store available');
 SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.stock_adjustment')$$,
@@ -137,7 +147,9 @@ SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.stock_reservation')$$,
 	$$VALUES ('id', 'bigint', true), ('order_id', 'bigint', true), ('sku_id', 'bigint', true),
 			 ('qty', 'integer', true), ('state', 'text', true),
 			 ('created_at', 'timestamp with time zone', true),
-			 ('state_changed_at', 'timestamp with time zone', true)$$,
+			 ('state_changed_at', 'timestamp with time zone', true),
+			 -- where it is held (issue #12): 0 the SKU row, else a bucket
+			 ('bucket', 'smallint', true)$$,
 	'shop.stock_reservation columns and types (a state, not a released flag)');
 SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.payment_log')$$,
 	$$VALUES ('id', 'bigint', true), ('provider', 'text', true), ('event_id', 'text', true),
@@ -326,13 +338,22 @@ SELECT views_are('shop', ARRAY['sku_stock', 'active_reservations', 'expiring_ord
 		  -- the outbox (issue #8)
 		  'outbox_pending', 'outbox_dead', 'outbox_attempts', 'event_endpoints', 'outbox_health',
 		  -- provider calls (issue #9)
-		  'refunds'],
-	'schema shop has exactly the DBA views of issues #2, #3, #8 and #9');
+		  'refunds',
+		  -- hot-SKU mode (issue #12)
+		  'sku_buckets'],
+	'schema shop has exactly the DBA views of issues #2, #3, #8, #9 and #12');
 SELECT set_eq($$SELECT col, typ FROM pg_temp.cols('shop.sku_stock')$$,
 	$$VALUES ('sku_id', 'bigint'), ('code', 'text'), ('product_id', 'bigint'),
 			 ('product_name', 'text'), ('on_hand', 'bigint'), ('reserved', 'bigint'),
-			 ('available', 'bigint'), ('sellable', 'boolean')$$,
+			 ('available', 'bigint'), ('sellable', 'boolean'),
+			 -- hot-SKU mode (issue #12)
+			 ('buckets', 'smallint')$$,
 	'shop.sku_stock columns (on_hand, reserved, available per SKU)');
+SELECT set_eq($$SELECT col, typ FROM pg_temp.cols('shop.sku_buckets')$$,
+	$$VALUES ('sku_id', 'bigint'), ('code', 'text'), ('bucket', 'smallint'),
+			 ('on_hand', 'bigint'), ('reserved', 'bigint'), ('available', 'bigint'),
+			 ('in_use', 'boolean')$$,
+	'shop.sku_buckets columns (each bucket of a hot SKU)');
 SELECT set_eq($$SELECT col, typ FROM pg_temp.cols('shop.active_reservations')$$,
 	$$VALUES ('reservation_id', 'bigint'), ('order_id', 'bigint'), ('sku_id', 'bigint'),
 			 ('sku_code', 'text'), ('qty', 'integer'),
@@ -411,8 +432,10 @@ SELECT functions_are('shop',
 		  -- the API roles' grants (issue #10; schema shop_api: api_schema.sql)
 		  'shop_api_grant',
 		  -- coupons (issue #13); coupon_* are internal, granted to no one
-		  'shop_set_coupon', 'shop_cart_preview', 'coupon_quote', 'coupon_redeem', 'coupon_retake'],
-	'schema shop has exactly the functions of issues #2, #3, #8, #9, #10 and #13');
+		  'shop_set_coupon', 'shop_cart_preview', 'coupon_quote', 'coupon_redeem', 'coupon_retake',
+		  -- hot-SKU mode (issue #12)
+		  'shop_set_sku_mode'],
+	'schema shop has exactly the functions of issues #2, #3, #8, #9, #10, #12 and #13');
 SELECT has_function('shop', 'shop_cart_add', ARRAY['text', 'bigint', 'integer']);
 SELECT has_function('shop', 'shop_cart_set_qty', ARRAY['text', 'bigint', 'integer']);
 SELECT has_function('shop', 'shop_cart_remove', ARRAY['text', 'bigint']);
@@ -478,6 +501,8 @@ SELECT set_eq($$
 	-- coupons (issue #13)
 	('shop_set_coupon', 'code text, kind text, value bigint, currency text DEFAULT NULL::text, min_subtotal bigint DEFAULT 0, valid_from timestamp with time zone DEFAULT NULL::timestamp with time zone, valid_to timestamp with time zone DEFAULT NULL::timestamp with time zone, max_redemptions integer DEFAULT NULL::integer, max_per_user integer DEFAULT NULL::integer, is_active boolean DEFAULT true, product_ids bigint[] DEFAULT NULL::bigint[]', 'shop.coupon'),
 	('shop_cart_preview', 'user_id text, coupon_code text', 'SETOF shop.cart_preview_row'),
+	-- hot-SKU mode (issue #12)
+	('shop_set_sku_mode', 'sku_id bigint, buckets integer', 'shop.stock_level'),
 	('coupon_quote', 'p_code text, p_user text, p_currency text, p_skus bigint[], p_products bigint[], p_totals bigint[], p_lock boolean, OUT coupon_id bigint, OUT discount bigint, OUT line_discounts bigint[]', 'record'),
 	('coupon_redeem', 'p_order bigint, p_user text, p_code text, p_currency text', 'bigint'),
 	('coupon_retake', 'p_order bigint', 'boolean')

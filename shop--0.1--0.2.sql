@@ -2023,19 +2023,6 @@ SELECT k.sku_id,
   JOIN shop.sku s ON s.id OPERATOR(pg_catalog.=) k.sku_id;
 COMMENT ON VIEW shop.sku_buckets IS 'the stock buckets of hot SKUs; in_use is false for a bucket beyond the SKU''s current mode, which only settles what it still holds';
 
--- A hot SKU's buckets one by one (src/hot.c): where its stock is held.
-CREATE VIEW shop.sku_buckets AS
-SELECT k.sku_id,
-	   s.code,
-	   k.bucket,
-	   k.on_hand,
-	   k.reserved,
-	   k.on_hand OPERATOR(pg_catalog.-) k.reserved AS available,
-	   k.bucket OPERATOR(pg_catalog.<=) s.buckets AS in_use
-  FROM shop.sku_bucket k
-  JOIN shop.sku s ON s.id OPERATOR(pg_catalog.=) k.sku_id;
-COMMENT ON VIEW shop.sku_buckets IS 'the stock buckets of hot SKUs; in_use is false for a bucket beyond the SKU''s current mode, which only settles what it still holds';
-
 CREATE FUNCTION shop.shop_set_sku_mode(sku_id bigint, buckets integer)
 	RETURNS shop.stock_level
 	AS 'MODULE_PATHNAME', 'shop_set_sku_mode'

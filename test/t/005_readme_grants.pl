@@ -63,10 +63,11 @@ my %expected = (
 			'shop.shop_expire_pending(integer)',
 			'shop.shop_redeliver(bigint)',
 			'shop.shop_redeliver_dead(bigint)',
+			'shop.shop_set_sku_mode(bigint,integer)',
 		],
 		select => [ 'shop.active_reservations', 'shop.event_endpoints', 'shop.expiring_orders',
 					'shop.outbox_attempts', 'shop.outbox_dead', 'shop.outbox_health',
-					'shop.outbox_pending', 'shop.sku_stock' ],
+					'shop.outbox_pending', 'shop.sku_buckets', 'shop.sku_stock' ],
 	},
 	shop_webhook => {
 		schema => ['USAGE'],

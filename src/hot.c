@@ -215,7 +215,8 @@ hot_rebalance(int64 sku_id, int64 need, int64 delta, int *nbuckets_out,
 	sku_avail = total;
 	if (nbuckets > 0)
 	{
-		int			start = hot_start_bucket(nbuckets);
+		/* a buyer's own bucket first; an even spread from bucket 1 else */
+		int			start = need > 0 ? hot_start_bucket(nbuckets) : 1;
 		int64		rest = total;
 		int64		share;
 		int			left = nbuckets;

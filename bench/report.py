@@ -25,6 +25,9 @@ import time
 from collections import Counter
 
 IMPLS = ["c", "plpgsql", "orm", "limit"]
+# c with the SKU in hot-SKU mode (src/hot.c): the hot and scarce scenarios only
+HOT_IMPL = "c-hot"
+IMPLS_ALL = IMPLS + [HOT_IMPL]
 SCENARIOS = ["hot", "spread", "scarce", "expiry"]
 
 ap = argparse.ArgumentParser()
@@ -154,7 +157,7 @@ runs_root = os.path.join(args.tmp, "runs")
 clients_seen = set()
 R = {}  # (scenario, impl, clients) -> dict
 for sc in SCENARIOS:
-    for impl in IMPLS:
+    for impl in IMPLS_ALL:
         for cdir in glob.glob(os.path.join(runs_root, sc, impl, "*")):
             c = int(os.path.basename(cdir))
             clients_seen.add(c)
@@ -496,7 +499,7 @@ L.append("| c ≥ plpgsql in every scenario and client count | c/plpgsql from %s
     fratio(min(allr)) if allr else "–", fratio(max(allr)) if allr else "–",
     "; ".join(worse) or "none", "yes" if not worse else "**no** (see Profile)"))
 over = []
-for i in IMPLS:
+for i in IMPLS_ALL:
     for c in CLIENTS:
         ch = R.get(("scarce", i, c), {}).get("check")
         if ch and (ch.get("oversold") != "f" or ch.get("consistent") != "t"):
@@ -541,6 +544,87 @@ L.append("Note that a spread cycle is 5 API calls (3 cart adds) against 3 for ho
          "; ".join("%d clients: %s" % (c, fratio(ratio((at("hot", "c", c) or 0) * 3, (at("spread", "c", c) or 0) * 5)))
                    for c in (32, 64)) + ".")
 L.append("")
+
+# hot-SKU mode and statements per cycle (issue 12)
+STMT = {}  # (scenario, impl) -> (top-level, inside, fk checks) per cycle
+for line in read(os.path.join(args.tmp, "statements.csv")).splitlines():
+    parts = line.split(",")
+    if len(parts) == 5:
+        try:
+            STMT[(parts[0], parts[1])] = tuple(int(x or 0) / 50.0 for x in parts[2:])
+        except ValueError:
+            pass
+if any(k[1] == HOT_IMPL for k in R) or STMT:
+    L.append("## Flash sale: hot-SKU mode and statements per cycle (issue 12)")
+    L.append("")
+    L.append("**c-hot** is c's script on the hot (or scarce) SKU switched to %s buckets by "
+             "`shop.shop_set_sku_mode` before the run (src/hot.c; README, \"Hot-SKU mode\"). The hot limit "
+             "peer and c keep the SKU in its own row." % os.environ.get("BENCH_HOT_BUCKETS", "16"))
+    L.append("")
+    L.append("| target | measured | met? |")
+    L.append("|---|---|---|")
+    for c in (32, 64):
+        rr = ratio(at("hot", HOT_IMPL, c), at("spread", "c", c))
+        L.append("| hot (c-hot) ≥ 0.8× spread (c) at %d clients | %s / %s cycles/s = **%s** | %s |" % (
+            c, fnum(at("hot", HOT_IMPL, c)), fnum(at("spread", "c", c)), fratio(rr),
+            "yes" if rr is not None and rr >= 0.8 else "**no**"))
+    rr = ratio(at("hot", HOT_IMPL, 64), at("hot", "limit", 64))
+    L.append("| hot at 64 clients: c-hot ≥ 1.5× the hot limit peer | %s / %s cycles/s = **%s** | %s |" % (
+        fnum(at("hot", HOT_IMPL, 64)), fnum(at("hot", "limit", 64)), fratio(rr),
+        "yes" if rr is not None and rr >= 1.5 else "**no**"))
+    hp, sp = get("hot", HOT_IMPL, 64, "p99"), get("spread", "c", 64, "p99")
+    rr = ratio(hp, sp)
+    L.append("| hot p99 at 64 clients (c-hot) ≤ 2× spread p99 (c) | %s / %s ms = **%s** | %s |" % (
+        fms(hp), fms(sp), fratio(rr), "yes" if rr is not None and rr <= 2 else "**no**"))
+    r_orm = ratio(at("spread", "c", c32), at("spread", "orm", c32))
+    L.append("| spread: c ≥ 6× orm at %s clients | c/orm = %s | %s |" % (
+        c32, fratio(r_orm), "yes" if r_orm and r_orm >= 6 else "**no**"))
+    L.append("| spread: c ≥ 0.6× limit at %s clients | c/limit = %s | %s |" % (
+        c32, fratio(r_lim), "yes" if r_lim and r_lim >= 0.6 else "**no**"))
+    st = STMT.get(("spread", "c"))
+    L.append("| statements per spread cycle ≤ 12 (c; inside the 5 calls, without PostgreSQL's FK checks) | %s | %s |" % (
+        "%.1f (+ %.1f FK checks, %.1f top-level calls)" % (st[1], st[2], st[0]) if st else "not counted",
+        ("yes" if st[1] <= 12 else "**no**") if st else "–"))
+    bad = []
+    nrun = 0
+    for i in IMPLS_ALL:
+        for c in CLIENTS:
+            ch = R.get(("scarce", i, c), {}).get("check")
+            if not ch:
+                continue
+            nrun += 1
+            if ch.get("sold_units") != str(args.scarce_units) or ch.get("consistent") != "t":
+                bad.append("%s@%d: %s sold" % (i, c, ch.get("sold_units")))
+    L.append("| scarce: exactly %d sold in every mode and implementation, books consistent | %d runs; otherwise: %s | %s |" % (
+        args.scarce_units, nrun, ", ".join(bad) or "none", "yes" if nrun and not bad else "**no**"))
+    L.append("")
+    L.append("Hot throughput per client count (cycles/s; p99 ms):")
+    L.append("")
+    L.append("| clients | c (one row) | c-hot (buckets) | limit (one row) | c-hot / c | c-hot / limit | spread c | c-hot / spread c |")
+    L.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for c in CLIENTS:
+        if not R.get(("hot", HOT_IMPL, c)):
+            continue
+        L.append("| %d | %s (%s) | %s (%s) | %s (%s) | %s | %s | %s | %s |" % (
+            c, fnum(at("hot", "c", c)), fms(get("hot", "c", c, "p99")),
+            fnum(at("hot", HOT_IMPL, c)), fms(get("hot", HOT_IMPL, c, "p99")),
+            fnum(at("hot", "limit", c)), fms(get("hot", "limit", c, "p99")),
+            fratio(ratio(at("hot", HOT_IMPL, c), at("hot", "c", c))),
+            fratio(ratio(at("hot", HOT_IMPL, c), at("hot", "limit", c))),
+            fnum(at("spread", "c", c)), fratio(ratio(at("hot", HOT_IMPL, c), at("spread", "c", c)))))
+    L.append("")
+    if STMT:
+        L.append("Statements per cycle, counted by `pg_stat_statements` (`track = all`) over 50 cycles of one client "
+                 "after 10 warm-up cycles, in a restart after the timed runs: *top-level* = what the client sends, "
+                 "*inside* = the statements the calls run (the extension's SPI statements, PL/pgSQL's), *FK checks* "
+                 "= PostgreSQL's own foreign-key checks, which also run as statements.")
+        L.append("")
+        L.append("| scenario | impl | top-level | inside | FK checks | all |")
+        L.append("|---|---|---:|---:|---:|---:|")
+        for (sc, i), (t, n, f) in sorted(STMT.items(), key=lambda kv: (kv[0][0] != "spread", IMPLS_ALL.index(kv[0][1])
+                                                                         if kv[0][1] in IMPLS_ALL else 99)):
+            L.append("| %s | %s | %.1f | %.1f | %.1f | %.1f |" % (sc, i, t, n, f, t + n + f))
+        L.append("")
 
 # outgoing events
 if EV or DL:
@@ -636,7 +720,7 @@ for sc in ("hot", "spread"):
     L.append("")
     L.append("| impl | clients | cycles/s | p50 ms | p99 ms | cycles measured | errors by SQLSTATE | failed tx (deadlock/serialization) | aborted clients | invariant violations after |")
     L.append("|---|---:|---:|---:|---:|---:|---|---|---:|---:|")
-    for i in IMPLS:
+    for i in IMPLS_ALL:
         for c in CLIENTS:
             r = R.get((sc, i, c))
             if not r:
@@ -657,7 +741,7 @@ L.append("Checked afterwards (`bench.scarce_check`): orders PAID, units on PAID 
 L.append("")
 L.append("| impl | clients | sold units | PAID orders | on_hand | reserved | active res. | consumed res. | oversold | consistent | sell-out s | cycles/s | p50 / p99 ms | refusals / errors |")
 L.append("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---|")
-for i in IMPLS:
+for i in IMPLS_ALL:
     for c in CLIENTS:
         r = R.get(("scarce", i, c))
         if not r:

@@ -14,11 +14,16 @@
 #   BENCH_DURATION [5]            measured seconds per hot/spread run
 #   BENCH_WARMUP [1]              seconds run before the measured window
 #   BENCH_CLIENTS ["1 8 32 64"]   client counts
-#   BENCH_IMPLS ["c plpgsql orm limit"]
+#   BENCH_IMPLS ["c plpgsql orm limit c-hot"]  c-hot: c with the SKU in hot-SKU mode
+#                                 (hot and scarce scenarios only; src/hot.c)
+#   BENCH_HOT_BUCKETS [16]        buckets of the c-hot runs (shop_set_sku_mode)
+#   BENCH_EXPIRY_CLIENTS ["32"]   client counts of the expiry scenario's load
+#   BENCH_STATEMENTS [1]          count statements per cycle with pg_stat_statements (a
+#                                 restart with it preloaded, after every timed run)
 #   BENCH_SCENARIOS ["hot spread scarce expiry spread-events outbox-delivery http"]
 #   BENCH_EXPIRED [100000]        expired PENDING orders for the expiry scenario
 #   BENCH_SWEEP_CAP [6]           most seconds one expiry sweep may take
-#   BENCH_MEMORY_CALLS [10000]    API calls before the memory reading
+#   BENCH_MEMORY_CALLS [6000]     API calls before the memory reading
 #   BENCH_HISTORY [100000]        PAID orders (3 lines, from checked-out carts) loaded once
 #   BENCH_EVENTS_CLIENTS ["8 32"]  client counts of spread-events
 #   BENCH_OUTBOX_RUNS ["1:2000 16:2000 16:5000"]  outbox-delivery runs, IN_FLIGHT:EVENTS
@@ -37,13 +42,16 @@ PORT=${BENCH_PORT:-55440}
 DUR=${BENCH_DURATION:-5}
 WARM=${BENCH_WARMUP:-1}
 CLIENTS=${BENCH_CLIENTS:-"1 8 32 64"}
-IMPLS=${BENCH_IMPLS:-"c plpgsql orm limit"}
+IMPLS=${BENCH_IMPLS:-"c plpgsql orm limit c-hot"}
+HOT_BUCKETS=${BENCH_HOT_BUCKETS:-16}
+EXPIRY_CLIENTS=${BENCH_EXPIRY_CLIENTS:-"32"}
+STATEMENTS=${BENCH_STATEMENTS:-1}
 SCENARIOS=${BENCH_SCENARIOS:-"hot spread scarce expiry spread-events outbox-delivery http"}
 EXPIRED=${BENCH_EXPIRED:-100000}
 SWEEP_CAP=${BENCH_SWEEP_CAP:-6}
 SWEEP_PRE=3			# seconds of load before the sweep starts (1 s warm-up + baseline)
 SWEEP_POST=1		# seconds of load kept after the sweep cap
-MEMORY_CALLS=${BENCH_MEMORY_CALLS:-10000}
+MEMORY_CALLS=${BENCH_MEMORY_CALLS:-6000}
 HISTORY=${BENCH_HISTORY:-100000}
 EVENTS_CLIENTS=${BENCH_EVENTS_CLIENTS:-"8 32"}
 OUTBOX_RUNS=${BENCH_OUTBOX_RUNS:-"1:2000 16:2000 16:5000"}
@@ -111,6 +119,7 @@ log "load $HISTORY history orders and their $((2 * HISTORY)) delivered events (r
 	echo "BENCH_DURATION=$DUR BENCH_WARMUP=$WARM BENCH_CLIENTS=\"$CLIENTS\" BENCH_IMPLS=\"$IMPLS\""
 	echo "BENCH_SCENARIOS=\"$SCENARIOS\" BENCH_HISTORY=$HISTORY BENCH_EXPIRED=$EXPIRED BENCH_SWEEP_CAP=$SWEEP_CAP BENCH_MEMORY_CALLS=$MEMORY_CALLS BENCH_PORT=$PORT"
 	echo "BENCH_EVENTS_CLIENTS=\"$EVENTS_CLIENTS\" BENCH_OUTBOX_RUNS=\"$OUTBOX_RUNS\" BENCH_OUTBOX_CAP=$OUTBOX_CAP"
+	echo "BENCH_HOT_BUCKETS=$HOT_BUCKETS BENCH_EXPIRY_CLIENTS=\"$EXPIRY_CLIENTS\" BENCH_STATEMENTS=$STATEMENTS"
 	echo "git: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$root" diff --quiet HEAD -- 2>/dev/null || echo ' (+ uncommitted changes)')"
 	echo "machine: $(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, $(uname -sr)"
 	echo "server: $(postgres --version 2>/dev/null || "$bindir/postgres" --version)"
@@ -128,6 +137,14 @@ log "settings:"
 sed 's/^/    /' "$tmp/settings.txt" "$tmp/server-settings.txt"
 
 query_mode() { if [ "$1" = orm ]; then echo simple; else echo prepared; fi; }
+# the script an implementation runs: c-hot is c's script on a SKU in hot mode
+script_impl() { if [ "$1" = c-hot ]; then echo c; else echo "$1"; fi; }
+# after reset_db: put the run's SKU in hot mode for c-hot
+hot_mode() {
+	if [ "$1" = c-hot ]; then
+		"${PSQL[@]}" -c "SELECT FROM shop.shop_set_sku_mode($2, $HOT_BUCKETS)" -c "CHECKPOINT"
+	fi
+}
 
 # Reset data and flush dirty pages, so every run starts from the same state
 # and no checkpoint of the previous run lands in this one.
@@ -173,25 +190,32 @@ scarce_args=(-D sku=10002 "-D" "pname=Scarce item" -D pcode=SCARCE-001 -D price=
 # cancels out in their ratios.
 for sc in $SCENARIOS; do
 	case $sc in hot | spread | scarce | expiry) ;; *) continue ;; esac
-	for c in $CLIENTS; do
+	clients=$CLIENTS
+	[ "$sc" = expiry ] && clients=$EXPIRY_CLIENTS
+	for c in $clients; do
 		for impl in $IMPLS; do
+			# hot-SKU mode is for one SKU: the hot and scarce scenarios
+			[ "$impl" = c-hot ] && [ "$sc" != hot ] && [ "$sc" != scarce ] && continue
 			mode=$(query_mode "$impl")
+			simpl=$(script_impl "$impl")
 			dir=$tmp/runs/$sc/$impl/$c
 			case $sc in
 			hot | spread)
 				reset_db
+				[ "$sc" = hot ] && hot_mode "$impl" 10001
 				log "$sc $impl $c clients: ${WARM}s warm-up + ${DUR}s"
 				if [ "$sc" = hot ]; then
-					run_pgbench "$dir" $((WARM + DUR)) "$c" "hot-$impl.sql" "$mode" "${hot_args[@]}"
+					run_pgbench "$dir" $((WARM + DUR)) "$c" "hot-$simpl.sql" "$mode" "${hot_args[@]}"
 				else
-					run_pgbench "$dir" $((WARM + DUR)) "$c" "spread-$impl.sql" "$mode"
+					run_pgbench "$dir" $((WARM + DUR)) "$c" "spread-$simpl.sql" "$mode"
 				fi
 				"${PSQL[@]}" -At -c "SELECT count(*) FROM shop.shop_check_invariants()" >"$dir/invariants"
 				;;
 			scarce)
 				reset_db
+				hot_mode "$impl" 10002
 				log "scarce $impl $c clients: race for $SCARCE_UNITS units"
-				run_pgbench "$dir" "$SCARCE_CAP" "$c" "hot-$impl.sql" "$mode" "${scarce_args[@]}"
+				run_pgbench "$dir" "$SCARCE_CAP" "$c" "hot-$simpl.sql" "$mode" "${scarce_args[@]}"
 				"${PSQL[@]}" -A -F ',' -c "SELECT * FROM bench.scarce_check(10002, $SCARCE_UNITS)" >"$dir/check.csv"
 				;;
 			expiry)
@@ -405,6 +429,48 @@ if [ "$MEMORY_CALLS" -gt 0 ]; then
 		cycles=$(((MEMORY_CALLS + 2) / 3))
 		mem_script "$schema" "$MEMORY_CALLS" "1 $((cycles / 10)) $((cycles / 2)) $cycles" >"$tmp/mem-$impl.sql"
 		"${PSQL[@]}" -At -f "$tmp/mem-$impl.sql" | grep '^MEM ' >"$tmp/mem-$impl.txt"
+	done
+fi
+
+# --- statements per cycle: every statement each implementation runs for one
+# cycle (pg_stat_statements with track = all: the top-level calls, the
+# statements inside them, and PostgreSQL's own foreign-key checks, which
+# run as statements too), after the timed runs so that loading
+# pg_stat_statements costs them nothing.  50 cycles by one client after a
+# warm-up of 10 in the same backend (plans kept, as in the timed runs).
+if [ "$STATEMENTS" = 1 ]; then
+	log "statements per cycle (restart with pg_stat_statements)"
+	"${PSQL[@]}" -c "ALTER SYSTEM SET shared_preload_libraries = 'shop, pg_stat_statements'" \
+		-c "ALTER SYSTEM SET pg_stat_statements.track = 'all'" -c "ALTER SYSTEM SET pg_stat_statements.track_utility = off"
+	pg_ctl -D "$cluster/data" -w -l "$serverlog" restart >/dev/null
+	"${PSQL[@]}" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
+	: >"$tmp/statements.csv"
+	for sc in spread hot; do
+		for impl in $IMPLS; do
+			[ "$impl" = c-hot ] && [ "$sc" != hot ] && continue
+			simpl=$(script_impl "$impl")
+			reset_db
+			[ "$sc" = hot ] && hot_mode "$impl" 10001
+			args=()
+			[ "$sc" = hot ] && args=("${hot_args[@]}")
+			# one pgbench backend: 10 cycles, the reset, 50 cycles counted
+			# (the reset's own executions are left out below)
+			{
+				cat "$bench/scripts/$sc-$simpl.sql"
+				echo 'SELECT 1 FROM pg_stat_statements_reset() WHERE :n = 10;'
+			} >"$tmp/stmt-$sc-$impl.sql"
+			(cd "$tmp" && pgbench -n -d bench -M "$(query_mode "$impl")" -c 1 -t 60 -D n=0 "${args[@]}" \
+				-f "$tmp/stmt-$sc-$impl.sql" >/dev/null 2>"$tmp/stmt-$sc-$impl.err") ||
+				log "statements $sc $impl: pgbench failed (see $tmp/stmt-$sc-$impl.err)"
+			"${PSQL[@]}" -At -F ',' -c "
+				SELECT '$sc', '$impl',
+					   sum(calls) FILTER (WHERE toplevel),
+					   sum(calls) FILTER (WHERE NOT toplevel AND query NOT LIKE '%FOR KEY SHARE OF x%'),
+					   sum(calls) FILTER (WHERE NOT toplevel AND query LIKE '%FOR KEY SHARE OF x%')
+				  FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+				 WHERE d.datname = 'bench' AND query NOT LIKE '%pg_stat_statements%'
+				   AND query NOT LIKE '%outbox_claim%' AND query NOT LIKE '%outbox_attempt%'" >>"$tmp/statements.csv"
+		done
 	done
 fi
 

@@ -115,8 +115,10 @@ LANGUAGE sql AS $$
 	DELETE FROM shop.orders WHERE id > (SELECT orders FROM bench.watermark);
 	DELETE FROM shop.cart_item WHERE cart_id > (SELECT cart FROM bench.watermark);
 	DELETE FROM shop.cart WHERE id > (SELECT cart FROM bench.watermark);
-	UPDATE shop.sku SET on_hand = CASE id WHEN 10002 THEN 100 ELSE 1000000000 END, reserved = 0
-	 WHERE reserved <> 0 OR on_hand <> CASE id WHEN 10002 THEN 100 ELSE 1000000000 END;
+	-- every SKU back in its own row (the c-hot runs put one in buckets)
+	DELETE FROM shop.sku_bucket;
+	UPDATE shop.sku SET on_hand = CASE id WHEN 10002 THEN 100 ELSE 1000000000 END, reserved = 0, buckets = 0
+	 WHERE reserved <> 0 OR on_hand <> CASE id WHEN 10002 THEN 100 ELSE 1000000000 END OR buckets <> 0;
 $$;
 
 -- The expiry scenario's backlog: n PENDING orders past expires_at, one line
@@ -161,13 +163,13 @@ LANGUAGE sql AS $$
 				 WHERE o.status = 'PAID' AND i.sku_id = p_sku) AS paid_orders,
 			   (SELECT coalesce(sum(i.qty), 0) FROM shop.order_item i JOIN shop.orders o ON o.id = i.order_id
 				 WHERE o.status = 'PAID' AND i.sku_id = p_sku) AS sold_units,
-			   s.on_hand, s.reserved,
+			   s.on_hand, s.reserved,	-- totals: a hot SKU's buckets included
 			   (SELECT coalesce(sum(qty), 0) FROM shop.stock_reservation
 				 WHERE sku_id = p_sku AND state = 'active') AS active_units,
 			   (SELECT coalesce(sum(qty), 0) FROM shop.stock_reservation
 				 WHERE sku_id = p_sku AND state = 'consumed') AS consumed_units,
 			   (SELECT count(*) FROM shop.shop_check_invariants()) AS invariant_violations
-		  FROM shop.sku s WHERE s.id = p_sku)
+		  FROM shop.sku_stock s WHERE s.sku_id = p_sku)
 	SELECT c.*,
 		   c.sold_units > p_initial OR c.consumed_units > p_initial OR c.on_hand < 0
 			 OR c.reserved > c.on_hand,

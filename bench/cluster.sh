@@ -60,13 +60,23 @@ shop.outbox_allow_http_loopback = on
 CONF
 	as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
 	;;
+count-statements)
+	# a restart with pg_stat_statements preloaded, counting nested statements
+	# (bench/run.sh counts statements per cycle after the timed runs)
+	cat >>"$dir/data/postgresql.conf" <<CONF
+shared_preload_libraries = 'shop, pg_stat_statements'
+pg_stat_statements.track = all
+pg_stat_statements.track_utility = off
+CONF
+	as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 restart >/dev/null
+	;;
 stop)
 	if [ -f "$dir/data/postmaster.pid" ]; then
 		as_pg "$bindir/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null || true
 	fi
 	;;
 *)
-	echo "usage: $0 start DIR [PORT [DB]] | stop DIR" >&2
+	echo "usage: $0 start DIR [PORT [DB]] | count-statements DIR | stop DIR" >&2
 	exit 2
 	;;
 esac

@@ -440,9 +440,7 @@ fi
 # warm-up of 10 in the same backend (plans kept, as in the timed runs).
 if [ "$STATEMENTS" = 1 ]; then
 	log "statements per cycle (restart with pg_stat_statements)"
-	"${PSQL[@]}" -c "ALTER SYSTEM SET shared_preload_libraries = 'shop, pg_stat_statements'" \
-		-c "ALTER SYSTEM SET pg_stat_statements.track = 'all'" -c "ALTER SYSTEM SET pg_stat_statements.track_utility = off"
-	pg_ctl -D "$cluster/data" -w -l "$serverlog" restart >/dev/null
+	bash "$bench/cluster.sh" count-statements "$cluster"
 	"${PSQL[@]}" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
 	: >"$tmp/statements.csv"
 	for sc in spread hot; do

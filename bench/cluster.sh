@@ -2,6 +2,7 @@
 # bench/cluster.sh: the benchmark's own throwaway cluster.
 #
 #   bash bench/cluster.sh start DIR PORT [DB]   initdb (fresh), create database DB, start
+#   bash bench/cluster.sh count-statements DIR   restart with pg_stat_statements (track = all)
 #   bash bench/cluster.sh stop DIR
 #
 # Runs the server as the unprivileged user "postgres" when called as root.

@@ -321,7 +321,7 @@ with open(os.path.join(args.out, "summary.csv"), "w", newline="") as f:
     w.writerow(["scenario", "impl", "clients", "rate", "rate_unit", "p50_ms", "p99_ms",
                 "sqlstates", "deadlocks", "client_aborts", "extra"])
     for (sc, impl, c), r in sorted(R.items(), key=lambda kv: (SCENARIOS.index(kv[0][0]),
-                                                               IMPLS.index(kv[0][1]), kv[0][2])):
+                                                               IMPLS_ALL.index(kv[0][1]), kv[0][2])):
         e = r.get("errors", {"sqlstates": Counter(), "client_stops": 0, "client_aborts": 0})
         unit = "orders/s swept" if sc == "expiry" else "cycles/s"
         extra = ""

@@ -25,6 +25,7 @@ static SPIPlanPtr plan_consume;
 static SPIPlanPtr plan_release;
 static SPIPlanPtr plan_consume_bucket;
 static SPIPlanPtr plan_release_bucket;
+static SPIPlanPtr plan_apply_rows;
 
 /* Flip reservations to new_state; totals per (sku_id, bucket), ascending. */
 #define SETTLE_MARK_SQL(new_state, bucket) \
@@ -121,12 +122,53 @@ settle_apply_one(int64 sku_id, int bucket, int64 qty, bool consume)
 
 /*
  * Apply the totals from settle_mark(), in their ascending order.
+ *
+ * When every total is for a SKU row (no bucket: the common case), one
+ * statement moves them all: its InitPlan first locks the SKU rows in
+ * ascending id (a sorted FOR NO KEY UPDATE, run once before the UPDATE
+ * touches a row), so the lock order is the global one whatever join order
+ * the plan picks.  With buckets among them, one statement per row in the
+ * order given, which is the global (sku_id, bucket) order.
  */
 void
 settle_apply(const SkuDelta *deltas, int ndeltas, bool consume)
 {
+	static const Oid argtypes[] = {INT8ARRAYOID, INT8ARRAYOID, BOOLOID};
+	bool		all_rows = ndeltas > 1;
+	int64	   *skus;
+	int64	   *qtys;
+	Datum		values[3];
 	int			i;
 
+	for (i = 0; i < ndeltas && all_rows; i++)
+		all_rows = deltas[i].bucket == 0;
+	if (!all_rows)
+	{
+		for (i = 0; i < ndeltas; i++)
+			settle_apply_one(deltas[i].sku_id, deltas[i].bucket, deltas[i].qty, consume);
+		return;
+	}
+	skus = palloc(sizeof(int64) * ndeltas);
+	qtys = palloc(sizeof(int64) * ndeltas);
 	for (i = 0; i < ndeltas; i++)
-		settle_apply_one(deltas[i].sku_id, deltas[i].bucket, deltas[i].qty, consume);
+	{
+		skus[i] = deltas[i].sku_id;
+		qtys[i] = deltas[i].qty;
+	}
+	values[0] = shop_int64_array(skus, ndeltas);
+	values[1] = shop_int64_array(qtys, ndeltas);
+	values[2] = BoolGetDatum(consume);
+	if (shop_exec(shop_plan(&plan_apply_rows,
+							"WITH l AS ("
+							"  SELECT id FROM shop.sku WHERE id = ANY ($1)"
+							"   ORDER BY id FOR NO KEY UPDATE)"
+							" UPDATE shop.sku s"
+							"    SET on_hand = s.on_hand - CASE WHEN $3 THEN d.qty ELSE 0 END,"
+							"        reserved = s.reserved - d.qty"
+							"   FROM unnest($1, $2) AS d (sku_id, qty)"
+							"  WHERE s.id = d.sku_id"
+							"    AND (SELECT count(*) FROM l) = cardinality($1)",
+							3, argtypes),
+				  values, NULL, false, 0) != (uint64) ndeltas)
+		elog(ERROR, "shop: a SKU of a reservation is missing");
 }

@@ -26,6 +26,7 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
+#include "utils/array.h"
 #include "utils/resowner.h"
 
 static SPIPlanPtr plan_reserve_line;
@@ -126,6 +127,40 @@ static SPIPlanPtr plan_reserve_again_01;
 	" RETURNING r.id, (SELECT k.available FROM k), (SELECT k.low_stock_threshold FROM k)"
 
 static SPIPlanPtr plan_reserve_hot;
+static SPIPlanPtr plan_reserve_batch;
+
+/*
+ * All lines of a new order in one statement, when every SKU is sold from
+ * its own row (the common case): the InitPlan locks the lines' SKU rows in
+ * ascending id before the UPDATE touches one (as settle_apply does), so the
+ * lock order is the global one whatever the plan; each row is still checked
+ * and reserved by the UPDATE's own WHERE.  Returns the lines reserved, in
+ * ascending sku_id; fewer than asked means a line was short, inactive or
+ * hot, and the caller undoes the statement (a subtransaction) and goes
+ * line by line.
+ */
+#define RESERVE_BATCH_SQL \
+	"WITH l AS (" \
+	"  SELECT id FROM shop.sku WHERE id = ANY ($2) ORDER BY id FOR NO KEY UPDATE)," \
+	" d AS (SELECT * FROM unnest($2, $3) AS d (sku_id, qty))," \
+	" r AS (" \
+	"  UPDATE shop.sku s SET reserved = s.reserved + d.qty" \
+	"    FROM d, shop.product p" \
+	"   WHERE s.id = d.sku_id AND p.id = s.product_id" \
+	"     AND s.is_active AND p.is_active AND s.buckets = 0" \
+	"     AND s.on_hand - s.reserved >= d.qty" \
+	"     AND (SELECT count(*) FROM l) >= 0" \
+	"  RETURNING s.id, s.code, p.name, p.price, p.currency, d.qty," \
+	"            s.on_hand - s.reserved AS available, s.low_stock_threshold)," \
+	" i AS (" \
+	"  INSERT INTO shop.order_item" \
+	"         (order_id, sku_id, product_name, sku_code, unit_price, qty)" \
+	"  SELECT $1, r.id, r.name, r.code, r.price, r.qty FROM r)," \
+	" h AS (" \
+	"  INSERT INTO shop.stock_reservation (order_id, sku_id, qty)" \
+	"  SELECT $1, r.id, r.qty FROM r)" \
+	" SELECT r.id, r.price, r.currency::text, r.available, r.low_stock_threshold" \
+	"   FROM r ORDER BY r.id"
 static SPIPlanPtr plan_reserve_again_hot;
 static SPIPlanPtr plan_unreserve_line;
 static SPIPlanPtr plan_unreserve_line_01;
@@ -188,15 +223,21 @@ add_to_totals(ReserveJob *job, const OrderLine *line, int64 price,
  * when this reservation took it below the threshold.
  */
 static void
-check_low_stock(const OrderLine *line, int col)
+check_low_stock_row(const OrderLine *line, uint64 row, int col)
 {
 	bool		no_own;
-	int64		own = shop_get_int64(0, col + 1, &no_own);
+	int64		own = shop_get_int64(row, col + 1, &no_own);
 	int64		threshold;
 
-	if (events_stock_crossed_low(shop_get_int64(0, col, NULL), line->qty,
+	if (events_stock_crossed_low(shop_get_int64(row, col, NULL), line->qty,
 								 !no_own, own, &threshold))
 		events_emit_stock_low(line->sku_id, threshold);
+}
+
+static void
+check_low_stock(const OrderLine *line, int col)
+{
+	check_low_stock_row(line, 0, col);
 }
 
 /*
@@ -415,6 +456,8 @@ unreserve_lines(const ReserveJob *job, int n)
 	}
 }
 
+static int	reserve_attempt_lines(ReserveJob *job);
+
 /*
  * Whether the releases of the first SKU in released[0..n) go into buckets
  * (they are sorted by sku_id, bucket: the SKU row's comes first).
@@ -481,12 +524,114 @@ reserve_pass(ReserveJob *job, const SkuDelta *released, int nreleased,
 }
 
 /*
+ * Reserve every line of a new order with RESERVE_BATCH_SQL; true when all
+ * are reserved (totals and stock.low done), false when the statement
+ * reserved fewer (the caller rolls it back).
+ */
+static bool
+reserve_batch(ReserveJob *job)
+{
+	static const Oid argtypes[] = {INT8OID, INT8ARRAYOID, INT4ARRAYOID};
+	Datum		values[3];
+	Datum	   *skus = palloc(sizeof(Datum) * job->nlines);
+	Datum	   *qtys = palloc(sizeof(Datum) * job->nlines);
+	uint64		n;
+	int			i;
+
+	for (i = 0; i < job->nlines; i++)
+	{
+		skus[i] = Int64GetDatum(job->lines[i].sku_id);
+		qtys[i] = Int32GetDatum(job->lines[i].qty);
+	}
+	values[0] = Int64GetDatum(job->order_id);
+	values[1] = PointerGetDatum(construct_array(skus, job->nlines, INT8OID, 8,
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[2] = PointerGetDatum(construct_array(qtys, job->nlines, INT4OID, 4,
+												true, TYPALIGN_INT));
+	n = shop_exec(shop_plan(&plan_reserve_batch, RESERVE_BATCH_SQL, 3, argtypes),
+				  values, NULL, false, 0);
+	if (n != (uint64) job->nlines)
+		return false;
+	job->amount = 0;
+	job->nreserved = 0;
+	/* rows come in ascending sku_id, as the (normalised) lines do */
+	for (i = 0; i < job->nlines; i++)
+	{
+		if (shop_get_int64(i, 1, NULL) != job->lines[i].sku_id)
+			elog(ERROR, "shop: reserved lines out of order");
+		add_to_totals(job, &job->lines[i], shop_get_int64(i, 2, NULL),
+					  shop_get_text(i, 3));
+		job->nreserved++;
+	}
+	/* stock.low writes events: after every row was read */
+	for (i = 0; i < job->nlines; i++)
+		check_low_stock_row(&job->lines[i], i, 4);
+	return true;
+}
+
+/*
+ * Whether the batch statement may serve this job: a new order of several
+ * lines in the current schema, none of whose SKUs this backend saw hot.
+ */
+static bool
+batch_eligible(const ReserveJob *job)
+{
+	int			i;
+
+	if (job->again || job->nlines < 2 || !events_schema_ready())
+		return false;
+	for (i = 0; i < job->nlines; i++)
+		if (hot_hint(job->lines[i].sku_id) > 0)
+			return false;
+	return true;
+}
+
+/*
  * First attempt inside a subtransaction, so that a shortage is undone
  * together with the SKU row locks it took.  Finds every short SKU (for the
  * reclaim to target).  Returns the first short line's index or -1.
+ *
+ * Several lines are first tried in one statement (reserve_batch); when it
+ * falls short, its subtransaction is rolled back and the lines are tried
+ * one by one, which finds the short ones.
  */
 static int
 reserve_attempt(ReserveJob *job)
+{
+	if (batch_eligible(job))
+	{
+		MemoryContext cxt = CurrentMemoryContext;
+		ResourceOwner owner = CurrentResourceOwner;
+		bool		done = false;
+
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			done = reserve_batch(job);
+			if (done)
+				ReleaseCurrentSubTransaction();
+			else
+				RollbackAndReleaseCurrentSubTransaction();
+		}
+		PG_CATCH();
+		{
+			ReThrowError(shop_subxact_abort(cxt, owner));
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (done)
+			return -1;
+	}
+	return reserve_attempt_lines(job);
+}
+
+/*
+ * The line-by-line attempt (see reserve_attempt).
+ */
+static int
+reserve_attempt_lines(ReserveJob *job)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;

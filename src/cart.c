@@ -58,6 +58,49 @@ static SPIPlanPtr plan_add_fast_01;
 	" RETURNING sku_id, qty"
 
 /*
+ * Run ADD_FAST_SQL; true when it wrote the line (the result is the line).
+ */
+static bool
+add_fast(text *user_id, int64 sku_id, int32 qty)
+{
+	static const Oid argtypes[] = {TEXTOID, INT8OID, INT4OID};
+	Datum		values[3];
+
+	values[0] = PointerGetDatum(user_id);
+	values[1] = Int64GetDatum(sku_id);
+	values[2] = Int32GetDatum(qty);
+	return shop_exec(hot_schema_ready()
+					 ? shop_plan(&plan_add_fast,
+								 ADD_FAST_SQL(" + coalesce((SELECT sum(b.on_hand - b.reserved)"
+											  " FROM shop.sku_bucket b WHERE b.sku_id = s.id), 0)"),
+								 3, argtypes)
+					 : shop_plan(&plan_add_fast_01, ADD_FAST_SQL(""), 3, argtypes),
+					 values, NULL, false, 0) == 1;
+}
+
+/*
+ * Create the user's open cart; returns its id (locked: this transaction
+ * wrote it), or 0 when a concurrent first add created it first.
+ */
+static int64
+cart_create(text *user_id)
+{
+	static const Oid argtypes[] = {TEXTOID};
+	Datum		values[1];
+
+	values[0] = PointerGetDatum(user_id);
+	/* a concurrent first add makes this insert wait, then do nothing */
+	if (shop_exec(shop_plan(&plan_create_cart,
+							"INSERT INTO shop.cart (user_id) VALUES ($1)"
+							" ON CONFLICT (user_id) WHERE checked_out_at IS NULL"
+							" DO NOTHING RETURNING id",
+							1, argtypes),
+				  values, NULL, false, 0) == 1)
+		return shop_get_int64(0, 1, NULL);
+	return 0;
+}
+
+/*
  * Lock the user's open cart and return its id; create it when asked and
  * there is none.  Returns 0 when there is none and create is false.
  */
@@ -67,6 +110,7 @@ cart_lock_open(text *user_id, bool create)
 	static const Oid argtypes[] = {TEXTOID};
 	Datum		values[1];
 	int			tries;
+	int64		cart_id;
 
 	values[0] = PointerGetDatum(user_id);
 	for (tries = 0; tries < 3; tries++)
@@ -80,14 +124,8 @@ cart_lock_open(text *user_id, bool create)
 			return shop_get_int64(0, 1, NULL);
 		if (!create)
 			return 0;
-		/* a concurrent first add makes this insert wait, then do nothing */
-		if (shop_exec(shop_plan(&plan_create_cart,
-								"INSERT INTO shop.cart (user_id) VALUES ($1)"
-								" ON CONFLICT (user_id) WHERE checked_out_at IS NULL"
-								" DO NOTHING RETURNING id",
-								1, argtypes),
-					  values, NULL, false, 0) == 1)
-			return shop_get_int64(0, 1, NULL);
+		if ((cart_id = cart_create(user_id)) != 0)
+			return cart_id;
 	}
 	ereport(ERROR,
 			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
@@ -199,25 +237,16 @@ shop_cart_add(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("qty must be positive, not %d", qty)));
 	SPI_connect();
+	/*
+	 * One statement when the cart exists and the line fits.  A user's first
+	 * add creates the cart first (then holds its lock) and tries it again.
+	 */
+	if (add_fast(user_id, sku_id, qty) ||
+		(cart_create(user_id) != 0 && add_fast(user_id, sku_id, qty)))
 	{
-		static const Oid argtypes[] = {TEXTOID, INT8OID, INT4OID};
-		Datum		values[3];
-
-		values[0] = PointerGetDatum(user_id);
-		values[1] = Int64GetDatum(sku_id);
-		values[2] = Int32GetDatum(qty);
-		if (shop_exec(hot_schema_ready()
-					  ? shop_plan(&plan_add_fast,
-								  ADD_FAST_SQL(" + coalesce((SELECT sum(b.on_hand - b.reserved)"
-											   " FROM shop.sku_bucket b WHERE b.sku_id = s.id), 0)"),
-								  3, argtypes)
-					  : shop_plan(&plan_add_fast_01, ADD_FAST_SQL(""), 3, argtypes),
-					  values, NULL, false, 0) == 1)
-		{
-			result = shop_row_datum(fcinfo, outer, 0);
-			SPI_finish();
-			PG_RETURN_DATUM(result);
-		}
+		result = shop_row_datum(fcinfo, outer, 0);
+		SPI_finish();
+		PG_RETURN_DATUM(result);
 	}
 	cart_id = cart_lock_open(user_id, true);
 	qty = check_line(cart_id, sku_id, qty, true);

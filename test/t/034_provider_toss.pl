@@ -179,10 +179,14 @@ is($mock->toss_payment($k5)->{captures}, 1, '... and Toss captured exactly once'
 # --- captured after the order was released and its stock sold: cancelled once
 my $o6 = order_of($node, 'toss-6', [ [ 9, 1 ] ]);
 my $k6 = authorize($o6, 10000);
-$mock->fail(path => '/v1/payments/confirm', mode => 'slow', delay_ms => 1500);
+# Toss answers after 8 s: the release and the other order below must land
+# first, also on a loaded machine (1.5 s was not always enough in CI, and the
+# confirm then re-reserved the unit before the other order could buy it).
+$mock->fail(path => '/v1/payments/confirm', mode => 'slow', delay_ms => 8000);
 $seq = $mock->last_seq;
 my ($out, $err) = ('', '');
-my $h = IPC::Run::start([ 'psql', '-X', '-A', '-t', '-d', $node->connstr('postgres'), '-c',
+my $h = IPC::Run::start([ 'psql', '-X', '-A', '-t', '-q', '-d', $node->connstr('postgres'), '-c',
+	"SET shop.provider_timeout = '60s'", '-c',
 	"SELECT shop.shop_confirm_payment('toss', $o6, '$k6', 10000)" ], '>', \$out, '2>', \$err);
 ok(wait_until(sub { @{ confirm_posts($seq) } > 0 }, 10), 'a confirm is in flight');
 $node->safe_psql('postgres', "SELECT shop.shop_release($o6, 'payment_failed')");

@@ -559,7 +559,7 @@ if any(k[1] == HOT_IMPL for k in R) or STMT:
     L.append("")
     L.append("**c-hot** is c's script on the hot (or scarce) SKU switched to %s buckets by "
              "`shop.shop_set_sku_mode` before the run (src/hot.c; README, \"Hot-SKU mode\"). The hot limit "
-             "peer and c keep the SKU in its own row." % os.environ.get("BENCH_HOT_BUCKETS", "16"))
+             "peer and c keep the SKU in its own row." % os.environ.get("BENCH_HOT_BUCKETS", "64"))
     L.append("")
     L.append("| target | measured | met? |")
     L.append("|---|---|---|")

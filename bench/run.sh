@@ -16,7 +16,7 @@
 #   BENCH_CLIENTS ["1 8 32 64"]   client counts
 #   BENCH_IMPLS ["c plpgsql orm limit c-hot"]  c-hot: c with the SKU in hot-SKU mode
 #                                 (hot and scarce scenarios only; src/hot.c)
-#   BENCH_HOT_BUCKETS [16]        buckets of the c-hot runs (shop_set_sku_mode)
+#   BENCH_HOT_BUCKETS [64]        buckets of the c-hot runs (shop_set_sku_mode; one per client at 64)
 #   BENCH_EXPIRY_CLIENTS ["32"]   client counts of the expiry scenario's load
 #   BENCH_STATEMENTS [1]          count statements per cycle with pg_stat_statements (a
 #                                 restart with it preloaded, after every timed run)
@@ -43,7 +43,7 @@ DUR=${BENCH_DURATION:-5}
 WARM=${BENCH_WARMUP:-1}
 CLIENTS=${BENCH_CLIENTS:-"1 8 32 64"}
 IMPLS=${BENCH_IMPLS:-"c plpgsql orm limit c-hot"}
-HOT_BUCKETS=${BENCH_HOT_BUCKETS:-16}
+HOT_BUCKETS=${BENCH_HOT_BUCKETS:-64}
 EXPIRY_CLIENTS=${BENCH_EXPIRY_CLIENTS:-"32"}
 STATEMENTS=${BENCH_STATEMENTS:-1}
 SCENARIOS=${BENCH_SCENARIOS:-"hot spread scarce expiry spread-events outbox-delivery http"}
@@ -473,7 +473,7 @@ if [ "$STATEMENTS" = 1 ]; then
 fi
 
 log "report"
-python3 "$bench/report.py" --tmp "$tmp" --out "$out" --started "$started" \
+BENCH_HOT_BUCKETS=$HOT_BUCKETS python3 "$bench/report.py" --tmp "$tmp" --out "$out" --started "$started" \
 	--duration "$DUR" --warmup "$WARM" --expired "$EXPIRED" --scarce-units "$SCARCE_UNITS" \
 	--sweep-pre "$SWEEP_PRE"
 log "done in $(echo "$(date +%s.%N) - $started" | bc | cut -d. -f1) s: $out/report.md, $out/throughput.png"

@@ -84,12 +84,13 @@ static SPIPlanPtr plan_reserve_again_01;
  * total for stock.low is read from the statement's snapshot (the buckets
  * move concurrently, so the event is a close estimate, as the README says).
  */
-#define HOT_BUCKET_CTE(bucket_where) \
+#define HOT_BUCKET_CTE(bucket_where) HOT_BUCKET_CTE_PICK(" FOR NO KEY UPDATE SKIP LOCKED", bucket_where)
+#define HOT_BUCKET_CTE_PICK(lock, bucket_where) \
 	"b AS (" \
 	"  SELECT k.bucket FROM shop.sku_bucket k" \
 	"   WHERE k.sku_id = $2 AND k.on_hand - k.reserved >= $3" \
 	"   ORDER BY (k.bucket + 64 - $4) % 64" \
-	"   LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED)," \
+	"   LIMIT 1" lock ")," \
 	" k AS (" \
 	"  UPDATE shop.sku_bucket k SET reserved = k.reserved + $3" \
 	"    FROM b, shop.sku s JOIN shop.product p ON p.id = s.product_id" \
@@ -101,8 +102,15 @@ static SPIPlanPtr plan_reserve_again_01;
 	"              FROM shop.sku_bucket x WHERE x.sku_id = $2) - $3)::int8 AS available," \
 	"            s.low_stock_threshold)"
 
-#define RESERVE_HOT_SQL \
-	"WITH " HOT_BUCKET_CTE("") "," \
+#define RESERVE_HOT_SQL RESERVE_HOT_PICK_SQL(HOT_BUCKET_CTE(""))
+/*
+ * The waiting variant (reserve_hot_wait): the bucket is the first with
+ * enough stock in the statement's snapshot, locked or not, and the UPDATE
+ * waits for its holder, then checks it again.
+ */
+#define RESERVE_HOT_WAIT_SQL RESERVE_HOT_PICK_SQL(HOT_BUCKET_CTE_PICK("", ""))
+#define RESERVE_HOT_PICK_SQL(cte) \
+	"WITH " cte "," \
 	" i AS (" \
 	"  INSERT INTO shop.order_item" \
 	"         (order_id, sku_id, product_name, sku_code, unit_price, qty)" \
@@ -127,6 +135,7 @@ static SPIPlanPtr plan_reserve_again_01;
 	" RETURNING r.id, (SELECT k.available FROM k), (SELECT k.low_stock_threshold FROM k)"
 
 static SPIPlanPtr plan_reserve_hot;
+static SPIPlanPtr plan_reserve_hot_wait;
 static SPIPlanPtr plan_reserve_batch;
 
 /*
@@ -276,6 +285,54 @@ try_new_line(ReserveJob *job, const OrderLine *line, bool current, int nbuckets)
 }
 
 /*
+ * A hot SKU's line when the fast path found every bucket with stock held
+ * by other buyers (more buyers than buckets): wait for one bucket, the
+ * first with enough stock in the snapshot from this backend's own on, so
+ * that waiting buyers queue on different buckets instead of all taking the
+ * exact path.  In a subtransaction: when the bucket turns out short after
+ * the wait, its row lock is given back with it, so the exact path that
+ * follows never holds a bucket while it waits for the SKU row.  Returns
+ * true when reserved.
+ */
+static bool
+reserve_hot_wait(ReserveJob *job, const OrderLine *line, int nbuckets)
+{
+	static const Oid argtypes[] = {INT8OID, INT8OID, INT4OID, INT4OID};
+	Datum		values[4];
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool done = false;
+
+	values[0] = Int64GetDatum(job->order_id);
+	values[1] = Int64GetDatum(line->sku_id);
+	values[2] = Int32GetDatum(line->qty);
+	values[3] = Int32GetDatum(hot_start_bucket(nbuckets));
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		if (shop_exec(shop_plan(&plan_reserve_hot_wait, RESERVE_HOT_WAIT_SQL, 4, argtypes),
+					  values, NULL, false, 0) == 1)
+		{
+			add_to_totals(job, line, shop_get_int64(0, 1, NULL), shop_get_text(0, 2));
+			check_low_stock(line, 3);
+			done = true;
+			ReleaseCurrentSubTransaction();
+		}
+		else
+			RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ReThrowError(shop_subxact_abort(cxt, owner));
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return done;
+}
+
+/*
  * Check and reserve one line of a new order in one statement, recording
  * its price snapshot and reservation row.  Returns false (nothing changed)
  * when stock is short; with raise_on_short it raises instead.  Unknown and
@@ -305,6 +362,10 @@ reserve_new_line(ReserveJob *job, const OrderLine *line, bool raise_on_short)
 	for (tries = 0; tries < 4; tries++)
 	{
 		if (try_new_line(job, line, current, nbuckets))
+			return true;
+		/* every stocked bucket held by someone: wait for one (once) */
+		if (current && nbuckets > 0 && tries == 0 &&
+			reserve_hot_wait(job, line, nbuckets))
 			return true;
 		/* unknown and unsellable SKUs raise here; else it is a shortage */
 		code = sku_for_sale_stock(line->sku_id, 0, &available, NULL,
@@ -602,7 +663,7 @@ reserve_attempt(ReserveJob *job)
 	{
 		MemoryContext cxt = CurrentMemoryContext;
 		ResourceOwner owner = CurrentResourceOwner;
-		bool		done = false;
+		volatile bool done = false;
 
 		BeginInternalSubTransaction(NULL);
 		MemoryContextSwitchTo(cxt);

@@ -70,7 +70,7 @@ add_fast(text *user_id, int64 sku_id, int32 qty)
 	values[1] = Int64GetDatum(sku_id);
 	values[2] = Int32GetDatum(qty);
 	return shop_exec(hot_schema_ready()
-					 ? shop_plan(&plan_add_fast,
+					 ? shop_plan_generic(&plan_add_fast,
 								 ADD_FAST_SQL(" + coalesce((SELECT sum(b.on_hand - b.reserved)"
 											  " FROM shop.sku_bucket b WHERE b.sku_id = s.id), 0)"),
 								 3, argtypes)

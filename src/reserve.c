@@ -269,10 +269,10 @@ try_new_line(ReserveJob *job, const OrderLine *line, bool current, int nbuckets)
 		plan = shop_plan(&plan_reserve_line_01, RESERVE_LINE_SQL("", "", ""),
 						 3, argtypes);
 	else if (nbuckets > 0)
-		plan = shop_plan(&plan_reserve_hot, RESERVE_HOT_SQL, 4, argtypes);
+		plan = shop_plan_generic(&plan_reserve_hot, RESERVE_HOT_SQL, 4, argtypes);
 	else
-		plan = shop_plan(&plan_reserve_line,
-						 RESERVE_LINE_SQL(" AND s.buckets = 0",
+		plan = shop_plan_generic(&plan_reserve_line,
+								 RESERVE_LINE_SQL(" AND s.buckets = 0",
 										  ", s.on_hand - s.reserved AS available,"
 										  " s.low_stock_threshold",
 										  ", r.available, r.low_stock_threshold"),
@@ -312,7 +312,7 @@ reserve_hot_wait(ReserveJob *job, const OrderLine *line, int nbuckets)
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		if (shop_exec(shop_plan(&plan_reserve_hot_wait, RESERVE_HOT_WAIT_SQL, 4, argtypes),
+		if (shop_exec(shop_plan_generic(&plan_reserve_hot_wait, RESERVE_HOT_WAIT_SQL, 4, argtypes),
 					  values, NULL, false, 0) == 1)
 		{
 			add_to_totals(job, line, shop_get_int64(0, 1, NULL), shop_get_text(0, 2));

@@ -38,7 +38,7 @@ my %may_add = ('orders.status_note' => 1, 'sku.low_stock_threshold' => 1,
 	'orders.subtotal' => 1, 'orders.discount' => 1, 'order_item.discount' => 1);
 # tables 0.2 adds (the outbox and outgoing events, coupons); they start empty
 my %new_tables = map { $_ => 1 } qw(event_endpoint event_endpoint_secret event outbox outbox_attempt
-  payment_provider_api_key payment_session refund coupon coupon_redemption);
+  payment_provider_api_key payment_session refund refund_line coupon coupon_redemption);
 my %migrated = ('orders.status_reason' => 1, 'orders.status_note' => 1);
 my %reason_vocabulary = map { $_ => 1 }
   qw(cancelled customer_cancelled shop_cancelled payment_failed expired paid_after_release);

@@ -359,7 +359,7 @@ ok(@sections > 300, 'the fingerprint of a fresh install lists more than 300 fact
 is(scalar(grep { /^schema shop_api: owner / } split /\n/, $fp_fresh), 1,
 	'the fingerprint covers schema shop_api (owner and ACL)');
 my %api_functions = map { /^function function shop_api\.([^(]+)\(/ ? ($1 => 1) : () } split /\n/, $fp_fresh;
-is(scalar(keys %api_functions), 26, 'the fingerprint covers the 26 functions of schema shop_api ('
+is(scalar(keys %api_functions), 27, 'the fingerprint covers the 27 functions of schema shop_api ('
 	  . join(', ', sort keys %api_functions) . ')');
 same_lines($node->safe_psql('up', $sql{fingerprint}), $fp_fresh,
 	'the upgraded, populated database has the same catalog as a fresh 0.2 install (fingerprint.sql)',

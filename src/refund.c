@@ -15,6 +15,11 @@
  * webhook when money arrived for an order that cannot be sold and the
  * provider has auto_refund (webhook.c): that refund carries its review flag,
  * which the provider's confirmation resolves.
+ *
+ * shop_refund() also returns units (issue 13): by the order's lines, each
+ * restocked (stock_restock() in stock.c, booked as a stock adjustment) or
+ * not, in shop.refund_line; see "Refunds by lines" below and README,
+ * "Refunds".
  */
 #include "webhook.h"
 

@@ -13,7 +13,7 @@
 #                    every table in schema shop
 #   fingerprint.sql  canonical sorted text of everything the extension owns
 #                    (pg_dump --schema-only shows only CREATE EXTENSION)
-#   smoke.sql        cart -> order -> signed webhook -> PAID, release, expiry
+#   smoke.sql        cart -> order -> signed webhook -> PAID, a refund by lines, release, expiry
 #                    sweep, invariants; prints no ids or timestamps
 use strict;
 use warnings;
@@ -426,17 +426,20 @@ is($smoke_fresh, join("\n",
 	'webhook paid again: duplicate PAID',
 	'order 1: PAID payment pay_smoke_1',
 	'stock: on_hand 7 reserved 0 available 7',
+	'refund by lines: requested 1500 1 unit restocked true',
+	'order 1 refunds: partially_refunded, 1500 of 4500, units 1 restocked 1',
+	'stock: on_hand 8 reserved 0 available 8',
 	'order 2: PENDING',
 	'order 2 released: CANCELLED',
 	'order 2: CANCELLED cancelled',
 	'expired by the sweep: 1',
 	'order 3: CANCELLED expired',
 	'new order ids are the highest: true',
-	'stock: on_hand 7 reserved 0 available 7',
+	'stock: on_hand 8 reserved 0 available 8',
 	'smoke orders: PAID -, CANCELLED cancelled, CANCELLED expired',
 	'smoke events logged: 1',
 	'invariant violations: 0'),
-	'smoke on a fresh 0.2 install: cart -> order -> signed webhook -> PAID, duplicate, release, expiry sweep, no invariant broken');
+	'smoke on a fresh 0.2 install: cart -> order -> signed webhook -> PAID, duplicate, a refund by lines restocking a unit, release, expiry sweep, no invariant broken');
 same_lines(run_ok('up', $sql{smoke}, 'the smoke flow runs on the upgraded database'), $smoke_fresh,
 	'the smoke flow gives the same output on the upgraded database as on a fresh install',
 	'upgraded', 'fresh 0.2 install');

@@ -2035,6 +2035,141 @@ SELECT pg_catalog.pg_extension_config_dump('shop.sku_bucket', '');
 REVOKE ALL ON TABLE shop.sku_bucket, shop.sku_buckets FROM PUBLIC;
 REVOKE ALL ON FUNCTION shop.shop_set_sku_mode(bigint, integer) FROM PUBLIC;
 
+-- Refunds by lines with a restock policy (issue 13, second part): the table
+-- shop.refund_line, shop_refund's new trailing arguments lines and restock,
+-- the view shop.order_refund_status, the refund rules of
+-- shop_check_invariants (shop.refund_invariants), and shop_api.ops_refund
+-- (granted to the operator role by shop_api_grant).  As written in
+-- src/sql/30_views.sql, 60_provider_calls.sql and 70_api.sql.
+-- ---------------------------------------------------------------------------
+
+-- The units a refund returns (issue 13): qty units of one order line, worth
+-- amount (their share of what the line was paid), back in stock or not.  A
+-- restocked line names the stock adjustment that booked its units; one line
+-- per refund, order line and policy.  Units are refunded once: the lines of
+-- every refund, whatever its state, count against the order line's qty.
+CREATE TABLE shop.refund_line (
+	id				bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	refund_id		bigint NOT NULL REFERENCES shop.refund (id),
+	order_item_id	bigint NOT NULL REFERENCES shop.order_item (id),
+	qty				integer NOT NULL CHECK (qty > 0),
+	amount			bigint NOT NULL CHECK (amount >= 0),
+	restocked		boolean NOT NULL,
+	adjustment_id	bigint REFERENCES shop.stock_adjustment (id),
+	CONSTRAINT refund_line_restock_booked CHECK (restocked = (adjustment_id IS NOT NULL)),
+	UNIQUE (refund_id, order_item_id, restocked)
+);
+CREATE INDEX refund_line_item_idx ON shop.refund_line (order_item_id);
+CREATE UNIQUE INDEX refund_line_adjustment_idx ON shop.refund_line (adjustment_id)
+	WHERE adjustment_id IS NOT NULL;
+SELECT pg_catalog.pg_extension_config_dump('shop.refund_line', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.refund_line_id_seq', '');
+
+-- A new signature: the 3-argument function is dropped and the 5-argument
+-- one created (calls with the old argument lists work unchanged).  It was
+-- created by this same upgrade and granted to no one; the REVOKE below is
+-- the one it had.
+DROP FUNCTION shop.shop_refund(bigint, bigint, text);
+CREATE FUNCTION shop.shop_refund(order_id bigint, amount bigint DEFAULT NULL,
+								 reason text DEFAULT NULL, lines jsonb DEFAULT NULL,
+								 restock text DEFAULT 'restock')
+	RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'shop_refund'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION shop.shop_refund(bigint, bigint, text, jsonb, text) IS
+	'queue a refund of a PAID order''s payment through the outbox: all that is left (every unit not refunded yet, restocked or not) by default, lines [{order_item_id|sku_id, qty, restock}] or an amount';
+
+-- Each order's refunds against its payment (issue 13): paid is the order's
+-- amount once it is PAID; refunded counts the refunds requested or made
+-- (not the failed ones) of that payment; state is none, partially_refunded
+-- or refunded.  Refunds of another payment (a double payment's automatic
+-- refund) are not the order's and are not counted.
+CREATE VIEW shop.order_refund_status AS
+SELECT o.id AS order_id,
+	   o.status AS order_status,
+	   o.currency,
+	   CASE WHEN o.status OPERATOR(pg_catalog.=) 'PAID' THEN o.amount ELSE 0 END AS paid,
+	   COALESCE(r.refunded, 0) AS refunded,
+	   COALESCE(r.succeeded, 0) AS succeeded,
+	   COALESCE(r.failed, 0) AS failed,
+	   COALESCE(u.units, 0) AS units_refunded,
+	   COALESCE(u.restocked, 0) AS units_restocked,
+	   CASE WHEN COALESCE(r.refunded, 0) OPERATOR(pg_catalog.=) 0 THEN 'none'
+			WHEN r.refunded OPERATOR(pg_catalog.>=) o.amount THEN 'refunded'
+			ELSE 'partially_refunded' END AS state
+  FROM shop.orders o
+  LEFT JOIN LATERAL (
+		SELECT pg_catalog.sum(x.amount) FILTER (WHERE x.state OPERATOR(pg_catalog.<>) 'failed')::bigint AS refunded,
+			   pg_catalog.sum(x.amount) FILTER (WHERE x.state OPERATOR(pg_catalog.=) 'succeeded')::bigint AS succeeded,
+			   pg_catalog.sum(x.amount) FILTER (WHERE x.state OPERATOR(pg_catalog.=) 'failed')::bigint AS failed
+		  FROM shop.refund x
+		 WHERE x.order_id OPERATOR(pg_catalog.=) o.id
+		   AND x.payment_id OPERATOR(pg_catalog.=) o.external_payment_id) r ON true
+  LEFT JOIN LATERAL (
+		SELECT pg_catalog.sum(l.qty)::bigint AS units,
+			   pg_catalog.sum(l.qty) FILTER (WHERE l.restocked)::bigint AS restocked
+		  FROM shop.order_item i
+		  JOIN shop.refund_line l ON l.order_item_id OPERATOR(pg_catalog.=) i.id
+		 WHERE i.order_id OPERATOR(pg_catalog.=) o.id) u ON true;
+COMMENT ON VIEW shop.order_refund_status IS
+	'each order''s paid amount, what its refunds give back (refunded = requested + succeeded, failed apart), units refunded and restocked, and state none | partially_refunded | refunded';
+
+-- The refund rules (issue 13), read by shop_check_invariants().  PL/pgSQL
+-- because the refund tables are created by a later part of the install
+-- script (src/sql/60_provider_calls.sql): its queries are planned when it
+-- first runs.  Granted to no one; shop_check_invariants() reports its rows.
+CREATE FUNCTION shop.refund_invariants()
+	RETURNS SETOF shop.invariant_violation
+	LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN QUERY
+	-- refunds requested or made never exceed what the order's payment paid
+	SELECT 'refunded_within_paid'::text, 'order ' || o.id,
+		   format('%s refunded (requested or succeeded) of a payment of %s', r.refunded, o.amount)
+	  FROM shop.orders o
+	  JOIN (SELECT x.order_id, x.payment_id, sum(x.amount) AS refunded
+			  FROM shop.refund x WHERE x.state <> 'failed'
+			 GROUP BY x.order_id, x.payment_id) r
+		ON r.order_id = o.id AND r.payment_id = o.external_payment_id
+	 WHERE r.refunded > o.amount
+	UNION ALL
+	-- a line's units are refunded, and restocked, at most once
+	SELECT 'refunded_units_within_sold', 'order ' || i.order_id,
+		   format('line %s (sku %s) sold %s units; refunds returned %s, restocked %s',
+				  i.id, i.sku_id, i.qty, l.units, l.restocked)
+	  FROM shop.order_item i
+	  JOIN (SELECT order_item_id, sum(qty) AS units,
+				   coalesce(sum(qty) FILTER (WHERE restocked), 0) AS restocked
+			  FROM shop.refund_line GROUP BY order_item_id) l ON l.order_item_id = i.id
+	 WHERE l.units > i.qty OR l.restocked > i.qty
+	UNION ALL
+	-- a refund returns lines of its own order only
+	SELECT 'refund_line_of_its_order', 'order ' || r.order_id,
+		   format('refund %s has refund line %s of order %s', r.id, l.id, i.order_id)
+	  FROM shop.refund_line l
+	  JOIN shop.order_item i ON i.id = l.order_item_id
+	  JOIN shop.refund r ON r.id = l.refund_id
+	 WHERE r.order_id <> i.order_id
+	UNION ALL
+	-- the books: every restocked unit is one stock adjustment of its SKU
+	-- (so initial + adjustments - consumed still explains on_hand)
+	SELECT 'restock_booked_as_adjustment', 'sku ' || i.sku_id,
+		   format('refund line %s restocked %s units; its adjustment %s is %s',
+				  l.id, l.qty, l.adjustment_id,
+				  coalesce(format('%s units of sku %s', a.delta, a.sku_id), 'missing'))
+	  FROM shop.refund_line l
+	  JOIN shop.order_item i ON i.id = l.order_item_id
+	  LEFT JOIN shop.stock_adjustment a ON a.id = l.adjustment_id
+	 WHERE l.restocked
+	   AND (a.id IS NULL OR a.sku_id <> i.sku_id OR a.delta <> l.qty);
+END
+$$;
+COMMENT ON FUNCTION shop.refund_invariants() IS
+	'the refund rows of shop_check_invariants(): refunds within the paid amount, refunded and restocked units within the sold ones, every restock booked as its stock adjustment';
+
 CREATE OR REPLACE FUNCTION shop.shop_check_invariants()
 	RETURNS SETOF shop.invariant_violation
 	LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
@@ -2145,6 +2280,72 @@ AS $$
 	 WHERE c.checked_out_at IS NULL
 	 GROUP BY c.user_id
 	HAVING count(*) > 1
+	UNION ALL
+	SELECT * FROM shop.refund_invariants()
 $$;
 COMMENT ON FUNCTION shop.shop_check_invariants() IS
 	'one row per broken stock or order invariant; empty when all is well';
+
+CREATE FUNCTION shop_api.ops_refund(order_id bigint, reason text, lines jsonb DEFAULT NULL,
+									restock text DEFAULT 'restock', amount bigint DEFAULT NULL)
+	RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	who text := shop_api.current_user_id();
+BEGIN
+	IF reason IS NULL OR btrim(reason) = '' THEN
+		RAISE EXCEPTION 'a refund needs a reason'
+			USING ERRCODE = '22023', HINT = 'Say why, e.g. "returned, box damaged".';
+	END IF;
+	RETURN shop.shop_refund(order_id, amount, format('%s (operator %s)', reason, who), lines, restock);
+END
+$$;
+COMMENT ON FUNCTION shop_api.ops_refund(bigint, text, jsonb, text, bigint) IS
+	'operator: shop_refund with the operator (JWT sub) recorded in the reason: lines [{order_item_id|sku_id, qty, restock}] with restock or no_restock, an amount, or (neither) all that is left with every unit restocked';
+
+CREATE OR REPLACE FUNCTION shop.shop_api_grant(anon_role name, user_role name, webhook_role name, operator_role name)
+	RETURNS void
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF operator_role IS NOT NULL THEN
+		IF operator_role IN (anon_role, user_role, webhook_role) THEN
+			RAISE EXCEPTION 'operator_role must be a role of its own, not "%"', operator_role
+				USING ERRCODE = '22023',
+					  HINT = 'Create a NOLOGIN role for operators (README, "Storefront and operator pages").';
+		END IF;
+		IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = operator_role) THEN
+			RAISE EXCEPTION 'role "%" does not exist', operator_role
+				USING ERRCODE = '42704',
+					  HINT = 'Create the roles first (README, "Storefront and operator pages"); the extension creates none.';
+		END IF;
+	END IF;
+	PERFORM shop.shop_api_grant(anon_role, user_role, webhook_role);
+	IF operator_role IS NULL THEN
+		RETURN;
+	END IF;
+	EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop_api FROM %I', operator_role);
+	EXECUTE format('REVOKE ALL ON SCHEMA shop_api FROM %I', operator_role);
+	EXECUTE format('GRANT USAGE ON SCHEMA shop_api TO %I', operator_role);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.ops_stock(), shop_api.ops_adjust_stock(bigint, integer, text),'
+				   ' shop_api.ops_reservations(), shop_api.ops_expire_now(), shop_api.ops_payments(),'
+				   ' shop_api.ops_outbox(), shop_api.ops_redeliver(bigint), shop_api.ops_health(),'
+				   ' shop_api.ops_orders_per_minute(),'
+				   ' shop_api.ops_refund(bigint, text, jsonb, text, bigint) TO %I', operator_role);
+	IF EXISTS (SELECT FROM pg_roles WHERE rolname = operator_role AND rolcanlogin) THEN
+		RAISE WARNING 'role "%" can log in: any session of it may set request.jwt.claims and act as any operator', operator_role
+			USING HINT = 'Make it NOLOGIN and let the authenticator role switch to it.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION shop.shop_api_grant(name, name, name, name) IS
+	'shop_api_grant(anon_role, user_role, webhook_role) and then operator_role exactly the shop_api.ops_* functions (NULL: none); operator_role must differ from the other three';
+
+REVOKE ALL ON TABLE shop.refund_line, shop.order_refund_status FROM PUBLIC;
+REVOKE ALL ON SEQUENCE shop.refund_line_id_seq FROM PUBLIC;
+REVOKE ALL ON FUNCTION shop.shop_refund(bigint, bigint, text, jsonb, text),
+	shop.refund_invariants() FROM PUBLIC;
+REVOKE ALL ON FUNCTION shop_api.ops_refund(bigint, text, jsonb, text, bigint) FROM PUBLIC;

@@ -69,32 +69,51 @@ numeric_fits_int64(Numeric num)
 }
 
 /*
- * Member key of a JSON object as a whole number, or an error naming it.
+ * Member key of a JSON object (element index of array) as a whole number:
+ * false when the object has no such member, an error naming it when it is
+ * not a whole number within the bigint range.
  */
-static int64
-json_member_int(JsonbContainer *obj, const char *key, int index)
+bool
+json_member_int64(JsonbContainer *obj, const char *key, const char *array,
+				  int index, int64 *result)
 {
 	JsonbValue *v = getKeyJsonValueFromContainer(obj, key, strlen(key), NULL);
 	Numeric		num;
-	int64		result;
 
-	if (v == NULL || v->type != jbvNumeric)
+	if (v == NULL || v->type == jbvNull)
+		return false;
+	if (v->type != jbvNumeric)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("items[%d].%s must be a number", index, key)));
+				 errmsg("%s[%d].%s must be a number", array, index, key)));
 	num = v->val.numeric;
 	if (!numeric_fits_int64(num))
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("items[%d].%s is out of range", index, key)));
-	result = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(num)));
+				 errmsg("%s[%d].%s is out of range", array, index, key)));
+	*result = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(num)));
 	/* numeric_int8 rounds; refuse 1.5 instead of silently buying 2 */
 	if (!DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(num),
 										  DirectFunctionCall1(int8_numeric,
-															  Int64GetDatum(result)))))
+															  Int64GetDatum(*result)))))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("items[%d].%s must be a whole number", index, key)));
+				 errmsg("%s[%d].%s must be a whole number", array, index, key)));
+	return true;
+}
+
+/*
+ * Member key of an items[] object as a whole number, or an error naming it.
+ */
+static int64
+json_member_int(JsonbContainer *obj, const char *key, int index)
+{
+	int64		result;
+
+	if (!json_member_int64(obj, key, "items", index, &result))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("items[%d].%s must be a number", index, key)));
 	return result;
 }
 

@@ -28,6 +28,10 @@
 #define ERRCODE_SHOP_STOCK_BELOW_RESERVED	MAKE_SQLSTATE('S','H','0','0','6')
 #define ERRCODE_SHOP_CRON_UNAVAILABLE		MAKE_SQLSTATE('S','H','0','0','7')
 /* SH010..SH015 are the webhook codes (webhook.h) */
+/* SH040..SH049: refunds by lines (refund.c) */
+#define ERRCODE_SHOP_REFUND_LINE_UNKNOWN	MAKE_SQLSTATE('S','H','0','4','0')
+#define ERRCODE_SHOP_REFUND_QTY_EXCEEDED	MAKE_SQLSTATE('S','H','0','4','1')
+#define ERRCODE_SHOP_REFUND_OVER_PAID		MAKE_SQLSTATE('S','H','0','4','2')
 #define ERRCODE_SHOP_PAYMENT_MISMATCH		MAKE_SQLSTATE('S','H','0','1','5')
 #define ERRCODE_SHOP_PAID_TWICE				MAKE_SQLSTATE('S','H','0','1','6')
 
@@ -183,6 +187,13 @@ extern void hot_forget(int64 sku_id);
 extern void reserve_order_lines(int64 order_id, OrderLine *lines, int nlines,
 								int64 *amount, char *currency);
 extern int64 reserve_order_again(int64 order_id, OrderLine *lines, int nlines);
+
+/* stock.c: refunded units back to stock, booked as an adjustment */
+extern int64 stock_restock(int64 sku_id, int32 qty, const char *reason);
+
+/* order_lines.c: a whole number member of a JSON object (present or not) */
+extern bool json_member_int64(JsonbContainer *obj, const char *key,
+							  const char *array, int index, int64 *result);
 
 /* coupon.c: redeem, give back and take again coupon redemptions */
 extern bool coupons_schema_ready(void);

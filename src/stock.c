@@ -1,6 +1,11 @@
 /*
  * stock.c
- *		Receiving and writing off stock outside of sales.
+ *		Receiving and writing off stock outside of sales, and returning
+ *		refunded units to stock.
+ *
+ * Every on_hand change that is not a sale is one row of
+ * shop.stock_adjustment, so initial stock + adjustments - consumed
+ * reservations always explains on_hand.
  */
 #include "shop.h"
 
@@ -13,6 +18,62 @@ static SPIPlanPtr plan_adjust;
 static SPIPlanPtr plan_adjust_01;
 static SPIPlanPtr plan_sku_counts;
 static SPIPlanPtr plan_record;
+static SPIPlanPtr plan_restock;
+static SPIPlanPtr plan_restock_record;
+
+/*
+ * Return qty refunded units of sku_id to on_hand and book them in
+ * shop.stock_adjustment with reason, in one statement (SPI connected; the
+ * caller holds the order lock and restocks its SKUs in ascending id order).
+ * Returns the adjustment's id.  Adding stock never breaks on_hand >=
+ * reserved, so it has no refusal; a SKU that does not exist is P0002.
+ *
+ * This is the one place a refund changes stock: when stock is split into
+ * buckets, only this function changes.
+ */
+int64
+stock_restock(int64 sku_id, int32 qty, const char *reason)
+{
+	static const Oid argtypes[] = {INT8OID, INT4OID, TEXTOID};
+	SPITupleTable *tuptable = SPI_tuptable;
+	uint64		processed = SPI_processed;
+	Datum		values[3];
+	int64		adjustment_id;
+
+	Assert(qty > 0);
+	values[0] = Int64GetDatum(sku_id);
+	values[1] = Int32GetDatum(qty);
+	values[2] = CStringGetTextDatum(reason);
+	if (shop_exec(shop_plan(&plan_restock,
+							"WITH s AS ("
+							"  UPDATE shop.sku SET on_hand = on_hand + $2"
+							"   WHERE id = $1 AND buckets = 0"
+							"  RETURNING id)"
+							" INSERT INTO shop.stock_adjustment (sku_id, delta, reason)"
+							" SELECT s.id, $2, $3 FROM s"
+							" RETURNING id",
+							3, argtypes),
+				  values, NULL, false, 0) == 0)
+	{
+		int			nbuckets;
+		int64		available;
+
+		/*
+		 * A hot SKU (hot.c): the units are spread over its buckets by the
+		 * exact path, which raises P0002 for an unknown SKU.
+		 */
+		hot_rebalance(sku_id, 0, qty, &nbuckets, &available);
+		shop_exec(shop_plan(&plan_restock_record,
+							"INSERT INTO shop.stock_adjustment (sku_id, delta, reason)"
+							" VALUES ($1, $2, $3) RETURNING id",
+							3, argtypes),
+				  values, NULL, false, 0);
+	}
+	adjustment_id = shop_get_int64(0, 1, NULL);
+	SPI_tuptable = tuptable;
+	SPI_processed = processed;
+	return adjustment_id;
+}
 
 /*
  * Explain why an adjustment matched no row: no such SKU, or it would take

@@ -71,6 +71,61 @@ CREATE TYPE shop.invariant_violation AS (
 	detail		text
 );
 
+-- The refund rules (issue 13), read by shop_check_invariants().  PL/pgSQL
+-- because the refund tables are created by a later part of the install
+-- script (src/sql/60_provider_calls.sql): its queries are planned when it
+-- first runs.  Granted to no one; shop_check_invariants() reports its rows.
+CREATE FUNCTION shop.refund_invariants()
+	RETURNS SETOF shop.invariant_violation
+	LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN QUERY
+	-- refunds requested or made never exceed what the order's payment paid
+	SELECT 'refunded_within_paid'::text, 'order ' || o.id,
+		   format('%s refunded (requested or succeeded) of a payment of %s', r.refunded, o.amount)
+	  FROM shop.orders o
+	  JOIN (SELECT x.order_id, x.payment_id, sum(x.amount) AS refunded
+			  FROM shop.refund x WHERE x.state <> 'failed'
+			 GROUP BY x.order_id, x.payment_id) r
+		ON r.order_id = o.id AND r.payment_id = o.external_payment_id
+	 WHERE r.refunded > o.amount
+	UNION ALL
+	-- a line's units are refunded, and restocked, at most once
+	SELECT 'refunded_units_within_sold', 'order ' || i.order_id,
+		   format('line %s (sku %s) sold %s units; refunds returned %s, restocked %s',
+				  i.id, i.sku_id, i.qty, l.units, l.restocked)
+	  FROM shop.order_item i
+	  JOIN (SELECT order_item_id, sum(qty) AS units,
+				   coalesce(sum(qty) FILTER (WHERE restocked), 0) AS restocked
+			  FROM shop.refund_line GROUP BY order_item_id) l ON l.order_item_id = i.id
+	 WHERE l.units > i.qty OR l.restocked > i.qty
+	UNION ALL
+	-- a refund returns lines of its own order only
+	SELECT 'refund_line_of_its_order', 'order ' || r.order_id,
+		   format('refund %s has refund line %s of order %s', r.id, l.id, i.order_id)
+	  FROM shop.refund_line l
+	  JOIN shop.order_item i ON i.id = l.order_item_id
+	  JOIN shop.refund r ON r.id = l.refund_id
+	 WHERE r.order_id <> i.order_id
+	UNION ALL
+	-- the books: every restocked unit is one stock adjustment of its SKU
+	-- (so initial + adjustments - consumed still explains on_hand)
+	SELECT 'restock_booked_as_adjustment', 'sku ' || i.sku_id,
+		   format('refund line %s restocked %s units; its adjustment %s is %s',
+				  l.id, l.qty, l.adjustment_id,
+				  coalesce(format('%s units of sku %s', a.delta, a.sku_id), 'missing'))
+	  FROM shop.refund_line l
+	  JOIN shop.order_item i ON i.id = l.order_item_id
+	  LEFT JOIN shop.stock_adjustment a ON a.id = l.adjustment_id
+	 WHERE l.restocked
+	   AND (a.id IS NULL OR a.sku_id <> i.sku_id OR a.delta <> l.qty);
+END
+$$;
+COMMENT ON FUNCTION shop.refund_invariants() IS
+	'the refund rows of shop_check_invariants(): refunds within the paid amount, refunded and restocked units within the sold ones, every restock booked as its stock adjustment';
+
 -- A pure read-only report, so plain SQL: one query that states each rule.
 CREATE FUNCTION shop.shop_check_invariants()
 	RETURNS SETOF shop.invariant_violation
@@ -182,6 +237,8 @@ AS $$
 	 WHERE c.checked_out_at IS NULL
 	 GROUP BY c.user_id
 	HAVING count(*) > 1
+	UNION ALL
+	SELECT * FROM shop.refund_invariants()
 $$;
 COMMENT ON FUNCTION shop.shop_check_invariants() IS
 	'one row per broken stock or order invariant; empty when all is well';

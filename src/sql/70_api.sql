@@ -699,6 +699,25 @@ $$;
 COMMENT ON FUNCTION shop_api.ops_orders_per_minute() IS
 	'operator: orders created per minute over the last hour (60 rows, oldest first) and how many of them are PAID';
 
+CREATE FUNCTION shop_api.ops_refund(order_id bigint, reason text, lines jsonb DEFAULT NULL,
+									restock text DEFAULT 'restock', amount bigint DEFAULT NULL)
+	RETURNS jsonb
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	who text := shop_api.current_user_id();
+BEGIN
+	IF reason IS NULL OR btrim(reason) = '' THEN
+		RAISE EXCEPTION 'a refund needs a reason'
+			USING ERRCODE = '22023', HINT = 'Say why, e.g. "returned, box damaged".';
+	END IF;
+	RETURN shop.shop_refund(order_id, amount, format('%s (operator %s)', reason, who), lines, restock);
+END
+$$;
+COMMENT ON FUNCTION shop_api.ops_refund(bigint, text, jsonb, text, bigint) IS
+	'operator: shop_refund with the operator (JWT sub) recorded in the reason: lines [{order_item_id|sku_id, qty, restock}] with restock or no_restock, an amount, or (neither) all that is left with every unit restocked';
+
 -- shop_api_grant with an operator role: the 3-argument form as before, then
 -- exactly the ops_* functions (and USAGE on shop_api) for operator_role.  An
 -- overload, so the 3-argument calls stay as they were; operator_role NULL
@@ -731,7 +750,8 @@ BEGIN
 	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.ops_stock(), shop_api.ops_adjust_stock(bigint, integer, text),'
 				   ' shop_api.ops_reservations(), shop_api.ops_expire_now(), shop_api.ops_payments(),'
 				   ' shop_api.ops_outbox(), shop_api.ops_redeliver(bigint), shop_api.ops_health(),'
-				   ' shop_api.ops_orders_per_minute() TO %I', operator_role);
+				   ' shop_api.ops_orders_per_minute(),'
+				   ' shop_api.ops_refund(bigint, text, jsonb, text, bigint) TO %I', operator_role);
 	IF EXISTS (SELECT FROM pg_roles WHERE rolname = operator_role AND rolcanlogin) THEN
 		RAISE WARNING 'role "%" can log in: any session of it may set request.jwt.claims and act as any operator', operator_role
 			USING HINT = 'Make it NOLOGIN and let the authenticator role switch to it.';

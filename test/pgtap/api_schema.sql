@@ -10,7 +10,7 @@
 -- rights shop.shop_api_grant() leaves three roles with.
 -- Runs in one transaction that is rolled back: nothing persists.
 BEGIN;
-SELECT plan(35);
+SELECT plan(38);
 
 SELECT has_schema('shop_api', 'the extension creates schema shop_api');
 SELECT is((SELECT count(*) FROM pg_catalog.pg_depend d
@@ -29,10 +29,12 @@ SELECT functions_are('shop_api',
 		  'start_payment', 'confirm_payment', 'handle_webhook', 'webhook',
 		  -- the operator page (issue 11)
 		  'ops_stock', 'ops_adjust_stock', 'ops_reservations', 'ops_expire_now', 'ops_payments',
-		  'ops_outbox', 'ops_redeliver', 'ops_health', 'ops_orders_per_minute'],
-	'schema shop_api has exactly the functions of issues #10 (and confirm_payment for confirm-style providers) and #11');
+		  'ops_outbox', 'ops_redeliver', 'ops_health', 'ops_orders_per_minute',
+		  -- refunds by lines (issue 13)
+		  'ops_refund'],
+	'schema shop_api has exactly the functions of issues #10 (and confirm_payment for confirm-style providers), #11 and #13 (ops_refund)');
 SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'shop_api'::regnamespace),
-	26::bigint, 'schema shop_api has 26 functions, no overloads (the checks below are not vacuous)');
+	27::bigint, 'schema shop_api has 27 functions, no overloads (the checks below are not vacuous)');
 SELECT set_eq($$
 	SELECT p.proname::text, pg_catalog.pg_get_function_arguments(p.oid),
 		   pg_catalog.pg_get_function_result(p.oid)
@@ -64,7 +66,8 @@ SELECT set_eq($$
 	('ops_outbox', '', 'jsonb'),
 	('ops_redeliver', 'outbox_id bigint', 'boolean'),
 	('ops_health', '', 'SETOF shop.invariant_violation'),
-	('ops_orders_per_minute', '', 'TABLE(minute timestamp with time zone, created bigint, paid bigint)')
+	('ops_orders_per_minute', '', 'TABLE(minute timestamp with time zone, created bigint, paid bigint)'),
+	('ops_refund', 'order_id bigint, reason text, lines jsonb DEFAULT NULL::jsonb, restock text DEFAULT ''restock''::text, amount bigint DEFAULT NULL::bigint', 'jsonb')
 	$$,
 	'every shop_api function has the documented argument names, defaults and result');
 -- PostgREST passes the raw body only to a function with one unnamed json
@@ -90,7 +93,7 @@ SELECT set_eq($$
 	 WHERE p.pronamespace = 'shop_api'::regnamespace AND p.provolatile = 'v'$$,
 	ARRAY['cart_add', 'cart_set_qty', 'cart_remove', 'cart_merge', 'create_order', 'buy_now',
 		  'cancel_order', 'start_payment', 'confirm_payment', 'handle_webhook', 'webhook',
-		  'ops_adjust_stock', 'ops_expire_now', 'ops_redeliver'],
+		  'ops_adjust_stock', 'ops_expire_now', 'ops_redeliver', 'ops_refund'],
 	'every function that writes is VOLATILE (POST under PostgREST, read-write transaction)');
 SELECT is_empty($$
 	SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
@@ -236,7 +239,8 @@ SELECT set_eq($$
 	('tap_api_operator', 'shop_api.ops_outbox()'),
 	('tap_api_operator', 'shop_api.ops_redeliver(bigint)'),
 	('tap_api_operator', 'shop_api.ops_health()'),
-	('tap_api_operator', 'shop_api.ops_orders_per_minute()')
+	('tap_api_operator', 'shop_api.ops_orders_per_minute()'),
+	('tap_api_operator', 'shop_api.ops_refund(bigint,text,jsonb,text,bigint)')
 	$$,
 	'the operator role may execute exactly the ops_* functions, and no other role any of them');
 SET LOCAL ROLE tap_api_operator;
@@ -249,6 +253,32 @@ DO $$BEGIN PERFORM set_config('request.jwt.claims', '', true); END$$;
 SELECT throws_ok($$SELECT count(*) FROM shop_api.ops_stock()$$, 'PT401', NULL,
 	'an operator token without a sub is refused (PT401)');
 RESET ROLE;
+-- the operator refunds a returned unit by its SKU, back to stock (issue 13):
+-- an order of both units of 9301, paid through a signed mock event
+SELECT shop.shop_set_provider('tap-api-rf', 'mock', 'whsec_' || encode(convert_to('api tap refund provider secret', 'UTF8'), 'base64')) \g /dev/null
+DO $$
+DECLARE
+	o bigint := (shop.shop_buy_now('api-tap-rf', '[{"sku_id": 9301, "qty": 2}]')).id;
+	body text := jsonb_build_object('type', 'payment.succeeded', 'data', jsonb_build_object(
+		'order_id', o::text, 'amount', 600, 'currency', 'KRW', 'payment_id', 'pay-api-tap-rf'))::text;
+BEGIN
+	PERFORM shop.shop_handle_webhook('tap-api-rf', shop.shop_sign_mock('tap-api-rf', 'ev-api-tap-rf', body), body);
+END
+$$;
+SELECT max(id) AS api_rf_order FROM shop.orders WHERE user_id = 'api-tap-rf' \gset
+SET LOCAL ROLE tap_api_operator;
+DO $$BEGIN PERFORM set_config('request.jwt.claims', '{"sub": "tap-operator"}', true); END$$;
+SELECT throws_ok(format('SELECT shop_api.ops_refund(%s, %L, %L)', :api_rf_order, ' ', '[{"sku_id": 9301, "qty": 1}]'),
+	'22023', 'a refund needs a reason', 'ops_refund refuses a refund without a reason');
+SELECT is((SELECT r->>'state' || ' ' || (r->>'amount') || ' ' || (r->'lines'->0->>'qty') || ' ' || (r->'lines'->0->>'restocked')
+			 FROM shop_api.ops_refund(:api_rf_order, 'returned unopened', '[{"sku_id": 9301, "qty": 1}]') r),
+	'requested 300 1 true', 'the operator refunds one unit by its SKU with restock: 300 requested');
+RESET ROLE;
+SELECT results_eq($$SELECT (SELECT on_hand FROM shop.sku WHERE id = 9301),
+						   (SELECT reason FROM shop.refund WHERE order_id = (SELECT max(id) FROM shop.orders WHERE user_id = 'api-tap-rf')),
+						   (SELECT state FROM shop.order_refund_status WHERE order_id = (SELECT max(id) FROM shop.orders WHERE user_id = 'api-tap-rf'))$$,
+	$$VALUES (1::bigint, 'returned unopened (operator tap-operator)', 'partially_refunded')$$,
+	'... the unit is back on hand, the refund names the operator, the order is partially_refunded');
 SELECT throws_ok($$SELECT shop.shop_api_grant('tap_api_anon', 'tap_api_customer', 'tap_api_webhook', 'tap_api_customer')$$,
 	'22023', NULL, 'shop_api_grant refuses an operator role that is also the user role');
 

@@ -10,7 +10,7 @@
 -- now() is fixed inside this one transaction, so orders expire only when
 -- the test forces them (expires_at in the past).  Everything is rolled back.
 BEGIN;
-SELECT plan(61);
+SELECT plan(75);
 
 SELECT setseed(0.42);
 
@@ -799,6 +799,238 @@ SELECT is_empty($$
 	 GROUP BY c.id
 	HAVING c.redeemed <> count(r.*) FILTER (WHERE r.state = 'active') OR c.redeemed > c.max_redemptions$$,
 	'coupon run: each coupon''s count equals its active redemptions and never exceeds its limit');
+
+-- Refunds (issue #13, second part): a third seeded run of PAID orders (paid
+-- through signed mock events, some with a coupon) refunded at random:
+-- partial by lines (by order line or by SKU, each line restocked or not),
+-- whole (no lines, no amount: every unit left, restock or no_restock),
+-- money only, refunds the provider refused or confirmed (the worker's
+-- UPDATEs stand in for it), and receipts and write-offs racing nothing but
+-- keeping the books.  After every step: shop_check_invariants() (refunded <=
+-- paid, refunded and restocked units <= sold, each restock one adjustment),
+-- on_hand = initial + adjustments - consumed for the run's SKUs, and each
+-- refund's amount and units are the documented ones.
+
+SELECT setseed(0.77);
+SELECT shop.shop_set_provider('inv-rf', 'mock',
+	'whsec_' || encode(convert_to('invariants refund run provider secret', 'UTF8'), 'base64')) \g /dev/null
+INSERT INTO shop.product (id, name, price, currency) VALUES
+	(9421, 'refund run tee', 1299, 'KRW'), (9422, 'refund run mug', 333, 'KRW'),
+	(9423, 'refund run pin', 7, 'KRW');
+INSERT INTO shop.sku (id, product_id, code, on_hand) VALUES
+	(9421, 9421, 'INVR-TEE', 40), (9422, 9422, 'INVR-MUG', 30), (9423, 9423, 'INVR-PIN', 60);
+CREATE TEMP TABLE tap_r_initial AS SELECT id AS sku_id, on_hand FROM shop.sku WHERE id BETWEEN 9421 AND 9423;
+SELECT code FROM shop.shop_set_coupon('INVR-PCT', 'percent', 15) \g /dev/null
+CREATE TEMP TABLE tap_r_ops (op text, outcome text, n integer NOT NULL, PRIMARY KEY (op, outcome));
+CREATE TEMP TABLE tap_r_anomalies (step integer, op text, what text);
+CREATE TEMP TABLE tap_r_violations (step integer, op text, check_name text, subject text, detail text);
+CREATE TEMP TABLE tap_r_orders (id bigint PRIMARY KEY, coupon boolean);
+CREATE FUNCTION pg_temp.r_note(p_op text, p_outcome text) RETURNS void
+LANGUAGE sql AS $$
+	INSERT INTO tap_r_ops VALUES (p_op, p_outcome, 1)
+	ON CONFLICT (op, outcome) DO UPDATE SET n = tap_r_ops.n + 1
+$$;
+CREATE FUNCTION pg_temp.r_successes(p_op text) RETURNS integer
+LANGUAGE sql AS $$
+	SELECT coalesce(sum(n), 0)::integer FROM tap_r_ops WHERE op LIKE p_op AND outcome = 'ok'
+$$;
+-- the run's SKUs whose on_hand the books do not explain
+CREATE FUNCTION pg_temp.r_books() RETURNS text
+LANGUAGE sql AS $$
+	SELECT string_agg(format('sku %s on_hand %s, books %s', s.id, s.on_hand,
+							 i.on_hand + coalesce(a.delta, 0) - coalesce(c.qty, 0)), '; ')
+	  FROM shop.sku s JOIN tap_r_initial i ON i.sku_id = s.id
+	  LEFT JOIN (SELECT sku_id, sum(delta) AS delta FROM shop.stock_adjustment GROUP BY sku_id) a ON a.sku_id = s.id
+	  LEFT JOIN (SELECT sku_id, sum(qty) AS qty FROM shop.stock_reservation WHERE state = 'consumed' GROUP BY sku_id) c
+		ON c.sku_id = s.id
+	 WHERE s.on_hand <> i.on_hand + coalesce(a.delta, 0) - coalesce(c.qty, 0)
+$$;
+-- what the next k units of an order line are worth, after done refunded
+-- ones: floor(paid * (done + k) / qty) - floor(paid * done / qty)
+CREATE FUNCTION pg_temp.r_units_value(p_item bigint, p_done bigint, p_k bigint) RETURNS bigint
+LANGUAGE sql AS $$
+	SELECT (floor((i.unit_price * i.qty - i.discount)::numeric * (p_done + p_k) / i.qty)
+			- floor((i.unit_price * i.qty - i.discount)::numeric * p_done / i.qty))::bigint
+	  FROM shop.order_item i WHERE i.id = p_item
+$$;
+
+DO $rrun$
+DECLARE
+	skus		bigint[] := ARRAY[9421, 9422, 9423];
+	users		text[] := ARRAY['invr-u1', 'invr-u2', 'invr-u3'];
+	step		integer;
+	r_op		float8;
+	r_a			float8;
+	r_b			float8;
+	r_c			float8;
+	r_d			float8;
+	op			text;
+	items		jsonb;
+	v_lines		jsonb;
+	body		text;
+	the_order	bigint;
+	o			record;
+	it			record;
+	res			jsonb;
+	left_before	bigint;
+	expected	bigint;
+	want_units	bigint;
+	restocked_before bigint;
+	v_restock	text;
+	summary		shop.order_summary;
+BEGIN
+	FOR step IN 1..300 LOOP
+		r_op := random(); r_a := random(); r_b := random(); r_c := random(); r_d := random();
+		IF r_op < 0.25 THEN
+			-- a new order, paid at once through a signed event (a third with the coupon)
+			op := 'buy_and_pay';
+			items := jsonb_build_array(jsonb_build_object('sku_id', skus[1 + floor(r_a * 3)::integer],
+														  'qty', 1 + floor(r_b * 3)::integer));
+			IF r_c > 0.4 THEN
+				items := items || jsonb_build_array(jsonb_build_object('sku_id', skus[1 + floor(r_c * 3)::integer],
+																	   'qty', 1 + floor(r_d * 4)::integer));
+			END IF;
+			BEGIN
+				summary := shop.shop_buy_now(users[1 + floor(r_d * 3)::integer], items, NULL,
+											 CASE WHEN r_a < 0.33 THEN 'invr-pct' END);
+				body := jsonb_build_object('type', 'payment.succeeded', 'data', jsonb_build_object(
+					'order_id', summary.id::text, 'amount', summary.amount, 'currency', 'KRW',
+					'payment_id', 'pay-invr-' || summary.id))::text;
+				PERFORM shop.shop_handle_webhook('inv-rf', shop.shop_sign_mock('inv-rf', 'ev-invr-' || summary.id, body), body);
+				INSERT INTO tap_r_orders VALUES (summary.id, r_a < 0.33);
+				PERFORM pg_temp.r_note(op, 'ok');
+			EXCEPTION WHEN OTHERS THEN
+				PERFORM pg_temp.r_note(op, SQLSTATE);
+			END;
+		ELSIF r_op < 0.80 THEN
+			the_order := (SELECT t.id FROM tap_r_orders t ORDER BY t.id
+						  OFFSET floor(r_a * (SELECT count(*) FROM tap_r_orders)) LIMIT 1);
+			IF the_order IS NULL THEN
+				CONTINUE;
+			END IF;
+			SELECT * INTO o FROM shop.order_refund_status s WHERE s.order_id = the_order;
+			left_before := o.paid - o.refunded;
+			restocked_before := (SELECT coalesce(sum(on_hand), 0) FROM shop.sku WHERE id BETWEEN 9421 AND 9423);
+			v_restock := CASE WHEN r_d < 0.7 THEN 'restock' ELSE 'no_restock' END;
+			BEGIN
+				IF r_op < 0.55 THEN
+					-- by lines: one or two of the order's lines, 1-2 units each,
+					-- named by order_item_id or sku_id, each with its own policy
+					op := 'refund/lines';
+					v_lines := (SELECT jsonb_agg(CASE WHEN r_c < 0.5
+								THEN jsonb_build_object('order_item_id', i.id)
+								ELSE jsonb_build_object('sku_id', i.sku_id) END
+							 || jsonb_build_object('qty', 1 + floor(r_b * 2)::integer,
+												   'restock', CASE WHEN (i.id + floor(r_d * 10)::bigint) % 3 = 0
+																   THEN 'no_restock' ELSE 'restock' END)
+							 ORDER BY i.id)
+						FROM (SELECT * FROM shop.order_item WHERE order_id = the_order ORDER BY id
+							   LIMIT 1 + floor(r_c * 2)::integer) i);
+					-- the documented amount of those units
+					expected := (SELECT sum(pg_temp.r_units_value(i.id,
+									(SELECT coalesce(sum(l.qty), 0) FROM shop.refund_line l WHERE l.order_item_id = i.id),
+									(e->>'qty')::bigint))
+								   FROM jsonb_array_elements(v_lines) e
+								   JOIN shop.order_item i ON i.order_id = the_order
+									AND (i.id = (e->>'order_item_id')::bigint OR i.sku_id = (e->>'sku_id')::bigint));
+					want_units := (SELECT sum((e->>'qty')::bigint) FROM jsonb_array_elements(v_lines) e);
+					res := shop.shop_refund(the_order, NULL, 'invariants step ' || step, v_lines);
+					IF (res->>'amount')::bigint <> expected
+					   OR (SELECT sum((l->>'qty')::bigint) FROM jsonb_array_elements(res->'lines') l) <> want_units
+					   OR (SELECT sum((l->>'amount')::bigint) FROM jsonb_array_elements(res->'lines') l) <> expected THEN
+						INSERT INTO tap_r_anomalies VALUES (step, op, format('order %s lines %s: got %s, expected %s for %s units',
+							the_order, v_lines, res, expected, want_units));
+					END IF;
+				ELSIF r_op < 0.65 THEN
+					-- everything that is left (a PAID order cancelled, or the rest)
+					op := 'refund/whole ' || v_restock;
+					want_units := (SELECT sum(i.qty) - coalesce((SELECT sum(l.qty) FROM shop.refund_line l
+											JOIN shop.order_item j ON j.id = l.order_item_id WHERE j.order_id = the_order), 0)
+									 FROM shop.order_item i WHERE i.order_id = the_order);
+					res := shop.shop_refund(the_order, restock => v_restock);
+					IF (res->>'amount')::bigint <> left_before
+					   OR coalesce((SELECT sum((l->>'qty')::bigint) FROM jsonb_array_elements(res->'lines') l), 0) <> want_units
+					   OR (SELECT coalesce(sum(on_hand), 0) FROM shop.sku WHERE id BETWEEN 9421 AND 9423) - restocked_before
+						  <> want_units * (v_restock = 'restock')::integer THEN
+						INSERT INTO tap_r_anomalies VALUES (step, op, format('order %s: got %s, %s left and %s units before',
+							the_order, res, left_before, want_units));
+					END IF;
+					IF (SELECT state FROM shop.order_refund_status WHERE order_id = the_order) <> 'refunded'
+					   OR EXISTS (SELECT 1 FROM shop.coupon_redemption WHERE order_id = the_order AND state = 'active') THEN
+						INSERT INTO tap_r_anomalies VALUES (step, op, format('order %s not refunded, or its coupon kept', the_order));
+					END IF;
+				ELSE
+					-- money only: no units, no stock
+					op := 'refund/amount';
+					res := shop.shop_refund(the_order, 1 + floor(r_b * 1500)::bigint);
+					IF res ? 'lines' OR (SELECT coalesce(sum(on_hand), 0) FROM shop.sku WHERE id BETWEEN 9421 AND 9423) <> restocked_before THEN
+						INSERT INTO tap_r_anomalies VALUES (step, op, format('order %s: money only moved units: %s', the_order, res));
+					END IF;
+				END IF;
+				PERFORM pg_temp.r_note(op, 'ok');
+			EXCEPTION WHEN OTHERS THEN
+				PERFORM pg_temp.r_note(op, SQLSTATE);
+			END;
+		ELSIF r_op < 0.90 THEN
+			-- the provider answers a requested refund: refused (failed) or made
+			op := CASE WHEN r_b < 0.3 THEN 'provider/failed' ELSE 'provider/succeeded' END;
+			UPDATE shop.refund SET state = CASE WHEN r_b < 0.3 THEN 'failed' ELSE 'succeeded' END
+			 WHERE id = (SELECT r.id FROM shop.refund r JOIN tap_r_orders t ON t.id = r.order_id
+						  WHERE r.state = 'requested' ORDER BY r.id LIMIT 1);
+			PERFORM pg_temp.r_note(op, CASE WHEN FOUND THEN 'ok' ELSE 'skipped' END);
+		ELSE
+			-- receipts and write-offs on the same SKUs
+			op := 'adjust_stock';
+			BEGIN
+				PERFORM shop.shop_adjust_stock(skus[1 + floor(r_a * 3)::integer],
+					CASE WHEN r_b < 0.5 THEN 1 + floor(r_c * 4)::integer ELSE -(1 + floor(r_c * 6)::integer) END,
+					'refund run ' || step);
+				PERFORM pg_temp.r_note(op, 'ok');
+			EXCEPTION WHEN OTHERS THEN
+				PERFORM pg_temp.r_note(op, SQLSTATE);
+			END;
+		END IF;
+		INSERT INTO tap_r_violations SELECT step, op, v.* FROM shop.shop_check_invariants() v;
+		IF pg_temp.r_books() IS NOT NULL THEN
+			INSERT INTO tap_r_violations VALUES (step, op, 'books', 'skus', pg_temp.r_books());
+		END IF;
+	END LOOP;
+END
+$rrun$;
+
+SELECT is_empty($$SELECT * FROM tap_r_violations ORDER BY step LIMIT 20$$,
+	'refund run: shop_check_invariants() (refunded <= paid, units <= sold, restocks booked) and on_hand = initial + adjustments - consumed held after every one of the 300 steps');
+SELECT is_empty($$SELECT * FROM tap_r_anomalies ORDER BY step LIMIT 20$$,
+	'refund run: every refund gave back the documented money and units (lines: their share of the line''s payment; whole: all that was left), restocked exactly the restock units, released the coupon when whole');
+SELECT is_empty($$
+	SELECT op, outcome FROM tap_r_ops
+	 WHERE outcome NOT IN ('ok', 'skipped')
+	   AND NOT (op = 'refund/lines' AND outcome IN ('SH041', 'SH042'))
+	   AND NOT (op LIKE 'refund/%' AND outcome = '22023')
+	   AND NOT (op = 'buy_and_pay' AND outcome = 'SH001')
+	   AND NOT (op = 'adjust_stock' AND outcome = 'SH006')$$,
+	'refund run: every refusal was documented: SH041 (units left of a line), SH042 (lines worth more than is left), 22023 (amount, or nothing left), SH001, SH006');
+SELECT cmp_ok(pg_temp.r_successes('refund/lines'), '>', 10, 'refund run: many partial refunds by lines were made');
+SELECT cmp_ok(pg_temp.r_successes('refund/whole restock'), '>', 0, 'refund run: some whole refunds restocked every unit left');
+SELECT cmp_ok(pg_temp.r_successes('refund/whole no_restock'), '>', 0, 'refund run: some whole refunds restocked nothing');
+SELECT cmp_ok(pg_temp.r_successes('refund/amount'), '>', 0, 'refund run: some refunds were money only');
+SELECT set_has($$SELECT outcome FROM tap_r_ops WHERE op LIKE 'refund/%'$$,
+	$$VALUES ('SH041'), ('22023')$$,
+	'refund run: met a line with no units left (SH041) and an order with nothing left (22023)');
+SELECT cmp_ok((SELECT count(*)::integer FROM shop.refund_line l JOIN shop.order_item i ON i.id = l.order_item_id
+				WHERE i.sku_id BETWEEN 9421 AND 9423 AND l.restocked), '>', 0,
+	'refund run: some units went back to stock, each as a stock adjustment');
+SELECT cmp_ok((SELECT count(*)::integer FROM shop.refund_line l JOIN shop.order_item i ON i.id = l.order_item_id
+				WHERE i.sku_id BETWEEN 9421 AND 9423 AND NOT l.restocked), '>', 0,
+	'refund run: some refunded units were not restocked');
+SELECT cmp_ok((SELECT count(*)::integer FROM shop.order_refund_status s JOIN tap_r_orders t ON t.id = s.order_id
+				WHERE s.state = 'partially_refunded'), '>', 0, 'refund run: some orders end partially_refunded');
+SELECT cmp_ok((SELECT count(*)::integer FROM shop.order_refund_status s JOIN tap_r_orders t ON t.id = s.order_id
+				WHERE s.state = 'refunded'), '>', 0, 'refund run: some orders end refunded');
+SELECT cmp_ok((SELECT count(*)::integer FROM shop.refund r JOIN tap_r_orders t ON t.id = r.order_id
+				WHERE r.state = 'failed'), '>', 0, 'refund run: some refunds were refused by the provider (their money counted no more)');
+SELECT cmp_ok((SELECT count(*)::integer FROM shop.coupon_redemption r JOIN tap_r_orders t ON t.id = r.order_id
+				WHERE r.state = 'released'), '>', 0, 'refund run: whole refunds gave some coupon redemptions back');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -6,7 +6,7 @@
 -- documented signature, and the shop.reservation_ttl setting.
 -- Runs in one transaction that is rolled back: nothing persists.
 BEGIN;
-SELECT plan(141);
+SELECT plan(145);
 
 -- Helpers (temporary, gone with the transaction) --------------------------
 
@@ -58,7 +58,9 @@ SELECT tables_are('shop',
 		  -- coupons (issue #13)
 		  'coupon', 'coupon_redemption',
 		  -- hot-SKU mode (issue #12)
-		  'sku_bucket'],
+		  'sku_bucket',
+		  -- refunds by lines (issue #13, second part)
+		  'refund_line'],
 	'schema shop has exactly the tables of issues #2, #3, #8, #9, #12 and #13');
 
 -- Columns and types: money is bigint minor units, currency char(3),
@@ -340,8 +342,20 @@ SELECT views_are('shop', ARRAY['sku_stock', 'active_reservations', 'expiring_ord
 		  -- provider calls (issue #9)
 		  'refunds',
 		  -- hot-SKU mode (issue #12)
-		  'sku_buckets'],
-	'schema shop has exactly the DBA views of issues #2, #3, #8, #9 and #12');
+		  'sku_buckets',
+		  -- refunds by lines (issue #13)
+		  'order_refund_status'],
+	'schema shop has exactly the DBA views of issues #2, #3, #8, #9, #12 and #13');
+SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.refund_line')$$,
+	$$VALUES ('id', 'bigint', true), ('refund_id', 'bigint', true), ('order_item_id', 'bigint', true),
+			 ('qty', 'integer', true), ('amount', 'bigint', true), ('restocked', 'boolean', true),
+			 ('adjustment_id', 'bigint', false)$$,
+	'shop.refund_line columns: the units of an order line a refund returns, restocked through a stock adjustment or not');
+SELECT set_eq($$SELECT col, typ FROM pg_temp.cols('shop.order_refund_status')$$,
+	$$VALUES ('order_id', 'bigint'), ('order_status', 'text'), ('currency', 'character(3)'),
+			 ('paid', 'bigint'), ('refunded', 'bigint'), ('succeeded', 'bigint'), ('failed', 'bigint'),
+			 ('units_refunded', 'bigint'), ('units_restocked', 'bigint'), ('state', 'text')$$,
+	'shop.order_refund_status columns (paid, refunded, state none | partially_refunded | refunded)');
 SELECT set_eq($$SELECT col, typ FROM pg_temp.cols('shop.sku_stock')$$,
 	$$VALUES ('sku_id', 'bigint'), ('code', 'text'), ('product_id', 'bigint'),
 			 ('product_name', 'text'), ('on_hand', 'bigint'), ('reserved', 'bigint'),
@@ -434,7 +448,9 @@ SELECT functions_are('shop',
 		  -- coupons (issue #13); coupon_* are internal, granted to no one
 		  'shop_set_coupon', 'shop_cart_preview', 'coupon_quote', 'coupon_redeem', 'coupon_retake',
 		  -- hot-SKU mode (issue #12)
-		  'shop_set_sku_mode'],
+		  'shop_set_sku_mode',
+		  -- refunds by lines (issue #13): shop_check_invariants' refund rules, granted to no one
+		  'refund_invariants'],
 	'schema shop has exactly the functions of issues #2, #3, #8, #9, #10, #12 and #13');
 SELECT has_function('shop', 'shop_cart_add', ARRAY['text', 'bigint', 'integer']);
 SELECT has_function('shop', 'shop_cart_set_qty', ARRAY['text', 'bigint', 'integer']);
@@ -455,6 +471,9 @@ SELECT has_function('shop', 'shop_expire_pending', ARRAY['integer']);
 SELECT has_function('shop', 'shop_adjust_stock', ARRAY['bigint', 'integer', 'text']);
 SELECT has_function('shop', 'shop_check_invariants', ARRAY[]::name[]);
 SELECT has_function('shop', 'shop_schedule_expiry', ARRAY['text']);
+SELECT has_function('shop', 'shop_refund', ARRAY['bigint', 'bigint', 'text', 'jsonb', 'text']);
+SELECT hasnt_function('shop', 'shop_refund', ARRAY['bigint', 'bigint', 'text'],
+	'the 3-argument shop_refund is replaced by the 5-argument one, not kept beside (calls would be ambiguous)');
 -- The full signature as callers see it: argument names (named notation is
 -- part of the contract), defaults and result types, in one comparison.
 SELECT set_eq($$
@@ -490,7 +509,8 @@ SELECT set_eq($$
 	-- provider calls (issue #9)
 	('shop_set_provider_api_key', 'name text, api_key text', 'jsonb'),
 	('shop_start_payment', 'order_id bigint, provider text, success_url text, cancel_url text', 'jsonb'),
-	('shop_refund', 'order_id bigint, amount bigint DEFAULT NULL::bigint, reason text DEFAULT NULL::text', 'jsonb'),
+	-- refunds by lines (issue #13): lines and restock added at the end
+	('shop_refund', 'order_id bigint, amount bigint DEFAULT NULL::bigint, reason text DEFAULT NULL::text, lines jsonb DEFAULT NULL::jsonb, restock text DEFAULT ''restock''::text', 'jsonb'),
 	('shop_reconcile_payments', 'older_than interval DEFAULT ''00:10:00''::interval, max_orders integer DEFAULT 100', 'integer'),
 	-- confirm-style providers (issue #9, Toss Payments)
 	('shop_confirm_payment', 'provider text, order_id bigint, payment_key text, amount bigint', 'jsonb'),
@@ -505,7 +525,8 @@ SELECT set_eq($$
 	('shop_set_sku_mode', 'sku_id bigint, buckets integer', 'shop.stock_level'),
 	('coupon_quote', 'p_code text, p_user text, p_currency text, p_skus bigint[], p_products bigint[], p_totals bigint[], p_lock boolean, OUT coupon_id bigint, OUT discount bigint, OUT line_discounts bigint[]', 'record'),
 	('coupon_redeem', 'p_order bigint, p_user text, p_code text, p_currency text', 'bigint'),
-	('coupon_retake', 'p_order bigint', 'boolean')
+	('coupon_retake', 'p_order bigint', 'boolean'),
+	('refund_invariants', '', 'SETOF shop.invariant_violation')
 	$$,
 	'every API function has the documented arguments, defaults and result');
 -- Defaults work: the short forms resolve to the documented functions.

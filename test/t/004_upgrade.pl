@@ -13,7 +13,7 @@
 #                    every table in schema shop
 #   fingerprint.sql  canonical sorted text of everything the extension owns
 #                    (pg_dump --schema-only shows only CREATE EXTENSION)
-#   smoke.sql        cart -> order -> signed webhook -> PAID, release, expiry
+#   smoke.sql        cart -> order -> signed webhook -> PAID, a refund by lines, release, expiry
 #                    sweep, invariants; prints no ids or timestamps
 use strict;
 use warnings;
@@ -40,7 +40,7 @@ my %may_add = ('orders.status_note' => 1, 'sku.low_stock_threshold' => 1,
 	'sku.buckets' => 1, 'stock_reservation.bucket' => 1);
 # tables 0.2 adds (the outbox and outgoing events, coupons); they start empty
 my %new_tables = map { $_ => 1 } qw(event_endpoint event_endpoint_secret event outbox outbox_attempt
-  payment_provider_api_key payment_session refund coupon coupon_redemption sku_bucket);
+  payment_provider_api_key payment_session refund refund_line coupon coupon_redemption sku_bucket);
 my %migrated = ('orders.status_reason' => 1, 'orders.status_note' => 1);
 my %reason_vocabulary = map { $_ => 1 }
   qw(cancelled customer_cancelled shop_cancelled payment_failed expired paid_after_release);
@@ -361,7 +361,7 @@ ok(@sections > 300, 'the fingerprint of a fresh install lists more than 300 fact
 is(scalar(grep { /^schema shop_api: owner / } split /\n/, $fp_fresh), 1,
 	'the fingerprint covers schema shop_api (owner and ACL)');
 my %api_functions = map { /^function function shop_api\.([^(]+)\(/ ? ($1 => 1) : () } split /\n/, $fp_fresh;
-is(scalar(keys %api_functions), 26, 'the fingerprint covers the 26 functions of schema shop_api ('
+is(scalar(keys %api_functions), 27, 'the fingerprint covers the 27 functions of schema shop_api ('
 	  . join(', ', sort keys %api_functions) . ')');
 same_lines($node->safe_psql('up', $sql{fingerprint}), $fp_fresh,
 	'the upgraded, populated database has the same catalog as a fresh 0.2 install (fingerprint.sql)',
@@ -428,17 +428,20 @@ is($smoke_fresh, join("\n",
 	'webhook paid again: duplicate PAID',
 	'order 1: PAID payment pay_smoke_1',
 	'stock: on_hand 7 reserved 0 available 7',
+	'refund by lines: requested 1500 1 unit restocked true',
+	'order 1 refunds: partially_refunded, 1500 of 4500, units 1 restocked 1',
+	'stock: on_hand 8 reserved 0 available 8',
 	'order 2: PENDING',
 	'order 2 released: CANCELLED',
 	'order 2: CANCELLED cancelled',
 	'expired by the sweep: 1',
 	'order 3: CANCELLED expired',
 	'new order ids are the highest: true',
-	'stock: on_hand 7 reserved 0 available 7',
+	'stock: on_hand 8 reserved 0 available 8',
 	'smoke orders: PAID -, CANCELLED cancelled, CANCELLED expired',
 	'smoke events logged: 1',
 	'invariant violations: 0'),
-	'smoke on a fresh 0.2 install: cart -> order -> signed webhook -> PAID, duplicate, release, expiry sweep, no invariant broken');
+	'smoke on a fresh 0.2 install: cart -> order -> signed webhook -> PAID, duplicate, a refund by lines restocking a unit, release, expiry sweep, no invariant broken');
 same_lines(run_ok('up', $sql{smoke}, 'the smoke flow runs on the upgraded database'), $smoke_fresh,
 	'the smoke flow gives the same output on the upgraded database as on a fresh install',
 	'upgraded', 'fresh 0.2 install');

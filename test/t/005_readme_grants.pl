@@ -94,7 +94,8 @@ my %expected_api = (
 	shop_operator => [
 		'shop_api.ops_adjust_stock(bigint,integer,text)', 'shop_api.ops_expire_now()',
 		'shop_api.ops_health()', 'shop_api.ops_orders_per_minute()', 'shop_api.ops_outbox()',
-		'shop_api.ops_payments()', 'shop_api.ops_redeliver(bigint)', 'shop_api.ops_reservations()',
+		'shop_api.ops_payments()', 'shop_api.ops_redeliver(bigint)',
+		'shop_api.ops_refund(bigint,text,jsonb,text,bigint)', 'shop_api.ops_reservations()',
 		'shop_api.ops_stock()',
 	],
 	shop_authenticator => [],

@@ -34,6 +34,14 @@ SELECT 'webhook paid again: ' || (r->>'result') || ' ' || (r->>'order_status')
 SELECT 'order 1: ' || status || ' payment ' || external_payment_id FROM shop.orders WHERE id = :o1;
 SELECT 'stock: on_hand ' || on_hand || ' reserved ' || reserved || ' available ' || available FROM shop.sku_stock WHERE sku_id = :s;
 
+-- a unit of order 1 returned: refunded by its SKU and restocked (issue 13);
+-- the refund is queued for the provider (sent only where the worker runs)
+SELECT 'refund by lines: ' || (r->>'state') || ' ' || (r->>'amount') || ' ' || (r->'lines'->0->>'qty') || ' unit restocked ' || (r->'lines'->0->>'restocked')
+  FROM shop.shop_refund(:o1, reason => 'smoke return', lines => format('[{"sku_id": %s, "qty": 1}]', :s)::jsonb) AS r;
+SELECT 'order 1 refunds: ' || state || ', ' || refunded || ' of ' || paid || ', units ' || units_refunded || ' restocked ' || units_restocked
+  FROM shop.order_refund_status WHERE order_id = :o1;
+SELECT 'stock: on_hand ' || on_hand || ' reserved ' || reserved || ' available ' || available FROM shop.sku_stock WHERE sku_id = :s;
+
 -- another order, released (default reason)
 SELECT id AS o2 FROM shop.shop_buy_now('smoke-buyer', format('[{"sku_id": %s, "qty": 2}]', :s)::jsonb) \gset
 SELECT 'order 2: ' || status FROM shop.orders WHERE id = :o2;

@@ -153,12 +153,21 @@ shop_adjust_stock(PG_FUNCTION_ARGS)
 		 * a write-off beyond what the SKU row has free, goes through the
 		 * exact path, which spreads the new total over the SKU's rows.
 		 */
+		int64		in_buckets;
+
+		/*
+		 * A SKU sold from its own row whose buckets hold nothing free is
+		 * decided by that one UPDATE, as always (a write-off beyond what is
+		 * committed as free is refused at once).
+		 */
 		if (shop_exec(shop_plan(&plan_adjust,
 								"UPDATE shop.sku SET on_hand = on_hand + $2"
 								" WHERE id = $1 AND on_hand + $2 >= reserved AND buckets = 0",
 								2, adjust_types),
 					  values, NULL, false, 0) == 0 &&
-			hot_rebalance(sku_id, 0, delta, &nbuckets, &available) < 0)
+			(!hot_sku_state(sku_id, &nbuckets, &available, &in_buckets) ||
+			 (nbuckets == 0 && in_buckets == 0) ||
+			 hot_rebalance(sku_id, 0, delta, &nbuckets, &available) < 0))
 			refuse_adjustment(sku_id, delta);
 		hot_stock_level(sku_id);
 	}

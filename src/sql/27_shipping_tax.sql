@@ -277,7 +277,8 @@ CREATE FUNCTION shop.shop_set_shipping_method(code text, name text, currency tex
 AS $$
 	INSERT INTO shop.shipping_method AS m (code, name, currency, cost, free_over, countries, active)
 	VALUES ($1, $2, upper($3), $4, $5,
-			(SELECT array_agg(upper(c) ORDER BY o) FROM unnest($6) WITH ORDINALITY AS x(c, o)), $7)
+			CASE WHEN $6 IS NOT NULL THEN (SELECT coalesce(array_agg(upper(c) ORDER BY o), '{}')
+											 FROM unnest($6) WITH ORDINALITY AS x(c, o)) END, $7)
 	ON CONFLICT (code) DO UPDATE
 	   SET name = excluded.name, currency = excluded.currency, cost = excluded.cost,
 		   free_over = excluded.free_over, countries = excluded.countries,

@@ -341,6 +341,7 @@ is($node->safe_psql('postgres', "SELECT status FROM shop.orders WHERE id = $o_ca
 # goes as one line of its amount (no negative line items).  Paid at the
 # provider, the webhook's amount matches: PAID.
 $node->safe_psql('postgres', q{
+	UPDATE shop.product SET price = CASE id WHEN 1 THEN 10000 WHEN 2 THEN 2500 ELSE price END;
 	SELECT shop.shop_set_shipping_method('kr-parcel', 'Parcel', 'KRW', 3000, NULL, ARRAY['KR']);
 	SELECT shop.shop_set_tax_setting('KRW', false, 'KR');
 	SELECT shop.shop_set_tax_rate('KR', 10);

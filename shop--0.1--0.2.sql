@@ -2081,7 +2081,7 @@ COMMENT ON FUNCTION shop.iso_country(text) IS
 
 -- Validate a shipping address and return it normalised: the known fields
 -- only, each trimmed, country in upper case.  Required: name, line1, city,
--- postal_code, country; optional: line2, region, phone.  SH040 otherwise.
+-- postal_code, country; optional: line2, region, phone.  SH031 otherwise.
 CREATE FUNCTION shop.ship_to_check(p_address jsonb)
 	RETURNS jsonb
 	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SECURITY DEFINER
@@ -2095,23 +2095,23 @@ DECLARE
 BEGIN
 	IF p_address IS NULL OR jsonb_typeof(p_address) <> 'object' THEN
 		RAISE EXCEPTION 'the shipping address must be a JSON object'
-			USING ERRCODE = 'SH040',
+			USING ERRCODE = 'SH031',
 				  HINT = 'Pass {"name", "line1", "city", "postal_code", "country"} (line2, region, phone optional).';
 	END IF;
 	FOR k, v IN SELECT * FROM jsonb_each(p_address) LOOP
 		IF k NOT IN ('name', 'line1', 'line2', 'city', 'region', 'postal_code', 'country', 'phone') THEN
 			RAISE EXCEPTION 'the shipping address has an unknown field "%"', left(k, 64)
-				USING ERRCODE = 'SH040',
+				USING ERRCODE = 'SH031',
 					  HINT = 'Fields are name, line1, line2, city, region, postal_code, country, phone.';
 		END IF;
 		IF jsonb_typeof(v) <> 'string' THEN
 			RAISE EXCEPTION 'the shipping address field "%" must be a string', k
-				USING ERRCODE = 'SH040';
+				USING ERRCODE = 'SH031';
 		END IF;
 		val := btrim(v #>> '{}');
 		IF octet_length(val) > 200 THEN
 			RAISE EXCEPTION 'the shipping address field "%" is longer than 200 bytes', k
-				USING ERRCODE = 'SH040';
+				USING ERRCODE = 'SH031';
 		END IF;
 		IF val <> '' THEN
 			result := result || jsonb_build_object(k, CASE k WHEN 'country' THEN upper(val) ELSE val END);
@@ -2120,19 +2120,19 @@ BEGIN
 	FOREACH k IN ARRAY ARRAY['name', 'line1', 'city', 'postal_code', 'country'] LOOP
 		IF NOT result ? k THEN
 			RAISE EXCEPTION 'the shipping address has no "%"', k
-				USING ERRCODE = 'SH040',
+				USING ERRCODE = 'SH031',
 					  DETAIL = 'name, line1, city, postal_code and country are required and must not be blank.';
 		END IF;
 	END LOOP;
 	IF NOT shop.iso_country(result ->> 'country') THEN
 		RAISE EXCEPTION 'the shipping address country "%" is not an ISO 3166 alpha-2 code', result ->> 'country'
-			USING ERRCODE = 'SH040', HINT = 'Use two letters, e.g. KR, US, DE.';
+			USING ERRCODE = 'SH031', HINT = 'Use two letters, e.g. KR, US, DE.';
 	END IF;
 	RETURN result;
 END
 $$;
 COMMENT ON FUNCTION shop.ship_to_check(jsonb) IS
-	'internal: validate a shipping address (SH040) and return it normalised (known fields, trimmed, country upper case)';
+	'internal: validate a shipping address (SH031) and return it normalised (known fields, trimmed, country upper case)';
 
 -- Shipping and tax for lines (ascending sku_id: p_skus, their products,
 -- their nets = line total - the line's discount) of an order in
@@ -2192,20 +2192,20 @@ BEGIN
 	IF p_method IS NOT NULL THEN
 		IF ship_to IS NULL THEN
 			RAISE EXCEPTION 'shipping method "%" needs a shipping address', p_method
-				USING ERRCODE = 'SH040', HINT = 'Pass ship_to with the method.';
+				USING ERRCODE = 'SH031', HINT = 'Pass ship_to with the method.';
 		END IF;
 		SELECT * INTO m FROM shop.shipping_method sm WHERE sm.code = p_method;
 		IF NOT FOUND OR NOT m.active THEN
 			RAISE EXCEPTION 'shipping method "%" does not exist or is not active', p_method
-				USING ERRCODE = 'SH041';
+				USING ERRCODE = 'SH032';
 		END IF;
 		IF m.currency <> p_currency THEN
 			RAISE EXCEPTION 'shipping method "%" is in %, the order in %', m.code, m.currency, p_currency
-				USING ERRCODE = 'SH042';
+				USING ERRCODE = 'SH033';
 		END IF;
 		IF m.countries IS NOT NULL AND NOT (ship_to ->> 'country') = ANY (m.countries) THEN
 			RAISE EXCEPTION 'shipping method "%" does not ship to %', m.code, ship_to ->> 'country'
-				USING ERRCODE = 'SH042',
+				USING ERRCODE = 'SH033',
 					  DETAIL = format('It ships to %s.', array_to_string(m.countries, ', '));
 		END IF;
 		shipping := CASE WHEN m.free_over IS NOT NULL AND goods >= m.free_over THEN 0 ELSE m.cost END;
@@ -2270,7 +2270,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION shop.shipping_tax_quote(text, bigint[], bigint[], bigint[], text, jsonb) IS
-	'internal: shipping cost and tax (the rounding rule) for order lines; raises SH040-SH042';
+	'internal: shipping cost and tax (the rounding rule) for order lines; raises SH031-SH033';
 
 -- Price shipping and tax of order p_order (its lines and coupon settled,
 -- the order row locked or just created by this transaction): write each
@@ -2423,7 +2423,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION shop.shop_cart_preview(text, text, text, jsonb) IS
-	'the open cart''s lines with current prices, each line''s share of the coupon''s discount and its tax, with subtotal, discount, shipping, tax and total; refuses what checkout would refuse (SH025-SH030, SH040-SH042), without taking anything';
+	'the open cart''s lines with current prices, each line''s share of the coupon''s discount and its tax, with subtotal, discount, shipping, tax and total; refuses what checkout would refuse (SH025-SH030, SH031-SH033), without taking anything';
 
 -- API: Public (shipping) and Operator (fulfilment): C, src/shipping.c
 
@@ -2443,7 +2443,7 @@ CREATE FUNCTION shop.shop_set_shipping(order_id bigint, method text, address jso
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION shop.shop_set_shipping(bigint, text, jsonb) IS
-	'choose the shipping method and address of a PENDING order, re-pricing shipping, tax and amount; refused (SH043) once a checkout was started at a provider';
+	'choose the shipping method and address of a PENDING order, re-pricing shipping, tax and amount; refused (SH034) once a checkout was started at a provider';
 
 CREATE FUNCTION shop.shop_ship(order_id bigint, carrier text, tracking text)
 	RETURNS shop.fulfilment_summary

@@ -1,9 +1,9 @@
 --
 -- Shipping and fulfilment (0.2, issue 13): shipping methods, the address
--- snapshot and its validation (SH040), the method's refusals (SH041,
--- SH042), shipping chosen at creation or with shop_set_shipping (SH004,
--- SH043), the preview, READY -> SHIPPED -> DELIVERED with its refusals
--- (SH044, SH045), the events and the warehouse queue.  Hermetic: own
+-- snapshot and its validation (SH031), the method's refusals (SH032,
+-- SH033), shipping chosen at creation or with shop_set_shipping (SH004,
+-- SH034), the preview, READY -> SHIPPED -> DELIVERED with its refusals
+-- (SH035, SH036), the events and the warehouse queue.  Hermetic: own
 -- products (sh *), SKUs (SH-*), users (sh-*), methods (sh-*), provider
 -- mock-sh, endpoint https://sh.example.test/; EUR and USD have no tax
 -- setting here (tax: sql/tax.sql).
@@ -74,7 +74,7 @@ SELECT pg_temp.outcome($$SELECT code FROM shop.shop_set_shipping_method('sh-c', 
 SELECT pg_temp.outcome($$SELECT code FROM shop.shop_set_shipping_method('sh-c', 'x', 'EURO', 1)$$);
 
 ------------------------------------------------------------------------------
--- The address: required fields, normalised, SH040 for everything else
+-- The address: required fields, normalised, SH031 for everything else
 ------------------------------------------------------------------------------
 SELECT shop.ship_to_check('{"name": " Erika ", "line1": "Hauptstr. 1", "line2": "", "city": "Berlin",
 							"postal_code": "10115", "country": "de", "phone": "+49 30 1"}');
@@ -162,7 +162,7 @@ SELECT pg_temp.outcome(format('SELECT status FROM shop.shop_set_shipping(%s, %L,
 SELECT pg_temp.outcome(format('SELECT status FROM shop.shop_set_shipping(NULL, %L, %L)', 'sh-std', sh_addr()));
 SELECT pg_temp.outcome(format('SELECT status FROM shop.shop_set_shipping(-1, %L, %L)', 'sh-std', sh_addr()));
 SELECT sh_money(:o_set);
--- a checkout session open at a provider: SH043 (the provider holds the amount)
+-- a checkout session open at a provider: SH034 (the provider holds the amount)
 SELECT shop.shop_set_provider('mock-sh', 'mock', 'whsec_' || encode(convert_to('shipping-test-secret-32-bytes!!!', 'UTF8'), 'base64')) IS NOT NULL AS provider_set;
 INSERT INTO shop.payment_session (order_id, provider, session_id, url)
 VALUES (:o_set, 'mock-sh', 'cs_sh_1', 'https://pay.example.test/cs_sh_1');
@@ -181,7 +181,7 @@ SELECT pg_temp.outcome(format('SELECT status FROM shop.shop_set_shipping(%s, %L,
 SELECT shop.shop_subscribe('https://sh.example.test/hook', ARRAY['order.shipped', 'order.delivered']) ? 'endpoint_id' AS subscribed;
 SELECT id AS o_ship FROM shop.shop_buy_now('sh-u6', sh_items(:s_mug, 1), NULL, NULL, 'sh-std', sh_addr()) \gset
 SELECT sh_state(:o_ship);
--- not paid yet: SH044
+-- not paid yet: SH035
 SELECT pg_temp.outcome(format('SELECT fulfilment_status FROM shop.shop_ship(%s, %L, %L)', :o_ship, 'DHL', 'JD0001'));
 SELECT pg_temp.outcome(format('SELECT fulfilment_status FROM shop.shop_mark_delivered(%s)', :o_ship));
 SELECT status FROM shop.shop_confirm_paid(:o_ship, 'pay_sh_1');
@@ -194,7 +194,7 @@ SELECT status FROM shop.shop_confirm_paid(:o_plain, 'pay_sh_0');
 SELECT sh_state(:o_plain);
 SELECT count(*) AS plain_queued FROM shop.warehouse_queue WHERE order_id = :o_plain;
 SELECT pg_temp.outcome(format('SELECT fulfilment_status FROM shop.shop_ship(%s, %L, %L)', :o_plain, 'DHL', 'JD0000'));
--- delivering what is not shipped: SH044
+-- delivering what is not shipped: SH035
 SELECT pg_temp.outcome(format('SELECT fulfilment_status FROM shop.shop_mark_delivered(%s)', :o_ship));
 -- ship: SHIPPED, one event, gone from the queue
 SELECT status, fulfilment_status, carrier, tracking_no, shipped_at IS NOT NULL AS shipped, delivered_at
@@ -204,7 +204,7 @@ SELECT shipped_at AS first_shipped_at FROM shop.orders WHERE id = :o_ship \gset
 -- the same call again: the same answer, nothing changes, no second event
 SELECT status, fulfilment_status, carrier, tracking_no, shipped_at = :'first_shipped_at' AS same_time
   FROM shop.shop_ship(:o_ship, 'DHL', 'JD0001');
--- another carrier or tracking number: SH045
+-- another carrier or tracking number: SH036
 SELECT pg_temp.outcome(format('SELECT fulfilment_status FROM shop.shop_ship(%s, %L, %L)', :o_ship, 'DHL', 'JD0002'));
 SELECT pg_temp.outcome(format('SELECT fulfilment_status FROM shop.shop_ship(%s, %L, %L)', :o_ship, 'UPS', 'JD0001'));
 SELECT sh_state(:o_ship);
@@ -214,7 +214,7 @@ SELECT pg_temp.outcome(format('SELECT status FROM shop.shop_release(%s)', :o_shi
 SELECT status, fulfilment_status, delivered_at IS NOT NULL AS delivered FROM shop.shop_mark_delivered(:o_ship);
 SELECT delivered_at AS first_delivered_at FROM shop.orders WHERE id = :o_ship \gset
 SELECT fulfilment_status, delivered_at = :'first_delivered_at' AS same_time FROM shop.shop_mark_delivered(:o_ship);
--- shipping a delivered order: the same call answers, another is SH045
+-- shipping a delivered order: the same call answers, another is SH036
 SELECT fulfilment_status, tracking_no FROM shop.shop_ship(:o_ship, 'DHL', 'JD0001');
 SELECT pg_temp.outcome(format('SELECT fulfilment_status FROM shop.shop_ship(%s, %L, %L)', :o_ship, 'DHL', 'JD0009'));
 -- the events: one order.shipped, one order.delivered, with the shipment

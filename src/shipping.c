@@ -14,7 +14,7 @@
  *	- shop_ship, shop_mark_delivered: one UPDATE each that checks the
  *	  fulfilment state and moves it at once; when it changes nothing, a
  *	  read tells an idempotent repeat (the same answer again) from a wrong
- *	  transition (SH044, SH045).  Two concurrent shop_ship calls: the second
+ *	  transition (SH035, SH036).  Two concurrent shop_ship calls: the second
  *	  UPDATE waits for the first, re-checks the new row and finds it
  *	  SHIPPED, so exactly one ships.
  *

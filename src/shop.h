@@ -31,7 +31,7 @@
 #define ERRCODE_SHOP_PAYMENT_MISMATCH		MAKE_SQLSTATE('S','H','0','1','5')
 #define ERRCODE_SHOP_PAID_TWICE				MAKE_SQLSTATE('S','H','0','1','6')
 /* SH020..SH024 provider calls (webhook.h); SH025..SH030 coupons (SQL) */
-/* shipping and tax: SH040..SH042 are raised in SQL (27_shipping_tax.sql) */
+/* shipping and tax: SH031..SH033 are raised in SQL (27_shipping_tax.sql) */
 #define ERRCODE_SHOP_BAD_ADDRESS			MAKE_SQLSTATE('S','H','0','4','0')
 #define ERRCODE_SHOP_SHIPPING_LOCKED		MAKE_SQLSTATE('S','H','0','4','3')
 #define ERRCODE_SHOP_FULFILMENT_STATE		MAKE_SQLSTATE('S','H','0','4','4')

@@ -961,14 +961,14 @@ SELECT is_empty($$SELECT * FROM tap_s_anomalies ORDER BY step LIMIT 20$$,
 SELECT is_empty($$
 	SELECT op, outcome FROM tap_s_ops
 	 WHERE outcome <> 'ok'
-	   AND NOT (op IN ('buy_now', 'create_order', 'set_shipping') AND outcome IN ('SH040', 'SH041', 'SH042'))
+	   AND NOT (op IN ('buy_now', 'create_order', 'set_shipping') AND outcome IN ('SH031', 'SH032', 'SH033'))
 	   AND NOT (op IN ('buy_now', 'create_order') AND outcome IN ('SH001', 'SH005'))
 	   AND NOT (op IN ('set_shipping', 'confirm_paid', 'release') AND outcome = 'SH004')
-	   AND NOT (op IN ('ship', 'deliver') AND outcome IN ('SH044', 'SH045'))$$,
+	   AND NOT (op IN ('ship', 'deliver') AND outcome IN ('SH035', 'SH036'))$$,
 	'shipping run: every refusal was a documented SQLSTATE for its call');
 SELECT set_has($$SELECT outcome FROM tap_s_ops$$,
-	$$VALUES ('ok'), ('SH040'), ('SH041'), ('SH042'), ('SH004'), ('SH044'), ('SH045')$$,
-	'shipping run: met every shipping refusal (SH040-SH042, SH044, SH045) and a late set_shipping (SH004)');
+	$$VALUES ('ok'), ('SH031'), ('SH032'), ('SH033'), ('SH004'), ('SH035'), ('SH036')$$,
+	'shipping run: met every shipping refusal (SH031-SH033, SH035, SH036) and a late set_shipping (SH004)');
 SELECT cmp_ok((SELECT count(*)::integer FROM shop.orders x JOIN tap_s_orders t ON t.id = x.id
 				WHERE x.tax > 0 AND x.status = 'PAID'), '>', 0,
 	'shipping run: some orders with tax added were paid');

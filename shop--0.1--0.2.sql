@@ -2349,3 +2349,1119 @@ REVOKE ALL ON SEQUENCE shop.refund_line_id_seq FROM PUBLIC;
 REVOKE ALL ON FUNCTION shop.shop_refund(bigint, bigint, text, jsonb, text),
 	shop.refund_invariants() FROM PUBLIC;
 REVOKE ALL ON FUNCTION shop_api.ops_refund(bigint, text, jsonb, text, bigint) FROM PUBLIC;
+
+-- Shipping, tax and fulfilment (issue 13, second part; src/sql/10_tables.sql,
+-- 20_functions.sql, 27_shipping_tax.sql, 30_views.sql, 50_outbox.sql,
+-- 70_api.sql; src/shipping.c).
+--   * product: tax_class (DEFAULT 'standard');
+--   * orders: shipping, tax, tax_included (DEFAULT 0), shipping_method,
+--     ship_to, carrier, tracking_no, shipped_at, delivered_at and the
+--     generated fulfilment_status; the CHECK orders_amount_total is
+--     replaced by one of the same name reading
+--     amount = subtotal - discount + shipping + tax (every existing order
+--     has shipping = tax = 0, so it holds); order_item: tax (0);
+--   * tables shipping_method, tax_setting, tax_rate;
+--   * event types order.shipped and order.delivered (the CHECK of
+--     shop.event is replaced by the longer list, same name);
+--   * type cart_preview_row gains line_tax, shipping, tax, tax_included;
+--   * shop_create_order, shop_buy_now and shop_cart_preview gain trailing
+--     arguments with defaults: each new function replaces the old one
+--     (created, given the old one's EXECUTE grants, then the old one
+--     dropped), as the coupon section above does;
+--   * new functions (shipping and tax rules, operator setters,
+--     shop_set_shipping, shop_ship, shop_mark_delivered), the view
+--     warehouse_queue, shop_check_invariants checks the extended money
+--     model; shop_api: shipping_methods, set_shipping, ops_warehouse_queue,
+--     ops_ship, ops_mark_delivered, "order" shows shipping and tax, and both
+--     shop_api_grant forms grant the new wrappers.
+-- REVOKEs are on the new objects alone.
+ALTER TABLE shop.product
+	ADD COLUMN tax_class text NOT NULL DEFAULT 'standard' CONSTRAINT product_tax_class_not_empty CHECK (tax_class <> '');
+ALTER TABLE shop.orders
+	ADD COLUMN shipping bigint NOT NULL DEFAULT 0 CONSTRAINT orders_shipping_nonnegative CHECK (shipping >= 0),
+	ADD COLUMN tax bigint NOT NULL DEFAULT 0 CONSTRAINT orders_tax_nonnegative CHECK (tax >= 0),
+	ADD COLUMN tax_included bigint NOT NULL DEFAULT 0 CONSTRAINT orders_tax_included_nonnegative CHECK (tax_included >= 0),
+	ADD COLUMN shipping_method text,
+	ADD COLUMN ship_to jsonb CONSTRAINT orders_ship_to_object CHECK (jsonb_typeof(ship_to) = 'object'),
+	ADD COLUMN carrier text CONSTRAINT orders_carrier_not_empty CHECK (carrier <> ''),
+	ADD COLUMN tracking_no text CONSTRAINT orders_tracking_no_not_empty CHECK (tracking_no <> ''),
+	ADD COLUMN shipped_at timestamptz,
+	ADD COLUMN delivered_at timestamptz,
+	ADD COLUMN fulfilment_status text GENERATED ALWAYS AS (CASE
+		WHEN delivered_at IS NOT NULL THEN 'DELIVERED'
+		WHEN shipped_at IS NOT NULL THEN 'SHIPPED'
+		WHEN status = 'PAID' AND ship_to IS NOT NULL THEN 'READY' END) STORED,
+	DROP CONSTRAINT orders_amount_total,
+	ADD CONSTRAINT orders_amount_total CHECK (amount = subtotal - discount + shipping + tax),
+	ADD CONSTRAINT orders_tax_one_kind CHECK (tax = 0 OR tax_included = 0),
+	ADD CONSTRAINT orders_shipment_fields CHECK ((shipped_at IS NULL) = (carrier IS NULL)
+		AND (shipped_at IS NULL) = (tracking_no IS NULL)
+		AND (delivered_at IS NULL OR shipped_at IS NOT NULL));
+-- The warehouse queue (view shop.warehouse_queue) reads only READY orders.
+CREATE INDEX orders_ready_idx ON shop.orders (created_at, id)
+	WHERE fulfilment_status = 'READY';
+ALTER TABLE shop.order_item
+	ADD COLUMN tax bigint NOT NULL DEFAULT 0 CONSTRAINT order_item_tax_nonnegative CHECK (tax >= 0);
+
+-- Shipping methods (README, "Shipping"): a flat cost in one currency, free
+-- when the goods (subtotal - discount) reach free_over, for the countries
+-- listed (ISO 3166 alpha-2; NULL: everywhere).
+CREATE TABLE shop.shipping_method (
+	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	code		text NOT NULL UNIQUE CONSTRAINT shipping_method_code_check CHECK (code ~ '^[A-Za-z0-9_.-]{1,64}$'),
+	name		text NOT NULL CONSTRAINT shipping_method_name_check CHECK (name <> ''),
+	currency	char(3) NOT NULL CONSTRAINT shipping_method_currency_check CHECK (currency ~ '^[A-Z]{3}$'),
+	cost		bigint NOT NULL CONSTRAINT shipping_method_cost_check CHECK (cost >= 0),
+	free_over	bigint CONSTRAINT shipping_method_free_over_check CHECK (free_over >= 0),
+	countries	text[] CONSTRAINT shipping_method_countries_check CHECK (cardinality(countries) > 0
+		AND array_position(countries, NULL) IS NULL
+		AND array_to_string(countries, ',') ~ '^[A-Z]{2}(,[A-Z]{2})*$'),
+	active		boolean NOT NULL DEFAULT true,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	updated_at	timestamptz NOT NULL DEFAULT now()
+);
+
+-- Tax settings per currency (README, "Tax"): whether prices in it include
+-- tax, and the country whose rates apply when an order has no address.  A
+-- currency without a row has no tax.
+CREATE TABLE shop.tax_setting (
+	currency			char(3) PRIMARY KEY CONSTRAINT tax_setting_currency_check CHECK (currency ~ '^[A-Z]{3}$'),
+	prices_include_tax	boolean NOT NULL,
+	default_country		char(2) CONSTRAINT tax_setting_default_country_check CHECK (default_country ~ '^[A-Z]{2}$'),
+	updated_at			timestamptz NOT NULL DEFAULT now()
+);
+
+-- Tax rates in percent by country, optionally region (the address's
+-- "region"), and the product's tax_class.  A region's own rate wins over
+-- the country's (region NULL).
+CREATE TABLE shop.tax_rate (
+	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	country		char(2) NOT NULL CONSTRAINT tax_rate_country_check CHECK (country ~ '^[A-Z]{2}$'),
+	region		text CONSTRAINT tax_rate_region_check CHECK (region <> ''),
+	tax_class	text NOT NULL DEFAULT 'standard' CONSTRAINT tax_rate_tax_class_check CHECK (tax_class <> ''),
+	rate		numeric(7,4) NOT NULL CONSTRAINT tax_rate_rate_check CHECK (rate >= 0 AND rate <= 100),
+	updated_at	timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX tax_rate_key ON shop.tax_rate (country, (coalesce(region, '')), tax_class);
+
+SELECT pg_catalog.pg_extension_config_dump('shop.shipping_method', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.tax_setting', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.tax_rate', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.shipping_method_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.tax_rate_id_seq', '');
+REVOKE ALL ON TABLE shop.shipping_method, shop.tax_setting, shop.tax_rate FROM PUBLIC;
+REVOKE ALL ON SEQUENCE shop.shipping_method_id_seq, shop.tax_rate_id_seq FROM PUBLIC;
+
+ALTER TABLE shop.event DROP CONSTRAINT event_type_check,
+	ADD CONSTRAINT event_type_check CHECK (type IN ('order.created', 'order.paid', 'order.cancelled',
+												  'order.failed', 'order.expired', 'order.needs_review',
+												  'stock.low', 'order.shipped', 'order.delivered'));
+
+ALTER TYPE shop.cart_preview_row
+	ADD ATTRIBUTE line_tax bigint,
+	ADD ATTRIBUTE shipping bigint,
+	ADD ATTRIBUTE tax bigint,
+	ADD ATTRIBUTE tax_included bigint;
+
+-- Every officially assigned ISO 3166-1 alpha-2 code (249, as in tzdata's
+-- iso3166.tab).
+CREATE FUNCTION shop.iso_country(p_code text)
+	RETURNS boolean
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT $1 = ANY ('{AD,AE,AF,AG,AI,AL,AM,AO,AQ,AR,AS,AT,AU,AW,AX,AZ,BA,BB,BD,BE,BF,BG,BH,BI,BJ,BL,BM,BN,BO,BQ,BR,BS,BT,BV,BW,BY,BZ,CA,CC,CD,CF,CG,CH,CI,CK,CL,CM,CN,CO,CR,CU,CV,CW,CX,CY,CZ,DE,DJ,DK,DM,DO,DZ,EC,EE,EG,EH,ER,ES,ET,FI,FJ,FK,FM,FO,FR,GA,GB,GD,GE,GF,GG,GH,GI,GL,GM,GN,GP,GQ,GR,GS,GT,GU,GW,GY,HK,HM,HN,HR,HT,HU,ID,IE,IL,IM,IN,IO,IQ,IR,IS,IT,JE,JM,JO,JP,KE,KG,KH,KI,KM,KN,KP,KR,KW,KY,KZ,LA,LB,LC,LI,LK,LR,LS,LT,LU,LV,LY,MA,MC,MD,ME,MF,MG,MH,MK,ML,MM,MN,MO,MP,MQ,MR,MS,MT,MU,MV,MW,MX,MY,MZ,NA,NC,NE,NF,NG,NI,NL,NO,NP,NR,NU,NZ,OM,PA,PE,PF,PG,PH,PK,PL,PM,PN,PR,PS,PT,PW,PY,QA,RE,RO,RS,RU,RW,SA,SB,SC,SD,SE,SG,SH,SI,SJ,SK,SL,SM,SN,SO,SR,SS,ST,SV,SX,SY,SZ,TC,TD,TF,TG,TH,TJ,TK,TL,TM,TN,TO,TR,TT,TV,TW,TZ,UA,UG,UM,US,UY,UZ,VA,VC,VE,VG,VI,VN,VU,WF,WS,YE,YT,ZA,ZM,ZW}'::text[])
+$$;
+COMMENT ON FUNCTION shop.iso_country(text) IS
+	'internal: whether the text is an assigned ISO 3166-1 alpha-2 country code (upper case)';
+
+-- Validate a shipping address and return it normalised: the known fields
+-- only, each trimmed, country in upper case.  Required: name, line1, city,
+-- postal_code, country; optional: line2, region, phone.  SH031 otherwise.
+CREATE FUNCTION shop.ship_to_check(p_address jsonb)
+	RETURNS jsonb
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k		text;
+	v		jsonb;
+	val		text;
+	result	jsonb := '{}';
+BEGIN
+	IF p_address IS NULL OR jsonb_typeof(p_address) <> 'object' THEN
+		RAISE EXCEPTION 'the shipping address must be a JSON object'
+			USING ERRCODE = 'SH031',
+				  HINT = 'Pass {"name", "line1", "city", "postal_code", "country"} (line2, region, phone optional).';
+	END IF;
+	FOR k, v IN SELECT * FROM jsonb_each(p_address) LOOP
+		IF k NOT IN ('name', 'line1', 'line2', 'city', 'region', 'postal_code', 'country', 'phone') THEN
+			RAISE EXCEPTION 'the shipping address has an unknown field "%"', left(k, 64)
+				USING ERRCODE = 'SH031',
+					  HINT = 'Fields are name, line1, line2, city, region, postal_code, country, phone.';
+		END IF;
+		IF jsonb_typeof(v) <> 'string' THEN
+			RAISE EXCEPTION 'the shipping address field "%" must be a string', k
+				USING ERRCODE = 'SH031';
+		END IF;
+		val := btrim(v #>> '{}');
+		IF octet_length(val) > 200 THEN
+			RAISE EXCEPTION 'the shipping address field "%" is longer than 200 bytes', k
+				USING ERRCODE = 'SH031';
+		END IF;
+		IF val <> '' THEN
+			result := result || jsonb_build_object(k, CASE k WHEN 'country' THEN upper(val) ELSE val END);
+		END IF;
+	END LOOP;
+	FOREACH k IN ARRAY ARRAY['name', 'line1', 'city', 'postal_code', 'country'] LOOP
+		IF NOT result ? k THEN
+			RAISE EXCEPTION 'the shipping address has no "%"', k
+				USING ERRCODE = 'SH031',
+					  DETAIL = 'name, line1, city, postal_code and country are required and must not be blank.';
+		END IF;
+	END LOOP;
+	IF NOT shop.iso_country(result ->> 'country') THEN
+		RAISE EXCEPTION 'the shipping address country "%" is not an ISO 3166 alpha-2 code', result ->> 'country'
+			USING ERRCODE = 'SH031', HINT = 'Use two letters, e.g. KR, US, DE.';
+	END IF;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION shop.ship_to_check(jsonb) IS
+	'internal: validate a shipping address (SH031) and return it normalised (known fields, trimmed, country upper case)';
+
+-- Shipping and tax for lines (ascending sku_id: p_skus, their products,
+-- their nets = line total - the line's discount) of an order in
+-- p_currency, with shipping method p_method (NULL: none) to address
+-- p_ship_to (NULL: none; required with a method).
+--
+-- Shipping: the method's cost, 0 when the goods (the sum of the nets,
+-- i.e. subtotal - discount) reach its free_over.
+--
+-- The tax rounding rule (README, "Tax"): the currency's tax setting says
+-- whether prices include tax; the country is the address's, else the
+-- setting's default_country; each line's rate is the tax_rate of that
+-- country, the address's region if it has its own, and the product's
+-- tax_class (no rate: no tax).  Per rate, the tax of the lines at that rate
+-- is computed once on their summed nets, rounded half up to the minor unit:
+-- net x rate / 100 when prices exclude tax (added on top), net x rate /
+-- (100 + rate) when they include it (the share contained).  It is split
+-- over those lines in proportion to their nets, rounded down per line; the
+-- remainder goes to the largest net (ties: lowest sku_id), and, when prices
+-- include tax, never beyond a line's net (the rest to the next largest),
+-- so the lines add up exactly to the order's tax.
+CREATE FUNCTION shop.shipping_tax_quote(p_currency text, p_skus bigint[], p_products bigint[],
+										p_nets bigint[], p_method text, p_ship_to jsonb,
+										OUT shipping bigint, OUT tax bigint, OUT tax_included bigint,
+										OUT line_taxes bigint[], OUT ship_to jsonb)
+	LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n			integer := coalesce(cardinality(p_skus), 0);
+	goods		numeric := 0;
+	m			shop.shipping_method;
+	st			shop.tax_setting;
+	v_country	text;
+	v_region	text;
+	rates		numeric[];
+	g			numeric;
+	group_net	numeric;
+	t			bigint;
+	rest		bigint;
+	share		bigint;
+	total_tax	bigint := 0;
+	i			integer;
+	idx			integer;
+BEGIN
+	shipping := 0;
+	tax := 0;
+	tax_included := 0;
+	line_taxes := array_fill(0::bigint, ARRAY[n]);
+	IF p_ship_to IS NOT NULL THEN
+		ship_to := shop.ship_to_check(p_ship_to);
+	END IF;
+	FOR i IN 1 .. n LOOP
+		goods := goods + p_nets[i];
+	END LOOP;
+
+	IF p_method IS NOT NULL THEN
+		IF ship_to IS NULL THEN
+			RAISE EXCEPTION 'shipping method "%" needs a shipping address', p_method
+				USING ERRCODE = 'SH031', HINT = 'Pass ship_to with the method.';
+		END IF;
+		SELECT * INTO m FROM shop.shipping_method sm WHERE sm.code = p_method;
+		IF NOT FOUND OR NOT m.active THEN
+			RAISE EXCEPTION 'shipping method "%" does not exist or is not active', p_method
+				USING ERRCODE = 'SH032';
+		END IF;
+		IF m.currency <> p_currency THEN
+			RAISE EXCEPTION 'shipping method "%" is in %, the order in %', m.code, m.currency, p_currency
+				USING ERRCODE = 'SH033';
+		END IF;
+		IF m.countries IS NOT NULL AND NOT (ship_to ->> 'country') = ANY (m.countries) THEN
+			RAISE EXCEPTION 'shipping method "%" does not ship to %', m.code, ship_to ->> 'country'
+				USING ERRCODE = 'SH033',
+					  DETAIL = format('It ships to %s.', array_to_string(m.countries, ', '));
+		END IF;
+		shipping := CASE WHEN m.free_over IS NOT NULL AND goods >= m.free_over THEN 0 ELSE m.cost END;
+	END IF;
+
+	SELECT * INTO st FROM shop.tax_setting s WHERE s.currency = p_currency;
+	IF NOT FOUND OR n = 0 THEN
+		RETURN;
+	END IF;
+	v_country := coalesce(ship_to ->> 'country', st.default_country);
+	v_region := ship_to ->> 'region';
+	IF v_country IS NULL THEN
+		RETURN;
+	END IF;
+	-- each line's rate: the region's own, else the country's; none: no tax
+	SELECT array_agg((SELECT r.rate FROM shop.tax_rate r
+					   WHERE r.country = v_country AND r.tax_class = p.tax_class
+						 AND (r.region IS NULL OR r.region = v_region)
+					   ORDER BY r.region IS NULL LIMIT 1) ORDER BY l.i)
+	  INTO rates
+	  FROM unnest(p_products) WITH ORDINALITY AS l(product, i)
+	  JOIN shop.product p ON p.id = l.product;
+	FOR g IN SELECT DISTINCT x FROM unnest(rates) x WHERE x > 0 ORDER BY 1 LOOP
+		group_net := 0;
+		FOR i IN 1 .. n LOOP
+			IF rates[i] = g THEN
+				group_net := group_net + p_nets[i];
+			END IF;
+		END LOOP;
+		CONTINUE WHEN group_net = 0;
+		IF st.prices_include_tax THEN
+			t := round(group_net * g / (100 + g));		-- numeric round: half up for >= 0
+		ELSE
+			t := round(group_net * g / 100);
+		END IF;
+		rest := t;
+		FOR i IN 1 .. n LOOP
+			IF rates[i] = g THEN
+				share := floor(t::numeric * p_nets[i] / group_net);
+				line_taxes[i] := share;
+				rest := rest - share;
+			END IF;
+		END LOOP;
+		FOR idx IN
+			SELECT l.i FROM unnest(p_nets, p_skus, rates) WITH ORDINALITY AS l(net, sku, rate, i)
+			 WHERE l.rate = g
+			 ORDER BY l.net DESC, l.sku
+		LOOP
+			EXIT WHEN rest = 0;
+			share := CASE WHEN st.prices_include_tax
+						  THEN least(rest, p_nets[idx] - line_taxes[idx]) ELSE rest END;
+			line_taxes[idx] := line_taxes[idx] + share;
+			rest := rest - share;
+		END LOOP;
+		total_tax := total_tax + t;
+	END LOOP;
+	IF st.prices_include_tax THEN
+		tax_included := total_tax;
+	ELSE
+		tax := total_tax;
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION shop.shipping_tax_quote(text, bigint[], bigint[], bigint[], text, jsonb) IS
+	'internal: shipping cost and tax (the rounding rule) for order lines; raises SH031-SH033';
+
+-- Price shipping and tax of order p_order (its lines and coupon settled,
+-- the order row locked or just created by this transaction): write each
+-- line's tax, the order's shipping, tax, method and address, and amount =
+-- subtotal - discount + shipping + tax.  Returns the order summary.
+CREATE FUNCTION shop.order_reprice(p_order bigint, p_method text, p_ship_to jsonb)
+	RETURNS shop.order_summary
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	skus		bigint[];
+	products	bigint[];
+	nets		bigint[];
+	cur			text;
+	q			record;
+	result		shop.order_summary;
+BEGIN
+	SELECT array_agg(i.sku_id ORDER BY i.sku_id), array_agg(s.product_id ORDER BY i.sku_id),
+		   array_agg(i.unit_price * i.qty - i.discount ORDER BY i.sku_id)
+	  INTO skus, products, nets
+	  FROM shop.order_item i JOIN shop.sku s ON s.id = i.sku_id
+	 WHERE i.order_id = p_order;
+	SELECT o.currency INTO cur FROM shop.orders o WHERE o.id = p_order;
+	q := shop.shipping_tax_quote(cur, skus, products, nets, p_method, p_ship_to);
+	UPDATE shop.order_item i SET tax = d.x
+	  FROM unnest(skus, q.line_taxes) AS d(sku, x)
+	 WHERE i.order_id = p_order AND i.sku_id = d.sku AND i.tax <> d.x;
+	UPDATE shop.orders o
+	   SET shipping = q.shipping, tax = q.tax, tax_included = q.tax_included,
+		   shipping_method = p_method, ship_to = q.ship_to,
+		   amount = o.subtotal - o.discount + q.shipping + q.tax, updated_at = now()
+	 WHERE o.id = p_order
+	RETURNING o.id, o.status, o.amount, o.currency, o.expires_at INTO result;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION shop.order_reprice(bigint, text, jsonb) IS
+	'internal (shop_create_order, shop_buy_now, shop_set_shipping): price an order''s shipping and tax and set its amount';
+
+-- API: Operator (shipping methods and tax)
+
+CREATE FUNCTION shop.shop_set_shipping_method(code text, name text, currency text, cost bigint,
+											  free_over bigint DEFAULT NULL,
+											  countries text[] DEFAULT NULL,
+											  active boolean DEFAULT true)
+	RETURNS shop.shipping_method
+	LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	INSERT INTO shop.shipping_method AS m (code, name, currency, cost, free_over, countries, active)
+	VALUES ($1, $2, upper($3), $4, $5,
+			CASE WHEN $6 IS NOT NULL THEN (SELECT coalesce(array_agg(upper(c) ORDER BY o), '{}')
+											 FROM unnest($6) WITH ORDINALITY AS x(c, o)) END, $7)
+	ON CONFLICT (code) DO UPDATE
+	   SET name = excluded.name, currency = excluded.currency, cost = excluded.cost,
+		   free_over = excluded.free_over, countries = excluded.countries,
+		   active = excluded.active, updated_at = now()
+	RETURNING m.*
+$$;
+COMMENT ON FUNCTION shop.shop_set_shipping_method(text, text, text, bigint, bigint, text[], boolean) IS
+	'create or update (by code) a shipping method: flat cost in currency, free when the goods reach free_over, for countries (NULL: everywhere)';
+
+CREATE FUNCTION shop.shop_set_tax_setting(currency text, prices_include_tax boolean,
+										  default_country text DEFAULT NULL)
+	RETURNS shop.tax_setting
+	LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	INSERT INTO shop.tax_setting AS t (currency, prices_include_tax, default_country)
+	VALUES (upper($1), $2, upper($3))
+	ON CONFLICT (currency) DO UPDATE
+	   SET prices_include_tax = excluded.prices_include_tax,
+		   default_country = excluded.default_country, updated_at = now()
+	RETURNING t.*
+$$;
+COMMENT ON FUNCTION shop.shop_set_tax_setting(text, boolean, text) IS
+	'set whether prices in currency include tax, and the country whose rates apply to orders without an address';
+
+CREATE FUNCTION shop.shop_set_tax_rate(country text, rate numeric,
+									   tax_class text DEFAULT 'standard',
+									   region text DEFAULT NULL)
+	RETURNS shop.tax_rate
+	LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	INSERT INTO shop.tax_rate AS r (country, rate, tax_class, region)
+	VALUES (upper($1), $2, $3, $4)
+	ON CONFLICT (country, (coalesce(region, '')), tax_class) DO UPDATE
+	   SET rate = excluded.rate, updated_at = now()
+	RETURNING r.*
+$$;
+COMMENT ON FUNCTION shop.shop_set_tax_rate(text, numeric, text, text) IS
+	'create or update the tax rate (percent) of a country, tax class and optional region';
+
+-- API: Public (cart)
+
+CREATE FUNCTION shop.shop_cart_preview(user_id text, coupon_code text,
+									   shipping_method text DEFAULT NULL,
+									   ship_to jsonb DEFAULT NULL)
+	RETURNS SETOF shop.cart_preview_row
+	LANGUAGE plpgsql STABLE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	skus		bigint[];
+	products	bigint[];
+	totals		bigint[];
+	nets		bigint[];
+	cur			text;
+	q			record;
+	st			record;
+	disc		bigint := 0;
+	shares		bigint[];
+BEGIN
+	SELECT array_agg(ci.sku_id ORDER BY ci.sku_id), array_agg(s.product_id ORDER BY ci.sku_id),
+		   array_agg(p.price * ci.qty ORDER BY ci.sku_id), min(p.currency)
+	  INTO skus, products, totals, cur
+	  FROM shop.cart c
+	  JOIN shop.cart_item ci ON ci.cart_id = c.id
+	  JOIN shop.sku s ON s.id = ci.sku_id
+	  JOIN shop.product p ON p.id = s.product_id
+	 WHERE c.user_id = $1 AND c.checked_out_at IS NULL;
+	IF skus IS NULL THEN
+		RETURN;
+	END IF;
+	IF $2 IS NULL THEN
+		shares := array_fill(0::bigint, ARRAY[cardinality(skus)]);
+	ELSE
+		q := shop.coupon_quote($2, $1, cur, skus, products, totals, false);
+		disc := q.discount;
+		shares := q.line_discounts;
+	END IF;
+	SELECT array_agg(t.total - t.share ORDER BY t.i) INTO nets
+	  FROM unnest(totals, shares) WITH ORDINALITY AS t(total, share, i);
+	st := shop.shipping_tax_quote(cur, skus, products, nets, $3, $4);
+	RETURN QUERY
+	SELECT ci.sku_id, s.code, p.name, p.price, p.currency, ci.qty,
+		   p.price * ci.qty, d.x,
+		   (sum(p.price * ci.qty) OVER ())::bigint, disc,
+		   (sum(p.price * ci.qty) OVER ())::bigint - disc + st.shipping + st.tax,
+		   d.t, st.shipping, st.tax, st.tax_included
+	  FROM shop.cart c
+	  JOIN shop.cart_item ci ON ci.cart_id = c.id
+	  JOIN shop.sku s ON s.id = ci.sku_id
+	  JOIN shop.product p ON p.id = s.product_id
+	  JOIN unnest(skus, shares, st.line_taxes) AS d(sku, x, t) ON d.sku = ci.sku_id
+	 WHERE c.user_id = $1 AND c.checked_out_at IS NULL
+	 ORDER BY ci.sku_id;
+END
+$$;
+COMMENT ON FUNCTION shop.shop_cart_preview(text, text, text, jsonb) IS
+	'the open cart''s lines with current prices, each line''s share of the coupon''s discount and its tax, with subtotal, discount, shipping, tax and total; refuses what checkout would refuse (SH025-SH030, SH031-SH033), without taking anything';
+
+-- API: Public (shipping) and Operator (fulfilment): C, src/shipping.c
+
+CREATE TYPE shop.fulfilment_summary AS (
+	order_id			bigint,
+	status				text,
+	fulfilment_status	text,
+	carrier				text,
+	tracking_no			text,
+	shipped_at			timestamptz,
+	delivered_at		timestamptz
+);
+
+CREATE FUNCTION shop.shop_set_shipping(order_id bigint, method text, address jsonb)
+	RETURNS shop.order_summary
+	AS 'MODULE_PATHNAME', 'shop_set_shipping'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION shop.shop_set_shipping(bigint, text, jsonb) IS
+	'choose the shipping method and address of a PENDING order, re-pricing shipping, tax and amount; refused (SH034) once a checkout was started at a provider';
+
+CREATE FUNCTION shop.shop_ship(order_id bigint, carrier text, tracking text)
+	RETURNS shop.fulfilment_summary
+	AS 'MODULE_PATHNAME', 'shop_ship'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION shop.shop_ship(bigint, text, text) IS
+	'mark a READY (PAID, with an address) order SHIPPED with carrier and tracking number (event order.shipped); the same call again returns it unchanged';
+
+CREATE FUNCTION shop.shop_mark_delivered(order_id bigint)
+	RETURNS shop.fulfilment_summary
+	AS 'MODULE_PATHNAME', 'shop_mark_delivered'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION shop.shop_mark_delivered(bigint) IS
+	'mark a SHIPPED order DELIVERED (event order.delivered); a DELIVERED order is returned unchanged';
+
+-- The warehouse's work list: orders paid and not shipped yet, oldest first.
+CREATE VIEW shop.warehouse_queue AS
+SELECT o.id AS order_id,
+	   o.user_id,
+	   o.created_at,
+	   pg_catalog.now() OPERATOR(pg_catalog.-) o.created_at AS age,
+	   o.shipping_method,
+	   o.ship_to,
+	   (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('sku_id', i.sku_id,
+				'sku_code', i.sku_code, 'product_name', i.product_name, 'qty', i.qty)
+				ORDER BY i.sku_id)
+		  FROM shop.order_item i WHERE i.order_id OPERATOR(pg_catalog.=) o.id) AS items,
+	   o.amount,
+	   o.currency
+  FROM shop.orders o
+ WHERE o.fulfilment_status OPERATOR(pg_catalog.=) 'READY'
+ ORDER BY o.created_at, o.id;
+COMMENT ON VIEW shop.warehouse_queue IS 'PAID orders with an address that are not shipped yet (fulfilment READY), oldest first';
+
+CREATE FUNCTION shop.shop_create_order(user_id text, idempotency_key text DEFAULT NULL,
+										coupon_code text DEFAULT NULL,
+										shipping_method text DEFAULT NULL,
+										ship_to jsonb DEFAULT NULL)
+	RETURNS shop.order_summary
+	AS 'MODULE_PATHNAME', 'shop_create_order'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION shop.shop_create_order(text, text, text, text, jsonb) IS
+	'turn the open cart into a PENDING order: reserve every line (all or nothing), snapshot prices, apply the coupon if any, price shipping and tax, close the cart; a repeated (user_id, idempotency_key) returns the first order';
+
+CREATE FUNCTION shop.shop_buy_now(user_id text, items jsonb, idempotency_key text DEFAULT NULL,
+								  coupon_code text DEFAULT NULL,
+								  shipping_method text DEFAULT NULL,
+								  ship_to jsonb DEFAULT NULL)
+	RETURNS shop.order_summary
+	AS 'MODULE_PATHNAME', 'shop_buy_now'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION shop.shop_buy_now(text, jsonb, text, text, text, jsonb) IS
+	'create a PENDING order from [{"sku_id": N, "qty": N}, ...] without a cart, with the coupon, shipping and tax if any; lines of the same SKU are summed';
+
+REVOKE ALL ON FUNCTION shop.iso_country(text), shop.ship_to_check(jsonb),
+	shop.shipping_tax_quote(text, bigint[], bigint[], bigint[], text, jsonb),
+	shop.order_reprice(bigint, text, jsonb),
+	shop.shop_set_shipping_method(text, text, text, bigint, bigint, text[], boolean),
+	shop.shop_set_tax_setting(text, boolean, text), shop.shop_set_tax_rate(text, numeric, text, text),
+	shop.shop_cart_preview(text, text, text, jsonb), shop.shop_set_shipping(bigint, text, jsonb),
+	shop.shop_ship(bigint, text, text), shop.shop_mark_delivered(bigint),
+	shop.shop_create_order(text, text, text, text, jsonb),
+	shop.shop_buy_now(text, jsonb, text, text, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON TABLE shop.warehouse_queue FROM PUBLIC;
+-- The operator's EXECUTE grants on the replaced signatures carry over, and
+-- the new functions' initial privileges stay what the script gave them
+-- (see the coupon section above for why).
+DO $$
+DECLARE
+	g		record;
+	f		record;
+BEGIN
+	FOR g IN
+		SELECT n.new_sig, a.grantee::regrole AS grantee, a.is_grantable
+		  FROM (VALUES ('shop.shop_create_order(text, text, text)'::regprocedure,
+						'shop.shop_create_order(text, text, text, text, jsonb)'),
+					   ('shop.shop_buy_now(text, jsonb, text, text)'::regprocedure,
+						'shop.shop_buy_now(text, jsonb, text, text, text, jsonb)'),
+					   ('shop.shop_cart_preview(text, text)'::regprocedure,
+						'shop.shop_cart_preview(text, text, text, jsonb)')) AS n(old_fn, new_sig)
+		  JOIN pg_catalog.pg_proc p ON p.oid = n.old_fn
+		 CROSS JOIN LATERAL pg_catalog.aclexplode(p.proacl) a
+		 WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> p.proowner
+		 ORDER BY 1, 2
+	LOOP
+		FOR f IN
+			SELECT i.objoid, i.initprivs FROM pg_catalog.pg_init_privs i
+			 WHERE i.objoid = g.new_sig::regprocedure
+			   AND i.classoid = 'pg_catalog.pg_proc'::regclass AND i.objsubid = 0
+		LOOP
+			EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s%s', g.new_sig, g.grantee::text,
+						   CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+			UPDATE pg_catalog.pg_init_privs SET initprivs = f.initprivs
+			 WHERE objoid = f.objoid AND classoid = 'pg_catalog.pg_proc'::regclass AND objsubid = 0;
+		END LOOP;
+	END LOOP;
+END
+$$;
+DROP FUNCTION shop.shop_create_order(text, text, text);
+DROP FUNCTION shop.shop_buy_now(text, jsonb, text, text);
+DROP FUNCTION shop.shop_cart_preview(text, text);
+
+-- A pure read-only report, so plain SQL: one query that states each rule.
+CREATE OR REPLACE FUNCTION shop.shop_check_invariants()
+	RETURNS SETOF shop.invariant_violation
+	LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH held AS (
+		SELECT sku_id, sum(qty) AS qty
+		  FROM shop.stock_reservation
+		 WHERE state = 'active'
+		 GROUP BY sku_id
+	)
+	SELECT 'reserved_matches_active_reservations', 'sku ' || s.id,
+		   format('reserved is %s but active reservations hold %s', s.reserved, coalesce(h.qty, 0))
+	  FROM shop.sku s LEFT JOIN held h ON h.sku_id = s.id
+	 WHERE s.reserved <> coalesce(h.qty, 0)
+	UNION ALL
+	SELECT 'stock_within_bounds', 'sku ' || s.id,
+		   format('on_hand %s, reserved %s', s.on_hand, s.reserved)
+	  FROM shop.sku s
+	 WHERE s.on_hand < 0 OR s.reserved < 0 OR s.reserved > s.on_hand
+	UNION ALL
+	SELECT 'settled_order_holds_no_stock', 'order ' || o.id,
+		   format('%s order has an active reservation of %s units of sku %s', o.status, r.qty, r.sku_id)
+	  FROM shop.orders o JOIN shop.stock_reservation r ON r.order_id = o.id
+	 WHERE o.status IN ('PAID', 'CANCELLED', 'FAILED') AND r.state = 'active'
+	UNION ALL
+	SELECT 'paid_order_consumed_its_lines', 'order ' || o.id,
+		   format('PAID order line for sku %s has reservation state %s', i.sku_id, coalesce(r.state, 'missing'))
+	  FROM shop.orders o
+	  JOIN shop.order_item i ON i.order_id = o.id
+	  LEFT JOIN shop.stock_reservation r ON r.order_id = o.id AND r.sku_id = i.sku_id
+	 WHERE o.status = 'PAID' AND (r.state IS DISTINCT FROM 'consumed' OR r.qty <> i.qty)
+	UNION ALL
+	SELECT 'pending_order_holds_its_lines', 'order ' || o.id,
+		   format('PENDING order line for sku %s has reservation state %s', i.sku_id, coalesce(r.state, 'missing'))
+	  FROM shop.orders o
+	  JOIN shop.order_item i ON i.order_id = o.id
+	  LEFT JOIN shop.stock_reservation r ON r.order_id = o.id AND r.sku_id = i.sku_id
+	 WHERE o.status = 'PENDING' AND (r.state IS DISTINCT FROM 'active' OR r.qty <> i.qty)
+	UNION ALL
+	SELECT 'amount_matches_lines', 'order ' || o.id,
+		   format('amount %s, lines sum to %s', o.amount, l.total - l.discount + o.shipping + o.tax)
+	  FROM shop.orders o
+	  JOIN (SELECT order_id, sum(unit_price::numeric * qty) AS total, sum(discount) AS discount
+			  FROM shop.order_item GROUP BY order_id) l ON l.order_id = o.id
+	 WHERE o.status <> 'CREATED' AND o.amount <> l.total - l.discount + o.shipping + o.tax
+	UNION ALL
+	-- the money model: amount = subtotal - discount + shipping + tax (also
+	-- a CHECK), the lines' totals are the subtotal, their shares the
+	-- discount, their taxes the order's tax (added or included)
+	SELECT 'subtotal_and_discount_match_lines', 'order ' || o.id,
+		   format('subtotal %s, discount %s, shipping %s, tax %s, amount %s; lines: total %s, discount %s',
+				  o.subtotal, o.discount, o.shipping, o.tax, o.amount, l.total, l.discount)
+	  FROM shop.orders o
+	  JOIN (SELECT order_id, sum(unit_price::numeric * qty) AS total, sum(discount) AS discount
+			  FROM shop.order_item GROUP BY order_id) l ON l.order_id = o.id
+	 WHERE o.status <> 'CREATED'
+	   AND (o.subtotal <> l.total OR o.discount <> l.discount
+			OR o.amount <> o.subtotal - o.discount + o.shipping + o.tax)
+	UNION ALL
+	SELECT 'tax_matches_lines', 'order ' || o.id,
+		   format('tax %s, tax included %s; lines'' tax sums to %s', o.tax, o.tax_included, l.tax)
+	  FROM shop.orders o
+	  JOIN (SELECT order_id, sum(tax) AS tax FROM shop.order_item GROUP BY order_id) l
+		ON l.order_id = o.id
+	 WHERE o.status <> 'CREATED'
+	   AND (o.tax + o.tax_included <> l.tax OR (o.tax <> 0 AND o.tax_included <> 0))
+	UNION ALL
+	SELECT 'included_tax_within_lines', 'order ' || i.order_id,
+		   format('line of sku %s includes tax %s of its net %s', i.sku_id, i.tax,
+				  i.unit_price::numeric * i.qty - i.discount)
+	  FROM shop.orders o JOIN shop.order_item i ON i.order_id = o.id
+	 WHERE o.tax_included > 0 AND i.tax > i.unit_price::numeric * i.qty - i.discount
+	UNION ALL
+	SELECT 'fulfilment_only_when_paid', 'order ' || o.id,
+		   format('%s order has fulfilment %s', o.status, o.fulfilment_status)
+	  FROM shop.orders o
+	 WHERE o.shipped_at IS NOT NULL AND o.status <> 'PAID'
+	UNION ALL
+	SELECT 'coupon_redeemed_matches_redemptions', 'coupon ' || c.id,
+		   format('redeemed is %s but %s redemptions are active, limit %s',
+				  c.redeemed, coalesce(r.n, 0), coalesce(c.max_redemptions::text, 'none'))
+	  FROM shop.coupon c
+	  LEFT JOIN (SELECT coupon_id, count(*) AS n FROM shop.coupon_redemption
+				  WHERE state = 'active' GROUP BY coupon_id) r ON r.coupon_id = c.id
+	 WHERE c.redeemed <> coalesce(r.n, 0) OR c.redeemed > c.max_redemptions
+	UNION ALL
+	SELECT 'coupon_within_user_limit', 'coupon ' || c.id,
+		   format('user %s holds %s active redemptions, limit %s', r.user_id, r.n, c.max_per_user)
+	  FROM shop.coupon c
+	  JOIN (SELECT coupon_id, user_id, count(*) AS n FROM shop.coupon_redemption
+			 WHERE state = 'active' GROUP BY coupon_id, user_id) r ON r.coupon_id = c.id
+	 WHERE r.n > c.max_per_user
+	UNION ALL
+	SELECT 'released_order_holds_no_coupon', 'order ' || o.id,
+		   format('%s order holds an active redemption of coupon %s', o.status, r.coupon_id)
+	  FROM shop.orders o JOIN shop.coupon_redemption r ON r.order_id = o.id
+	 WHERE o.status IN ('CANCELLED', 'FAILED') AND r.state = 'active'
+	UNION ALL
+	SELECT 'one_open_cart_per_user', 'user ' || c.user_id,
+		   format('%s open carts', count(*))
+	  FROM shop.cart c
+	 WHERE c.checked_out_at IS NULL
+	 GROUP BY c.user_id
+	HAVING count(*) > 1
+$$;
+COMMENT ON FUNCTION shop.shop_check_invariants() IS
+	'one row per broken stock or order invariant; empty when all is well';
+
+CREATE OR REPLACE FUNCTION shop_api."order"(order_id bigint)
+	RETURNS jsonb
+	LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	uid text := shop_api.current_user_id();
+	result jsonb;
+BEGIN
+	IF $1 IS NULL THEN
+		RAISE EXCEPTION 'order_id must not be null' USING ERRCODE = '22004';
+	END IF;
+	SELECT jsonb_build_object(
+			'order_id', o.id, 'status', o.status, 'status_reason', o.status_reason,
+			'amount', o.amount, 'currency', o.currency::text,
+			'created_at', o.created_at, 'expires_at', o.expires_at)
+		-- shipping, tax and fulfilment only when the order has them
+		|| CASE WHEN o.ship_to IS NULL AND o.shipping = 0 AND o.tax = 0 AND o.tax_included = 0
+				THEN '{}'::jsonb
+				ELSE jsonb_build_object('subtotal', o.subtotal, 'discount', o.discount,
+					'shipping', o.shipping, 'tax', o.tax, 'tax_included', o.tax_included,
+					'shipping_method', o.shipping_method, 'ship_to', o.ship_to,
+					'fulfilment_status', o.fulfilment_status, 'carrier', o.carrier,
+					'tracking_no', o.tracking_no, 'shipped_at', o.shipped_at,
+					'delivered_at', o.delivered_at) END
+		|| jsonb_build_object(
+			'items', coalesce((
+				SELECT jsonb_agg(jsonb_build_object(
+						'sku_id', i.sku_id, 'sku_code', i.sku_code, 'product_name', i.product_name,
+						'unit_price', i.unit_price, 'qty', i.qty, 'line_total', i.unit_price * i.qty)
+						ORDER BY i.sku_id)
+				  FROM shop.order_item i WHERE i.order_id = o.id), '[]'::jsonb),
+			'payment_sessions', coalesce((
+				SELECT jsonb_agg(jsonb_build_object(
+						'provider', s.provider, 'session_id', s.session_id, 'url', s.url,
+						'state', s.state, 'expires_at', s.expires_at, 'created_at', s.created_at)
+						ORDER BY s.id)
+				  FROM shop.payment_session s WHERE s.order_id = o.id), '[]'::jsonb))
+	  INTO result
+	  FROM shop.orders o
+	 WHERE o.id = $1 AND o.user_id = uid AND o.status <> 'CREATED';
+	IF result IS NULL THEN
+		RAISE EXCEPTION 'order % does not exist', $1 USING ERRCODE = 'PT404';
+	END IF;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION shop_api."order"(bigint) IS
+	'one of the caller''s orders with its lines and checkout sessions (PT404 for another user''s order, as for a missing one)';
+
+-- API: Public (shipping; issue 13)
+
+CREATE FUNCTION shop_api.shipping_methods()
+	RETURNS TABLE (code text, name text, currency text, cost bigint, free_over bigint,
+				   countries text[])
+	LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN QUERY
+	SELECT m.code, m.name, m.currency::text, m.cost, m.free_over, m.countries
+	  FROM shop.shipping_method m
+	 WHERE m.active
+	 ORDER BY m.currency, m.cost, m.code;
+END
+$$;
+COMMENT ON FUNCTION shop_api.shipping_methods() IS
+	'the active shipping methods (code, name, currency, cost, free_over, countries: NULL for everywhere); needs no user';
+
+CREATE FUNCTION shop_api.set_shipping(order_id bigint, method text, address jsonb)
+	RETURNS shop.order_summary
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	uid text := shop_api.current_user_id();
+	result shop.order_summary;
+BEGIN
+	IF $1 IS NULL THEN
+		RAISE EXCEPTION 'order_id must not be null' USING ERRCODE = '22004';
+	END IF;
+	-- an order's user never changes: no lock needed to check it
+	PERFORM FROM shop.orders o WHERE o.id = $1 AND o.user_id = uid AND o.status <> 'CREATED';
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order % does not exist', $1 USING ERRCODE = 'PT404';
+	END IF;
+	SELECT * INTO result FROM shop.shop_set_shipping($1, $2, $3);
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION shop_api.set_shipping(bigint, text, jsonb) IS
+	'choose the shipping method and address of the caller''s PENDING order (shop.shop_set_shipping), re-pricing shipping, tax and amount; PT404 for another user''s order';
+
+-- Fulfilment (issue 13): the warehouse's queue, shipping and delivery.
+
+CREATE FUNCTION shop_api.ops_warehouse_queue()
+	RETURNS SETOF shop.warehouse_queue
+	LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM shop_api.current_user_id();
+	RETURN QUERY SELECT * FROM shop.warehouse_queue w ORDER BY w.created_at, w.order_id;
+END
+$$;
+COMMENT ON FUNCTION shop_api.ops_warehouse_queue() IS
+	'operator: PAID orders with an address not shipped yet (shop.warehouse_queue), oldest first';
+
+CREATE FUNCTION shop_api.ops_ship(order_id bigint, carrier text, tracking text)
+	RETURNS shop.fulfilment_summary
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM shop_api.current_user_id();
+	RETURN shop.shop_ship($1, $2, $3);
+END
+$$;
+COMMENT ON FUNCTION shop_api.ops_ship(bigint, text, text) IS
+	'operator: mark a READY order SHIPPED with carrier and tracking number (shop_ship; the same call again returns it unchanged)';
+
+CREATE FUNCTION shop_api.ops_mark_delivered(order_id bigint)
+	RETURNS shop.fulfilment_summary
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM shop_api.current_user_id();
+	RETURN shop.shop_mark_delivered($1);
+END
+$$;
+COMMENT ON FUNCTION shop_api.ops_mark_delivered(bigint) IS
+	'operator: mark a SHIPPED order DELIVERED (shop_mark_delivered; a DELIVERED order is returned unchanged)';
+
+CREATE OR REPLACE FUNCTION shop.shop_api_grant(anon_role name, user_role name, webhook_role name)
+	RETURNS void
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r name;
+BEGIN
+	FOREACH r IN ARRAY ARRAY[anon_role, user_role, webhook_role]
+	LOOP
+		IF r IS NULL THEN
+			RAISE EXCEPTION 'anon_role, user_role and webhook_role must not be null'
+				USING ERRCODE = '22004';
+		END IF;
+		IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r) THEN
+			RAISE EXCEPTION 'role "%" does not exist', r
+				USING ERRCODE = '42704',
+					  HINT = 'Create the roles first (README, "Serving with PostgREST"); the extension creates none.';
+		END IF;
+	END LOOP;
+	FOREACH r IN ARRAY ARRAY[anon_role, user_role, webhook_role]
+	LOOP
+		EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop_api FROM %I', r);
+		EXECUTE format('REVOKE ALL ON SCHEMA shop_api FROM %I', r);
+	END LOOP;
+	EXECUTE format('GRANT USAGE ON SCHEMA shop_api TO %I, %I, %I', anon_role, user_role, webhook_role);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.products(), shop_api.health(), shop_api.webhook(json),'
+				   ' shop_api.shipping_methods() TO %I', anon_role);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.current_user_id(), shop_api.products(),'
+				   ' shop_api.cart(), shop_api.cart_add(bigint, integer),'
+				   ' shop_api.cart_set_qty(bigint, integer), shop_api.cart_remove(bigint),'
+				   ' shop_api.cart_merge(text), shop_api.create_order(text),'
+				   ' shop_api.buy_now(jsonb, text), shop_api.orders(), shop_api."order"(bigint),'
+				   ' shop_api.cancel_order(bigint), shop_api.start_payment(bigint, text, text, text),'
+				   ' shop_api.confirm_payment(bigint, text, text, bigint),'
+				   ' shop_api.shipping_methods(), shop_api.set_shipping(bigint, text, jsonb)'
+				   ' TO %I', user_role);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.handle_webhook(text, jsonb, text),'
+				   ' shop_api.webhook(json) TO %I', webhook_role);
+	IF EXISTS (SELECT FROM pg_roles WHERE rolname = user_role AND rolcanlogin) THEN
+		RAISE WARNING 'role "%" can log in: any session of it may set request.jwt.claims and act as any user', user_role
+			USING HINT = 'Make it NOLOGIN and let the authenticator role switch to it (README, "Serving with PostgREST").';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION shop.shop_api_grant(name, name, name) IS
+	'grant the PostgREST roles exactly their shop_api functions: anon_role the catalog and the webhook, user_role the shopper''s functions, webhook_role the webhook handlers (revokes anything else they held in shop_api)';
+
+CREATE OR REPLACE FUNCTION shop.shop_api_grant(anon_role name, user_role name, webhook_role name, operator_role name)
+	RETURNS void
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF operator_role IS NOT NULL THEN
+		IF operator_role IN (anon_role, user_role, webhook_role) THEN
+			RAISE EXCEPTION 'operator_role must be a role of its own, not "%"', operator_role
+				USING ERRCODE = '22023',
+					  HINT = 'Create a NOLOGIN role for operators (README, "Storefront and operator pages").';
+		END IF;
+		IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = operator_role) THEN
+			RAISE EXCEPTION 'role "%" does not exist', operator_role
+				USING ERRCODE = '42704',
+					  HINT = 'Create the roles first (README, "Storefront and operator pages"); the extension creates none.';
+		END IF;
+	END IF;
+	PERFORM shop.shop_api_grant(anon_role, user_role, webhook_role);
+	IF operator_role IS NULL THEN
+		RETURN;
+	END IF;
+	EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop_api FROM %I', operator_role);
+	EXECUTE format('REVOKE ALL ON SCHEMA shop_api FROM %I', operator_role);
+	EXECUTE format('GRANT USAGE ON SCHEMA shop_api TO %I', operator_role);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.ops_stock(), shop_api.ops_adjust_stock(bigint, integer, text),'
+				   ' shop_api.ops_reservations(), shop_api.ops_expire_now(), shop_api.ops_payments(),'
+				   ' shop_api.ops_outbox(), shop_api.ops_redeliver(bigint), shop_api.ops_health(),'
+				   ' shop_api.ops_orders_per_minute(), shop_api.ops_warehouse_queue(),'
+				   ' shop_api.ops_ship(bigint, text, text), shop_api.ops_mark_delivered(bigint) TO %I',
+				   operator_role);
+	IF EXISTS (SELECT FROM pg_roles WHERE rolname = operator_role AND rolcanlogin) THEN
+		RAISE WARNING 'role "%" can log in: any session of it may set request.jwt.claims and act as any operator', operator_role
+			USING HINT = 'Make it NOLOGIN and let the authenticator role switch to it.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION shop.shop_api_grant(name, name, name, name) IS
+	'shop_api_grant(anon_role, user_role, webhook_role) and then operator_role exactly the shop_api.ops_* functions (NULL: none); operator_role must differ from the other three';
+
+REVOKE ALL ON FUNCTION shop_api.shipping_methods(), shop_api.set_shipping(bigint, text, jsonb),
+	shop_api.ops_warehouse_queue(), shop_api.ops_ship(bigint, text, text),
+	shop_api.ops_mark_delivered(bigint) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Where the sections above both replaced an object (shop_check_invariants:
+-- hot-SKU buckets, refunds, shipping and tax; the operator's shop_api_grant:
+-- ops_refund and the fulfilment functions), its final text, as in the
+-- fresh install (src/sql/30_views.sql, src/sql/70_api.sql).
+-- ---------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION shop.shop_check_invariants()
+	RETURNS SETOF shop.invariant_violation
+	LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH held AS (
+		SELECT sku_id, bucket, sum(qty) AS qty
+		  FROM shop.stock_reservation
+		 WHERE state = 'active'
+		 GROUP BY sku_id, bucket
+	)
+	-- every stock row (a SKU's own row is bucket 0) holds exactly what its
+	-- active reservations say
+	SELECT 'reserved_matches_active_reservations', 'sku ' || s.id,
+		   format('reserved is %s but active reservations hold %s', s.reserved, coalesce(h.qty, 0))
+	  FROM shop.sku s LEFT JOIN held h ON h.sku_id = s.id AND h.bucket = 0
+	 WHERE s.reserved <> coalesce(h.qty, 0)
+	UNION ALL
+	SELECT 'reserved_matches_active_reservations', 'sku ' || k.sku_id || ' bucket ' || k.bucket,
+		   format('reserved is %s but active reservations hold %s', k.reserved, coalesce(h.qty, 0))
+	  FROM shop.sku_bucket k LEFT JOIN held h ON h.sku_id = k.sku_id AND h.bucket = k.bucket
+	 WHERE k.reserved <> coalesce(h.qty, 0)
+	UNION ALL
+	SELECT 'reservation_in_existing_bucket', 'sku ' || h.sku_id || ' bucket ' || h.bucket,
+		   format('active reservations hold %s units in a bucket that does not exist', h.qty)
+	  FROM held h
+	 WHERE h.bucket > 0
+	   AND NOT EXISTS (SELECT FROM shop.sku_bucket k WHERE k.sku_id = h.sku_id AND k.bucket = h.bucket)
+	UNION ALL
+	SELECT 'stock_within_bounds', 'sku ' || s.id,
+		   format('on_hand %s, reserved %s', s.on_hand, s.reserved)
+	  FROM shop.sku s
+	 WHERE s.on_hand < 0 OR s.reserved < 0 OR s.reserved > s.on_hand
+	UNION ALL
+	SELECT 'stock_within_bounds', 'sku ' || k.sku_id || ' bucket ' || k.bucket,
+		   format('on_hand %s, reserved %s', k.on_hand, k.reserved)
+	  FROM shop.sku_bucket k
+	 WHERE k.on_hand < 0 OR k.reserved < 0 OR k.reserved > k.on_hand
+	UNION ALL
+	-- a hot SKU sells from buckets 1..N: each of them exists
+	SELECT 'hot_sku_has_its_buckets', 'sku ' || s.id,
+		   format('mode is %s buckets but %s of them exist', s.buckets,
+				  (SELECT count(*) FROM shop.sku_bucket k WHERE k.sku_id = s.id AND k.bucket <= s.buckets))
+	  FROM shop.sku s
+	 WHERE s.buckets > 0
+	   AND (SELECT count(*) FROM shop.sku_bucket k WHERE k.sku_id = s.id AND k.bucket <= s.buckets) <> s.buckets
+	UNION ALL
+	SELECT 'settled_order_holds_no_stock', 'order ' || o.id,
+		   format('%s order has an active reservation of %s units of sku %s', o.status, r.qty, r.sku_id)
+	  FROM shop.orders o JOIN shop.stock_reservation r ON r.order_id = o.id
+	 WHERE o.status IN ('PAID', 'CANCELLED', 'FAILED') AND r.state = 'active'
+	UNION ALL
+	SELECT 'paid_order_consumed_its_lines', 'order ' || o.id,
+		   format('PAID order line for sku %s has reservation state %s', i.sku_id, coalesce(r.state, 'missing'))
+	  FROM shop.orders o
+	  JOIN shop.order_item i ON i.order_id = o.id
+	  LEFT JOIN shop.stock_reservation r ON r.order_id = o.id AND r.sku_id = i.sku_id
+	 WHERE o.status = 'PAID' AND (r.state IS DISTINCT FROM 'consumed' OR r.qty <> i.qty)
+	UNION ALL
+	SELECT 'pending_order_holds_its_lines', 'order ' || o.id,
+		   format('PENDING order line for sku %s has reservation state %s', i.sku_id, coalesce(r.state, 'missing'))
+	  FROM shop.orders o
+	  JOIN shop.order_item i ON i.order_id = o.id
+	  LEFT JOIN shop.stock_reservation r ON r.order_id = o.id AND r.sku_id = i.sku_id
+	 WHERE o.status = 'PENDING' AND (r.state IS DISTINCT FROM 'active' OR r.qty <> i.qty)
+	UNION ALL
+	SELECT 'amount_matches_lines', 'order ' || o.id,
+		   format('amount %s, lines sum to %s', o.amount, l.total - l.discount + o.shipping + o.tax)
+	  FROM shop.orders o
+	  JOIN (SELECT order_id, sum(unit_price::numeric * qty) AS total, sum(discount) AS discount
+			  FROM shop.order_item GROUP BY order_id) l ON l.order_id = o.id
+	 WHERE o.status <> 'CREATED' AND o.amount <> l.total - l.discount + o.shipping + o.tax
+	UNION ALL
+	-- the money model: amount = subtotal - discount + shipping + tax (also
+	-- a CHECK), the lines' totals are the subtotal, their shares the
+	-- discount, their taxes the order's tax (added or included)
+	SELECT 'subtotal_and_discount_match_lines', 'order ' || o.id,
+		   format('subtotal %s, discount %s, shipping %s, tax %s, amount %s; lines: total %s, discount %s',
+				  o.subtotal, o.discount, o.shipping, o.tax, o.amount, l.total, l.discount)
+	  FROM shop.orders o
+	  JOIN (SELECT order_id, sum(unit_price::numeric * qty) AS total, sum(discount) AS discount
+			  FROM shop.order_item GROUP BY order_id) l ON l.order_id = o.id
+	 WHERE o.status <> 'CREATED'
+	   AND (o.subtotal <> l.total OR o.discount <> l.discount
+			OR o.amount <> o.subtotal - o.discount + o.shipping + o.tax)
+	UNION ALL
+	SELECT 'tax_matches_lines', 'order ' || o.id,
+		   format('tax %s, tax included %s; lines'' tax sums to %s', o.tax, o.tax_included, l.tax)
+	  FROM shop.orders o
+	  JOIN (SELECT order_id, sum(tax) AS tax FROM shop.order_item GROUP BY order_id) l
+		ON l.order_id = o.id
+	 WHERE o.status <> 'CREATED'
+	   AND (o.tax + o.tax_included <> l.tax OR (o.tax <> 0 AND o.tax_included <> 0))
+	UNION ALL
+	SELECT 'included_tax_within_lines', 'order ' || i.order_id,
+		   format('line of sku %s includes tax %s of its net %s', i.sku_id, i.tax,
+				  i.unit_price::numeric * i.qty - i.discount)
+	  FROM shop.orders o JOIN shop.order_item i ON i.order_id = o.id
+	 WHERE o.tax_included > 0 AND i.tax > i.unit_price::numeric * i.qty - i.discount
+	UNION ALL
+	SELECT 'fulfilment_only_when_paid', 'order ' || o.id,
+		   format('%s order has fulfilment %s', o.status, o.fulfilment_status)
+	  FROM shop.orders o
+	 WHERE o.shipped_at IS NOT NULL AND o.status <> 'PAID'
+	UNION ALL
+	SELECT 'coupon_redeemed_matches_redemptions', 'coupon ' || c.id,
+		   format('redeemed is %s but %s redemptions are active, limit %s',
+				  c.redeemed, coalesce(r.n, 0), coalesce(c.max_redemptions::text, 'none'))
+	  FROM shop.coupon c
+	  LEFT JOIN (SELECT coupon_id, count(*) AS n FROM shop.coupon_redemption
+				  WHERE state = 'active' GROUP BY coupon_id) r ON r.coupon_id = c.id
+	 WHERE c.redeemed <> coalesce(r.n, 0) OR c.redeemed > c.max_redemptions
+	UNION ALL
+	SELECT 'coupon_within_user_limit', 'coupon ' || c.id,
+		   format('user %s holds %s active redemptions, limit %s', r.user_id, r.n, c.max_per_user)
+	  FROM shop.coupon c
+	  JOIN (SELECT coupon_id, user_id, count(*) AS n FROM shop.coupon_redemption
+			 WHERE state = 'active' GROUP BY coupon_id, user_id) r ON r.coupon_id = c.id
+	 WHERE r.n > c.max_per_user
+	UNION ALL
+	SELECT 'released_order_holds_no_coupon', 'order ' || o.id,
+		   format('%s order holds an active redemption of coupon %s', o.status, r.coupon_id)
+	  FROM shop.orders o JOIN shop.coupon_redemption r ON r.order_id = o.id
+	 WHERE o.status IN ('CANCELLED', 'FAILED') AND r.state = 'active'
+	UNION ALL
+	SELECT 'one_open_cart_per_user', 'user ' || c.user_id,
+		   format('%s open carts', count(*))
+	  FROM shop.cart c
+	 WHERE c.checked_out_at IS NULL
+	 GROUP BY c.user_id
+	HAVING count(*) > 1
+	UNION ALL
+	SELECT * FROM shop.refund_invariants()
+$$;
+COMMENT ON FUNCTION shop.shop_check_invariants() IS
+	'one row per broken stock or order invariant; empty when all is well';
+
+CREATE OR REPLACE FUNCTION shop.shop_api_grant(anon_role name, user_role name, webhook_role name, operator_role name)
+	RETURNS void
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF operator_role IS NOT NULL THEN
+		IF operator_role IN (anon_role, user_role, webhook_role) THEN
+			RAISE EXCEPTION 'operator_role must be a role of its own, not "%"', operator_role
+				USING ERRCODE = '22023',
+					  HINT = 'Create a NOLOGIN role for operators (README, "Storefront and operator pages").';
+		END IF;
+		IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = operator_role) THEN
+			RAISE EXCEPTION 'role "%" does not exist', operator_role
+				USING ERRCODE = '42704',
+					  HINT = 'Create the roles first (README, "Storefront and operator pages"); the extension creates none.';
+		END IF;
+	END IF;
+	PERFORM shop.shop_api_grant(anon_role, user_role, webhook_role);
+	IF operator_role IS NULL THEN
+		RETURN;
+	END IF;
+	EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop_api FROM %I', operator_role);
+	EXECUTE format('REVOKE ALL ON SCHEMA shop_api FROM %I', operator_role);
+	EXECUTE format('GRANT USAGE ON SCHEMA shop_api TO %I', operator_role);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.ops_stock(), shop_api.ops_adjust_stock(bigint, integer, text),'
+				   ' shop_api.ops_reservations(), shop_api.ops_expire_now(), shop_api.ops_payments(),'
+				   ' shop_api.ops_outbox(), shop_api.ops_redeliver(bigint), shop_api.ops_health(),'
+				   ' shop_api.ops_orders_per_minute(), shop_api.ops_warehouse_queue(),'
+				   ' shop_api.ops_ship(bigint, text, text), shop_api.ops_mark_delivered(bigint),'
+				   ' shop_api.ops_refund(bigint, text, jsonb, text, bigint) TO %I',
+				   operator_role);
+	IF EXISTS (SELECT FROM pg_roles WHERE rolname = operator_role AND rolcanlogin) THEN
+		RAISE WARNING 'role "%" can log in: any session of it may set request.jwt.claims and act as any operator', operator_role
+			USING HINT = 'Make it NOLOGIN and let the authenticator role switch to it.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION shop.shop_api_grant(name, name, name, name) IS
+	'shop_api_grant(anon_role, user_role, webhook_role) and then operator_role exactly the shop_api.ops_* functions (NULL: none); operator_role must differ from the other three';

@@ -8,3 +8,11 @@ INSERT INTO shop.sku (id, product_id, code, on_hand) VALUES
 	(2, 2, 'TEE-M', 20),
 	(3, 2, 'TEE-L', 20),
 	(4, 3, 'POSTER-LTD', 1);
+
+-- Shipping and tax (README, "Shipping, tax and fulfilment"): a parcel service
+-- in Korea, free from 50,000 won of goods, and Korean VAT: 10 %, included in
+-- KRW prices (tax_included shows the share; the amount does not change).
+SELECT code, cost, free_over FROM shop.shop_set_shipping_method('kr-parcel', '택배 Parcel', 'KRW', 3000,
+	free_over => 50000, countries => ARRAY['KR']);
+SELECT currency, prices_include_tax, default_country FROM shop.shop_set_tax_setting('KRW', true, 'KR');
+SELECT country, tax_class, rate FROM shop.shop_set_tax_rate('KR', 10);

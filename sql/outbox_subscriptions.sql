@@ -201,7 +201,7 @@ SELECT u AS url, pg_temp.try_url(u) AS outcome
 					'https://subs.example.test:99999/hook', 'subs.example.test/hook']) WITH ORDINALITY AS t(u, n)
  ORDER BY n;
 -- 22023: an unknown event type (names are exact), an empty list
-SELECT pg_temp.outcome($$SELECT shop.shop_subscribe('https://subs.example.test/d', ARRAY['order.shipped'])$$);
+SELECT pg_temp.outcome($$SELECT shop.shop_subscribe('https://subs.example.test/d', ARRAY['order.teleported'])$$);
 SELECT pg_temp.outcome($$SELECT shop.shop_subscribe('https://subs.example.test/d', ARRAY['order.paid', 'Order.Created'])$$);
 SELECT pg_temp.outcome($$SELECT shop.shop_subscribe('https://subs.example.test/d', ARRAY['order'])$$);
 SELECT pg_temp.outcome($$SELECT shop.shop_subscribe('https://subs.example.test/d', ARRAY[]::text[])$$);

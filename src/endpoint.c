@@ -36,7 +36,8 @@ PG_FUNCTION_INFO_V1(shop_enable_endpoint);
 /* The event catalogue (README, "Event catalogue"); "*" subscribes to all. */
 static const char *const event_types[] = {
 	"order.created", "order.paid", "order.cancelled", "order.failed",
-	"order.expired", "order.needs_review", "stock.low", "*", NULL
+	"order.expired", "order.needs_review", "stock.low",
+	"order.shipped", "order.delivered", "*", NULL
 };
 
 static SPIPlanPtr plan_upsert;
@@ -143,7 +144,7 @@ check_event_types(ArrayType *types)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown event type \"%s\"", type),
-					 errhint("Event types are order.created, order.paid, order.cancelled, order.failed, order.expired, order.needs_review, stock.low, or * for all.")));
+					 errhint("Event types are order.created, order.paid, order.cancelled, order.failed, order.expired, order.needs_review, stock.low, order.shipped, order.delivered, or * for all.")));
 	}
 	return PointerGetDatum(types);
 }

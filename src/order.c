@@ -49,7 +49,8 @@ find_order_by_key(text *user_id, text *key)
  */
 static Datum
 place_order(FunctionCallInfo fcinfo, MemoryContext outer, text *user_id,
-			text *key, text *coupon, OrderLine *lines, int nlines, bool *created)
+			text *key, text *coupon, text *method, Jsonb *ship_to,
+			OrderLine *lines, int nlines, bool *created)
 {
 	static const Oid insert_types[] = {TEXTOID, TEXTOID, INT4OID};
 	static const Oid pending_types[] = {INT8OID, INT8OID, TEXTOID, INT8OID};
@@ -59,6 +60,7 @@ place_order(FunctionCallInfo fcinfo, MemoryContext outer, text *user_id,
 	int64		amount;
 	int64		discount = 0;
 	char		currency[4];
+	Datum		result;
 
 	values[0] = PointerGetDatum(user_id);
 	values[1] = PointerGetDatum(key);
@@ -84,7 +86,11 @@ place_order(FunctionCallInfo fcinfo, MemoryContext outer, text *user_id,
 	if (coupon != NULL)
 		discount = coupons_redeem(order_id, user_id, coupon, currency);
 
-	/* amount = subtotal - discount (README, "Money and coupons") */
+	/*
+	 * amount = subtotal - discount (README, "Money and coupons"); the
+	 * statement also says whether the currency has a tax setting, so an
+	 * order without shipping or tax runs no statement more.
+	 */
 	values[0] = Int64GetDatum(order_id);
 	values[1] = Int64GetDatum(amount);
 	values[2] = CStringGetTextDatum(currency);
@@ -95,7 +101,9 @@ place_order(FunctionCallInfo fcinfo, MemoryContext outer, text *user_id,
 							"   SET status = 'PENDING', subtotal = $2, discount = $4,"
 							"       amount = $2 - $4, currency = $3, updated_at = now()"
 							" WHERE id = $1"
-							" RETURNING " SHOP_ORDER_SUMMARY,
+							" RETURNING " SHOP_ORDER_SUMMARY ","
+							"   EXISTS (SELECT FROM shop.tax_setting t"
+							"            WHERE t.currency = $3::bpchar)",
 							4, pending_types),
 				  values, NULL, false, 0);
 	else
@@ -107,9 +115,15 @@ place_order(FunctionCallInfo fcinfo, MemoryContext outer, text *user_id,
 							" RETURNING " SHOP_ORDER_SUMMARY,
 							3, pending_types),
 				  values, NULL, false, 0);
+	/* shipping and tax: only when chosen or configured */
+	if (method != NULL || ship_to != NULL ||
+		(SPI_tuptable->tupdesc->natts > 5 && shop_get_bool(0, 6)))
+		result = shipping_reprice(fcinfo, outer, order_id, method, ship_to);
+	else
+		result = shop_row_datum(fcinfo, outer, 0);
 	events_emit_orders("order.created", &order_id, 1, NULL);
 	*created = true;
-	return shop_row_datum(fcinfo, outer, 0);
+	return result;
 }
 
 /*
@@ -173,8 +187,8 @@ coupon_arg(FunctionCallInfo fcinfo, int argno)
 }
 
 /*
- * shop_create_order(user_id text, idempotency_key text, coupon_code text)
- *		returns order_summary
+ * shop_create_order(user_id text, idempotency_key text, coupon_code text,
+ *					 shipping_method text, ship_to jsonb) returns order_summary
  *
  * The cart is locked first: a concurrent call with the same key waits here,
  * then finds the first call's order by its key (the cart is closed by then).
@@ -185,6 +199,8 @@ shop_create_order(PG_FUNCTION_ARGS)
 	text	   *user_id = shop_text_arg(fcinfo, 0, "user_id", true);
 	text	   *key = shop_text_arg(fcinfo, 1, "idempotency_key", false);
 	text	   *coupon = coupon_arg(fcinfo, 2);
+	text	   *method;
+	Jsonb	   *ship_to;
 	MemoryContext outer = CurrentMemoryContext;
 	int64		cart_id;
 	OrderLine  *lines;
@@ -192,6 +208,7 @@ shop_create_order(PG_FUNCTION_ARGS)
 	bool		created;
 	Datum		result;
 
+	shipping_args(fcinfo, 3, &method, &ship_to);
 	SPI_connect();
 	cart_id = cart_lock_open(user_id, false);
 	if (key != NULL && find_order_by_key(user_id, key))
@@ -205,8 +222,8 @@ shop_create_order(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_SHOP_EMPTY_CART),
 					 errmsg("the cart of user \"%s\" is empty", text_to_cstring(user_id)),
 					 errhint("Add items with shop.shop_cart_add() first.")));
-		result = place_order(fcinfo, outer, user_id, key, coupon, lines, nlines,
-							 &created);
+		result = place_order(fcinfo, outer, user_id, key, coupon, method, ship_to,
+							 lines, nlines, &created);
 		if (created)
 			close_cart(cart_id);
 	}
@@ -216,7 +233,8 @@ shop_create_order(PG_FUNCTION_ARGS)
 
 /*
  * shop_buy_now(user_id text, items jsonb, idempotency_key text,
- *				coupon_code text) returns order_summary
+ *				coupon_code text, shipping_method text, ship_to jsonb)
+ *		returns order_summary
  */
 Datum
 shop_buy_now(PG_FUNCTION_ARGS)
@@ -224,6 +242,8 @@ shop_buy_now(PG_FUNCTION_ARGS)
 	text	   *user_id = shop_text_arg(fcinfo, 0, "user_id", true);
 	text	   *key = shop_text_arg(fcinfo, 2, "idempotency_key", false);
 	text	   *coupon = coupon_arg(fcinfo, 3);
+	text	   *method;
+	Jsonb	   *ship_to;
 	MemoryContext outer = CurrentMemoryContext;
 	OrderLine  *lines;
 	int			nlines;
@@ -235,9 +255,11 @@ shop_buy_now(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("items must not be null")));
 	lines = lines_from_jsonb(PG_GETARG_DATUM(1), &nlines);
+	shipping_args(fcinfo, 4, &method, &ship_to);
 
 	SPI_connect();
-	result = place_order(fcinfo, outer, user_id, key, coupon, lines, nlines, &created);
+	result = place_order(fcinfo, outer, user_id, key, coupon, method, ship_to,
+						 lines, nlines, &created);
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }

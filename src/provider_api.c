@@ -431,6 +431,13 @@ stored_session(MemoryContext outer, int64 order_id, const char *provider, bool c
 /*
  * Read what a checkout needs of a PENDING order (not locking it: the call
  * is made without row locks); SH004 for any other status.
+ *
+ * The lines sent must add up to the order's amount, which is what the
+ * payment is checked against: the item lines, then a shipping line and a
+ * tax line (tax added on top) when the order has them.  A coupon's
+ * discount cannot be a line of its own (providers take no negative line
+ * items), so an order with a discount is sent as one line for its whole
+ * amount.
  */
 static void
 read_order(int64 order_id, CheckoutOrder *order)
@@ -440,10 +447,15 @@ read_order(int64 order_id, CheckoutOrder *order)
 	bool		isnull;
 	uint64		n;
 	uint64		i;
+	int64		discount;
+	int64		shipping;
+	int64		tax;
+	char	   *method;
 
 	values[0] = Int64GetDatum(order_id);
 	if (shop_exec(shop_plan(&plan_order,
-							"SELECT status, currency::text, amount, expires_at, created_at"
+							"SELECT status, currency::text, amount, expires_at, created_at,"
+							"       discount, shipping, tax, shipping_method"
 							"  FROM shop.orders WHERE id = $1",
 							1, argtypes),
 				  values, NULL, true, 0) == 0)
@@ -462,18 +474,44 @@ read_order(int64 order_id, CheckoutOrder *order)
 														  SPI_tuptable->tupdesc, 4, &isnull));
 	order->created_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
 														  SPI_tuptable->tupdesc, 5, &isnull));
+	discount = shop_get_int64(0, 6, NULL);
+	shipping = shop_get_int64(0, 7, NULL);
+	tax = shop_get_int64(0, 8, NULL);
+	method = shop_get_text(0, 9);
+	if (discount > 0)
+	{
+		order->nlines = 1;
+		order->lines = palloc(sizeof(CheckoutLine));
+		order->lines[0].name = psprintf("Order %lld", (long long) order_id);
+		order->lines[0].unit_price = order->amount;
+		order->lines[0].qty = 1;
+		return;
+	}
 	n = shop_exec(shop_plan(&plan_lines,
 							"SELECT product_name, unit_price, qty FROM shop.order_item"
 							" WHERE order_id = $1 ORDER BY sku_id",
 							1, argtypes),
 				  values, NULL, true, 0);
 	order->nlines = (int) n;
-	order->lines = palloc(sizeof(CheckoutLine) * Max(n, 1));
+	order->lines = palloc(sizeof(CheckoutLine) * (n + 2));
 	for (i = 0; i < n; i++)
 	{
 		order->lines[i].name = shop_get_text(i, 1);
 		order->lines[i].unit_price = shop_get_int64(i, 2, NULL);
 		order->lines[i].qty = (int32) shop_get_int64(i, 3, NULL);
+	}
+	if (shipping > 0)
+	{
+		order->lines[order->nlines].name = method ? psprintf("Shipping (%s)", method)
+			: pstrdup("Shipping");
+		order->lines[order->nlines].unit_price = shipping;
+		order->lines[order->nlines++].qty = 1;
+	}
+	if (tax > 0)
+	{
+		order->lines[order->nlines].name = pstrdup("Tax");
+		order->lines[order->nlines].unit_price = tax;
+		order->lines[order->nlines++].qty = 1;
 	}
 }
 

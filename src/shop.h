@@ -34,6 +34,12 @@
 #define ERRCODE_SHOP_REFUND_OVER_PAID		MAKE_SQLSTATE('S','H','0','4','2')
 #define ERRCODE_SHOP_PAYMENT_MISMATCH		MAKE_SQLSTATE('S','H','0','1','5')
 #define ERRCODE_SHOP_PAID_TWICE				MAKE_SQLSTATE('S','H','0','1','6')
+/* SH020..SH024 provider calls (webhook.h); SH025..SH030 coupons (SQL) */
+/* shipping and tax: SH031..SH033 are raised in SQL (27_shipping_tax.sql) */
+#define ERRCODE_SHOP_BAD_ADDRESS			MAKE_SQLSTATE('S','H','0','4','0')
+#define ERRCODE_SHOP_SHIPPING_LOCKED		MAKE_SQLSTATE('S','H','0','4','3')
+#define ERRCODE_SHOP_FULFILMENT_STATE		MAKE_SQLSTATE('S','H','0','4','4')
+#define ERRCODE_SHOP_SHIPPED_OTHERWISE		MAKE_SQLSTATE('S','H','0','4','5')
 
 /*
  * The columns of type shop.order_summary, in order: every query that
@@ -201,6 +207,12 @@ extern int64 coupons_redeem(int64 order_id, text *user_id, text *code,
 							const char *currency);
 extern void coupons_release(const int64 *order_ids, int norders);
 extern bool coupons_retake(int64 order_id);
+
+/* shipping.c: shipping and tax of new orders */
+extern bool shipping_args(FunctionCallInfo fcinfo, int argno, text **method,
+						  Jsonb **ship_to);
+extern Datum shipping_reprice(FunctionCallInfo fcinfo, MemoryContext outer,
+							  int64 order_id, text *method, Jsonb *ship_to);
 
 /* events.c: outgoing events, written with the change that causes them */
 extern void events_emit_orders(const char *type, const int64 *order_ids,

@@ -135,7 +135,8 @@ shop_get_text(uint64 row, int col)
 /*
  * Build the function's composite result from SPI result row, in the
  * caller's memory context (outer), so it survives SPI_finish.  The query's
- * columns must match the result type's, in order.
+ * first columns must match the result type's, in order; any after them
+ * are ignored.
  */
 Datum
 shop_row_datum(FunctionCallInfo fcinfo, MemoryContext outer, uint64 row)
@@ -149,12 +150,13 @@ shop_row_datum(FunctionCallInfo fcinfo, MemoryContext outer, uint64 row)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "shop: function must return a composite type");
 	tupdesc = BlessTupleDesc(tupdesc);
-	if (tupdesc->natts != SPI_tuptable->tupdesc->natts)
+	/* the query may return more columns after the result's (flags) */
+	if (tupdesc->natts > SPI_tuptable->tupdesc->natts)
 		elog(ERROR, "shop: result has %d columns, query returned %d",
 			 tupdesc->natts, SPI_tuptable->tupdesc->natts);
 
-	values = palloc(sizeof(Datum) * tupdesc->natts);
-	nulls = palloc(sizeof(bool) * tupdesc->natts);
+	values = palloc(sizeof(Datum) * SPI_tuptable->tupdesc->natts);
+	nulls = palloc(sizeof(bool) * SPI_tuptable->tupdesc->natts);
 	heap_deform_tuple(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
 					  values, nulls);
 	tuple = heap_form_tuple(tupdesc, values, nulls);

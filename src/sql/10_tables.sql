@@ -9,7 +9,9 @@ CREATE TABLE shop.product (
 	price		bigint NOT NULL CHECK (price >= 0),
 	currency	char(3) NOT NULL DEFAULT 'KRW' CHECK (currency ~ '^[A-Z]{3}$'),
 	is_active	boolean NOT NULL DEFAULT true,
-	created_at	timestamptz NOT NULL DEFAULT now()
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	-- which shop.tax_rate applies (README, "Tax")
+	tax_class	text NOT NULL DEFAULT 'standard' CONSTRAINT product_tax_class_not_empty CHECK (tax_class <> '')
 );
 
 -- available = on_hand - reserved is derived (view shop.sku_stock), never
@@ -100,12 +102,36 @@ CREATE TABLE shop.orders (
 		('cancelled', 'customer_cancelled', 'shop_cancelled', 'payment_failed',
 		 'expired', 'paid_after_release')),
 	-- The money model (README, "Money"): what the lines cost, what a coupon
-	-- took off, and amount = what is charged.  Shipping and tax come later:
-	-- this CHECK is then replaced by one named orders_amount_total that
-	-- reads amount = subtotal - discount + shipping + tax.
+	-- took off, the shipping cost, the tax added on top (prices exclusive
+	-- of tax), and amount = what is charged.  tax_included is the tax share
+	-- contained in the prices (prices inclusive of tax, e.g. KRW with VAT):
+	-- it is part of subtotal already, so it is not added again.
 	subtotal			bigint NOT NULL DEFAULT 0 CONSTRAINT orders_subtotal_nonnegative CHECK (subtotal >= 0),
 	discount			bigint NOT NULL DEFAULT 0 CONSTRAINT orders_discount_nonnegative CHECK (discount >= 0),
-	CONSTRAINT orders_amount_total CHECK (amount = subtotal - discount)
+	-- Shipping and tax (README, "Shipping", "Tax"): chosen at creation or
+	-- by shop_set_shipping while PENDING; ship_to is the validated address.
+	shipping			bigint NOT NULL DEFAULT 0 CONSTRAINT orders_shipping_nonnegative CHECK (shipping >= 0),
+	tax					bigint NOT NULL DEFAULT 0 CONSTRAINT orders_tax_nonnegative CHECK (tax >= 0),
+	tax_included		bigint NOT NULL DEFAULT 0 CONSTRAINT orders_tax_included_nonnegative CHECK (tax_included >= 0),
+	shipping_method		text,
+	ship_to				jsonb CONSTRAINT orders_ship_to_object CHECK (jsonb_typeof(ship_to) = 'object'),
+	-- Fulfilment of a PAID order with an address: READY, then SHIPPED
+	-- (carrier, tracking_no, shipped_at), then DELIVERED (delivered_at).
+	-- fulfilment_status is derived, never written: READY appears when the
+	-- order becomes PAID, without the payment paths knowing of it.
+	carrier				text CONSTRAINT orders_carrier_not_empty CHECK (carrier <> ''),
+	tracking_no			text CONSTRAINT orders_tracking_no_not_empty CHECK (tracking_no <> ''),
+	shipped_at			timestamptz,
+	delivered_at		timestamptz,
+	fulfilment_status	text GENERATED ALWAYS AS (CASE
+		WHEN delivered_at IS NOT NULL THEN 'DELIVERED'
+		WHEN shipped_at IS NOT NULL THEN 'SHIPPED'
+		WHEN status = 'PAID' AND ship_to IS NOT NULL THEN 'READY' END) STORED,
+	CONSTRAINT orders_amount_total CHECK (amount = subtotal - discount + shipping + tax),
+	CONSTRAINT orders_tax_one_kind CHECK (tax = 0 OR tax_included = 0),
+	CONSTRAINT orders_shipment_fields CHECK ((shipped_at IS NULL) = (carrier IS NULL)
+		AND (shipped_at IS NULL) = (tracking_no IS NULL)
+		AND (delivered_at IS NULL OR shipped_at IS NOT NULL))
 );
 CREATE UNIQUE INDEX orders_user_idempotency_key ON shop.orders (user_id, idempotency_key)
 	WHERE idempotency_key IS NOT NULL;
@@ -113,6 +139,9 @@ CREATE INDEX orders_user_idx ON shop.orders (user_id);
 -- The expiry sweep and the inline reclaim look only at pending orders.
 CREATE INDEX orders_pending_expiry_idx ON shop.orders (expires_at, id)
 	WHERE status = 'PENDING';
+-- The warehouse queue (view shop.warehouse_queue) reads only READY orders.
+CREATE INDEX orders_ready_idx ON shop.orders (created_at, id)
+	WHERE fulfilment_status = 'READY';
 
 -- Line snapshot: what was sold at which price, whatever the catalog does later.
 CREATE TABLE shop.order_item (
@@ -125,7 +154,10 @@ CREATE TABLE shop.order_item (
 	qty				integer NOT NULL CHECK (qty > 0),
 	UNIQUE (order_id, sku_id),
 	-- the line's share of the order's discount (rounding rule: README, "Money")
-	discount		bigint NOT NULL DEFAULT 0 CONSTRAINT order_item_discount_nonnegative CHECK (discount >= 0)
+	discount		bigint NOT NULL DEFAULT 0 CONSTRAINT order_item_discount_nonnegative CHECK (discount >= 0),
+	-- the line's tax (added or included, as the order's), rounding rule:
+	-- README, "Tax"; the lines add up to orders.tax + orders.tax_included
+	tax				bigint NOT NULL DEFAULT 0 CONSTRAINT order_item_tax_nonnegative CHECK (tax >= 0)
 );
 
 -- One reservation per order line.  state says what happened to the stock:
@@ -222,6 +254,47 @@ CREATE TABLE shop.coupon_redemption (
 CREATE INDEX coupon_redemption_user_idx ON shop.coupon_redemption (coupon_id, user_id)
 	WHERE state = 'active';
 
+-- Shipping methods (README, "Shipping"): a flat cost in one currency, free
+-- when the goods (subtotal - discount) reach free_over, for the countries
+-- listed (ISO 3166 alpha-2; NULL: everywhere).
+CREATE TABLE shop.shipping_method (
+	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	code		text NOT NULL UNIQUE CONSTRAINT shipping_method_code_check CHECK (code ~ '^[A-Za-z0-9_.-]{1,64}$'),
+	name		text NOT NULL CONSTRAINT shipping_method_name_check CHECK (name <> ''),
+	currency	char(3) NOT NULL CONSTRAINT shipping_method_currency_check CHECK (currency ~ '^[A-Z]{3}$'),
+	cost		bigint NOT NULL CONSTRAINT shipping_method_cost_check CHECK (cost >= 0),
+	free_over	bigint CONSTRAINT shipping_method_free_over_check CHECK (free_over >= 0),
+	countries	text[] CONSTRAINT shipping_method_countries_check CHECK (cardinality(countries) > 0
+		AND array_position(countries, NULL) IS NULL
+		AND array_to_string(countries, ',') ~ '^[A-Z]{2}(,[A-Z]{2})*$'),
+	active		boolean NOT NULL DEFAULT true,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	updated_at	timestamptz NOT NULL DEFAULT now()
+);
+
+-- Tax settings per currency (README, "Tax"): whether prices in it include
+-- tax, and the country whose rates apply when an order has no address.  A
+-- currency without a row has no tax.
+CREATE TABLE shop.tax_setting (
+	currency			char(3) PRIMARY KEY CONSTRAINT tax_setting_currency_check CHECK (currency ~ '^[A-Z]{3}$'),
+	prices_include_tax	boolean NOT NULL,
+	default_country		char(2) CONSTRAINT tax_setting_default_country_check CHECK (default_country ~ '^[A-Z]{2}$'),
+	updated_at			timestamptz NOT NULL DEFAULT now()
+);
+
+-- Tax rates in percent by country, optionally region (the address's
+-- "region"), and the product's tax_class.  A region's own rate wins over
+-- the country's (region NULL).
+CREATE TABLE shop.tax_rate (
+	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	country		char(2) NOT NULL CONSTRAINT tax_rate_country_check CHECK (country ~ '^[A-Z]{2}$'),
+	region		text CONSTRAINT tax_rate_region_check CHECK (region <> ''),
+	tax_class	text NOT NULL DEFAULT 'standard' CONSTRAINT tax_rate_tax_class_check CHECK (tax_class <> ''),
+	rate		numeric(7,4) NOT NULL CONSTRAINT tax_rate_rate_check CHECK (rate >= 0 AND rate <= 100),
+	updated_at	timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX tax_rate_key ON shop.tax_rate (country, (coalesce(region, '')), tax_class);
+
 -- Keep user data in pg_dump output (extension member tables are otherwise skipped).
 SELECT pg_catalog.pg_extension_config_dump('shop.product', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.sku', '');
@@ -235,6 +308,9 @@ SELECT pg_catalog.pg_extension_config_dump('shop.stock_reservation', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.payment_log', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.coupon', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.coupon_redemption', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.shipping_method', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.tax_setting', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.tax_rate', '');
 -- ... and their id sequences, or a restored database would hand out ids
 -- that its restored rows already have.
 SELECT pg_catalog.pg_extension_config_dump('shop.product_id_seq', '');
@@ -247,3 +323,5 @@ SELECT pg_catalog.pg_extension_config_dump('shop.stock_reservation_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.payment_log_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.coupon_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.coupon_redemption_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.shipping_method_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.tax_rate_id_seq', '');

@@ -73,22 +73,26 @@ COMMENT ON FUNCTION shop.shop_cart(text) IS
 -- API: Public (orders)
 
 CREATE FUNCTION shop.shop_create_order(user_id text, idempotency_key text DEFAULT NULL,
-										coupon_code text DEFAULT NULL)
+										coupon_code text DEFAULT NULL,
+										shipping_method text DEFAULT NULL,
+										ship_to jsonb DEFAULT NULL)
 	RETURNS shop.order_summary
 	AS 'MODULE_PATHNAME', 'shop_create_order'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION shop.shop_create_order(text, text, text) IS
-	'turn the open cart into a PENDING order: reserve every line (all or nothing), snapshot prices, apply the coupon if any, close the cart; a repeated (user_id, idempotency_key) returns the first order';
+COMMENT ON FUNCTION shop.shop_create_order(text, text, text, text, jsonb) IS
+	'turn the open cart into a PENDING order: reserve every line (all or nothing), snapshot prices, apply the coupon if any, price shipping and tax, close the cart; a repeated (user_id, idempotency_key) returns the first order';
 
 CREATE FUNCTION shop.shop_buy_now(user_id text, items jsonb, idempotency_key text DEFAULT NULL,
-								  coupon_code text DEFAULT NULL)
+								  coupon_code text DEFAULT NULL,
+								  shipping_method text DEFAULT NULL,
+								  ship_to jsonb DEFAULT NULL)
 	RETURNS shop.order_summary
 	AS 'MODULE_PATHNAME', 'shop_buy_now'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION shop.shop_buy_now(text, jsonb, text, text) IS
-	'create a PENDING order from [{"sku_id": N, "qty": N}, ...] without a cart, with the coupon if any; lines of the same SKU are summed';
+COMMENT ON FUNCTION shop.shop_buy_now(text, jsonb, text, text, text, jsonb) IS
+	'create a PENDING order from [{"sku_id": N, "qty": N}, ...] without a cart, with the coupon, shipping and tax if any; lines of the same SKU are summed';
 
 CREATE FUNCTION shop.shop_confirm_paid(order_id bigint, external_payment_id text)
 	RETURNS shop.order_summary

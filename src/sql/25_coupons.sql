@@ -30,7 +30,13 @@ CREATE TYPE shop.cart_preview_row AS (
 	line_discount	bigint,
 	subtotal		bigint,
 	discount		bigint,
-	total			bigint
+	total			bigint,
+	-- shipping and tax (src/sql/27_shipping_tax.sql); total is
+	-- subtotal - discount + shipping + tax
+	line_tax		bigint,
+	shipping		bigint,
+	tax				bigint,
+	tax_included	bigint
 );
 
 -- Check coupon p_code for lines (ascending sku_id: p_skus, their products
@@ -264,53 +270,4 @@ $$;
 COMMENT ON FUNCTION shop.shop_set_coupon(text, text, bigint, text, bigint, timestamptz, timestamptz, integer, integer, boolean, bigint[]) IS
 	'create or update (matched case-insensitively by code) a coupon: kind percent (value 1-100) or fixed (value in minor units of currency); the redemption count is kept';
 
--- API: Public (cart)
-
-CREATE FUNCTION shop.shop_cart_preview(user_id text, coupon_code text)
-	RETURNS SETOF shop.cart_preview_row
-	LANGUAGE plpgsql STABLE PARALLEL UNSAFE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	skus		bigint[];
-	products	bigint[];
-	totals		bigint[];
-	cur			text;
-	q			record;
-	disc		bigint := 0;
-	shares		bigint[];
-BEGIN
-	SELECT array_agg(ci.sku_id ORDER BY ci.sku_id), array_agg(s.product_id ORDER BY ci.sku_id),
-		   array_agg(p.price * ci.qty ORDER BY ci.sku_id), min(p.currency)
-	  INTO skus, products, totals, cur
-	  FROM shop.cart c
-	  JOIN shop.cart_item ci ON ci.cart_id = c.id
-	  JOIN shop.sku s ON s.id = ci.sku_id
-	  JOIN shop.product p ON p.id = s.product_id
-	 WHERE c.user_id = $1 AND c.checked_out_at IS NULL;
-	IF skus IS NULL THEN
-		RETURN;
-	END IF;
-	IF $2 IS NULL THEN
-		shares := array_fill(0::bigint, ARRAY[cardinality(skus)]);
-	ELSE
-		q := shop.coupon_quote($2, $1, cur, skus, products, totals, false);
-		disc := q.discount;
-		shares := q.line_discounts;
-	END IF;
-	RETURN QUERY
-	SELECT ci.sku_id, s.code, p.name, p.price, p.currency, ci.qty,
-		   p.price * ci.qty, d.x,
-		   (sum(p.price * ci.qty) OVER ())::bigint, disc,
-		   (sum(p.price * ci.qty) OVER ())::bigint - disc
-	  FROM shop.cart c
-	  JOIN shop.cart_item ci ON ci.cart_id = c.id
-	  JOIN shop.sku s ON s.id = ci.sku_id
-	  JOIN shop.product p ON p.id = s.product_id
-	  JOIN unnest(skus, shares) AS d(sku, x) ON d.sku = ci.sku_id
-	 WHERE c.user_id = $1 AND c.checked_out_at IS NULL
-	 ORDER BY ci.sku_id;
-END
-$$;
-COMMENT ON FUNCTION shop.shop_cart_preview(text, text) IS
-	'the open cart''s lines with current prices and each line''s share of the coupon''s discount, with subtotal, discount and total; refuses a coupon that would be refused at checkout (SH025-SH030), without taking it';
+-- shop.shop_cart_preview (coupon, shipping and tax): src/sql/27_shipping_tax.sql

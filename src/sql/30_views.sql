@@ -194,22 +194,43 @@ AS $$
 	 WHERE o.status = 'PENDING' AND (r.state IS DISTINCT FROM 'active' OR r.qty <> i.qty)
 	UNION ALL
 	SELECT 'amount_matches_lines', 'order ' || o.id,
-		   format('amount %s, lines sum to %s', o.amount, l.total - l.discount)
+		   format('amount %s, lines sum to %s', o.amount, l.total - l.discount + o.shipping + o.tax)
 	  FROM shop.orders o
 	  JOIN (SELECT order_id, sum(unit_price::numeric * qty) AS total, sum(discount) AS discount
 			  FROM shop.order_item GROUP BY order_id) l ON l.order_id = o.id
-	 WHERE o.status <> 'CREATED' AND o.amount <> l.total - l.discount
+	 WHERE o.status <> 'CREATED' AND o.amount <> l.total - l.discount + o.shipping + o.tax
 	UNION ALL
-	-- the money model: amount = subtotal - discount (also a CHECK), the
-	-- lines' totals are the subtotal and their shares the discount
+	-- the money model: amount = subtotal - discount + shipping + tax (also
+	-- a CHECK), the lines' totals are the subtotal, their shares the
+	-- discount, their taxes the order's tax (added or included)
 	SELECT 'subtotal_and_discount_match_lines', 'order ' || o.id,
-		   format('subtotal %s, discount %s, amount %s; lines: total %s, discount %s',
-				  o.subtotal, o.discount, o.amount, l.total, l.discount)
+		   format('subtotal %s, discount %s, shipping %s, tax %s, amount %s; lines: total %s, discount %s',
+				  o.subtotal, o.discount, o.shipping, o.tax, o.amount, l.total, l.discount)
 	  FROM shop.orders o
 	  JOIN (SELECT order_id, sum(unit_price::numeric * qty) AS total, sum(discount) AS discount
 			  FROM shop.order_item GROUP BY order_id) l ON l.order_id = o.id
 	 WHERE o.status <> 'CREATED'
-	   AND (o.subtotal <> l.total OR o.discount <> l.discount OR o.amount <> o.subtotal - o.discount)
+	   AND (o.subtotal <> l.total OR o.discount <> l.discount
+			OR o.amount <> o.subtotal - o.discount + o.shipping + o.tax)
+	UNION ALL
+	SELECT 'tax_matches_lines', 'order ' || o.id,
+		   format('tax %s, tax included %s; lines'' tax sums to %s', o.tax, o.tax_included, l.tax)
+	  FROM shop.orders o
+	  JOIN (SELECT order_id, sum(tax) AS tax FROM shop.order_item GROUP BY order_id) l
+		ON l.order_id = o.id
+	 WHERE o.status <> 'CREATED'
+	   AND (o.tax + o.tax_included <> l.tax OR (o.tax <> 0 AND o.tax_included <> 0))
+	UNION ALL
+	SELECT 'included_tax_within_lines', 'order ' || i.order_id,
+		   format('line of sku %s includes tax %s of its net %s', i.sku_id, i.tax,
+				  i.unit_price::numeric * i.qty - i.discount)
+	  FROM shop.orders o JOIN shop.order_item i ON i.order_id = o.id
+	 WHERE o.tax_included > 0 AND i.tax > i.unit_price::numeric * i.qty - i.discount
+	UNION ALL
+	SELECT 'fulfilment_only_when_paid', 'order ' || o.id,
+		   format('%s order has fulfilment %s', o.status, o.fulfilment_status)
+	  FROM shop.orders o
+	 WHERE o.shipped_at IS NOT NULL AND o.status <> 'PAID'
 	UNION ALL
 	SELECT 'coupon_redeemed_matches_redemptions', 'coupon ' || c.id,
 		   format('redeemed is %s but %s redemptions are active, limit %s',

@@ -38,7 +38,7 @@ CREATE TABLE shop.event (
 	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	type		text NOT NULL CHECK (type IN ('order.created', 'order.paid', 'order.cancelled',
 											  'order.failed', 'order.expired', 'order.needs_review',
-											  'stock.low')),
+											  'stock.low', 'order.shipped', 'order.delivered')),
 	order_id	bigint REFERENCES shop.orders (id),
 	sku_id		bigint REFERENCES shop.sku (id),
 	payload		jsonb NOT NULL,

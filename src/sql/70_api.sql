@@ -287,7 +287,17 @@ BEGIN
 	SELECT jsonb_build_object(
 			'order_id', o.id, 'status', o.status, 'status_reason', o.status_reason,
 			'amount', o.amount, 'currency', o.currency::text,
-			'created_at', o.created_at, 'expires_at', o.expires_at,
+			'created_at', o.created_at, 'expires_at', o.expires_at)
+		-- shipping, tax and fulfilment only when the order has them
+		|| CASE WHEN o.ship_to IS NULL AND o.shipping = 0 AND o.tax = 0 AND o.tax_included = 0
+				THEN '{}'::jsonb
+				ELSE jsonb_build_object('subtotal', o.subtotal, 'discount', o.discount,
+					'shipping', o.shipping, 'tax', o.tax, 'tax_included', o.tax_included,
+					'shipping_method', o.shipping_method, 'ship_to', o.ship_to,
+					'fulfilment_status', o.fulfilment_status, 'carrier', o.carrier,
+					'tracking_no', o.tracking_no, 'shipped_at', o.shipped_at,
+					'delivered_at', o.delivered_at) END
+		|| jsonb_build_object(
 			'items', coalesce((
 				SELECT jsonb_agg(jsonb_build_object(
 						'sku_id', i.sku_id, 'sku_code', i.sku_code, 'product_name', i.product_name,
@@ -335,6 +345,49 @@ END
 $$;
 COMMENT ON FUNCTION shop_api.cancel_order(bigint) IS
 	'cancel the caller''s PENDING order (reason customer_cancelled), giving its stock back; a CANCELLED or FAILED order is returned unchanged, a PAID one refused (SH004)';
+
+-- API: Public (shipping; issue 13)
+
+CREATE FUNCTION shop_api.shipping_methods()
+	RETURNS TABLE (code text, name text, currency text, cost bigint, free_over bigint,
+				   countries text[])
+	LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN QUERY
+	SELECT m.code, m.name, m.currency::text, m.cost, m.free_over, m.countries
+	  FROM shop.shipping_method m
+	 WHERE m.active
+	 ORDER BY m.currency, m.cost, m.code;
+END
+$$;
+COMMENT ON FUNCTION shop_api.shipping_methods() IS
+	'the active shipping methods (code, name, currency, cost, free_over, countries: NULL for everywhere); needs no user';
+
+CREATE FUNCTION shop_api.set_shipping(order_id bigint, method text, address jsonb)
+	RETURNS shop.order_summary
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	uid text := shop_api.current_user_id();
+	result shop.order_summary;
+BEGIN
+	IF $1 IS NULL THEN
+		RAISE EXCEPTION 'order_id must not be null' USING ERRCODE = '22004';
+	END IF;
+	-- an order's user never changes: no lock needed to check it
+	PERFORM FROM shop.orders o WHERE o.id = $1 AND o.user_id = uid AND o.status <> 'CREATED';
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order % does not exist', $1 USING ERRCODE = 'PT404';
+	END IF;
+	SELECT * INTO result FROM shop.shop_set_shipping($1, $2, $3);
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION shop_api.set_shipping(bigint, text, jsonb) IS
+	'choose the shipping method and address of the caller''s PENDING order (shop.shop_set_shipping), re-pricing shipping, tax and amount; PT404 for another user''s order';
 
 CREATE FUNCTION shop_api.start_payment(order_id bigint, provider text,
 									   success_url text, cancel_url text)
@@ -523,15 +576,16 @@ BEGIN
 		EXECUTE format('REVOKE ALL ON SCHEMA shop_api FROM %I', r);
 	END LOOP;
 	EXECUTE format('GRANT USAGE ON SCHEMA shop_api TO %I, %I, %I', anon_role, user_role, webhook_role);
-	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.products(), shop_api.health(), shop_api.webhook(json) TO %I',
-				   anon_role);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.products(), shop_api.health(), shop_api.webhook(json),'
+				   ' shop_api.shipping_methods() TO %I', anon_role);
 	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.current_user_id(), shop_api.products(),'
 				   ' shop_api.cart(), shop_api.cart_add(bigint, integer),'
 				   ' shop_api.cart_set_qty(bigint, integer), shop_api.cart_remove(bigint),'
 				   ' shop_api.cart_merge(text), shop_api.create_order(text),'
 				   ' shop_api.buy_now(jsonb, text), shop_api.orders(), shop_api."order"(bigint),'
 				   ' shop_api.cancel_order(bigint), shop_api.start_payment(bigint, text, text, text),'
-				   ' shop_api.confirm_payment(bigint, text, text, bigint)'
+				   ' shop_api.confirm_payment(bigint, text, text, bigint),'
+				   ' shop_api.shipping_methods(), shop_api.set_shipping(bigint, text, jsonb)'
 				   ' TO %I', user_role);
 	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.handle_webhook(text, jsonb, text),'
 				   ' shop_api.webhook(json) TO %I', webhook_role);
@@ -718,6 +772,47 @@ $$;
 COMMENT ON FUNCTION shop_api.ops_refund(bigint, text, jsonb, text, bigint) IS
 	'operator: shop_refund with the operator (JWT sub) recorded in the reason: lines [{order_item_id|sku_id, qty, restock}] with restock or no_restock, an amount, or (neither) all that is left with every unit restocked';
 
+-- Fulfilment (issue 13): the warehouse's queue, shipping and delivery.
+
+CREATE FUNCTION shop_api.ops_warehouse_queue()
+	RETURNS SETOF shop.warehouse_queue
+	LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM shop_api.current_user_id();
+	RETURN QUERY SELECT * FROM shop.warehouse_queue w ORDER BY w.created_at, w.order_id;
+END
+$$;
+COMMENT ON FUNCTION shop_api.ops_warehouse_queue() IS
+	'operator: PAID orders with an address not shipped yet (shop.warehouse_queue), oldest first';
+
+CREATE FUNCTION shop_api.ops_ship(order_id bigint, carrier text, tracking text)
+	RETURNS shop.fulfilment_summary
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM shop_api.current_user_id();
+	RETURN shop.shop_ship($1, $2, $3);
+END
+$$;
+COMMENT ON FUNCTION shop_api.ops_ship(bigint, text, text) IS
+	'operator: mark a READY order SHIPPED with carrier and tracking number (shop_ship; the same call again returns it unchanged)';
+
+CREATE FUNCTION shop_api.ops_mark_delivered(order_id bigint)
+	RETURNS shop.fulfilment_summary
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM shop_api.current_user_id();
+	RETURN shop.shop_mark_delivered($1);
+END
+$$;
+COMMENT ON FUNCTION shop_api.ops_mark_delivered(bigint) IS
+	'operator: mark a SHIPPED order DELIVERED (shop_mark_delivered; a DELIVERED order is returned unchanged)';
+
 -- shop_api_grant with an operator role: the 3-argument form as before, then
 -- exactly the ops_* functions (and USAGE on shop_api) for operator_role.  An
 -- overload, so the 3-argument calls stay as they were; operator_role NULL
@@ -750,8 +845,10 @@ BEGIN
 	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.ops_stock(), shop_api.ops_adjust_stock(bigint, integer, text),'
 				   ' shop_api.ops_reservations(), shop_api.ops_expire_now(), shop_api.ops_payments(),'
 				   ' shop_api.ops_outbox(), shop_api.ops_redeliver(bigint), shop_api.ops_health(),'
-				   ' shop_api.ops_orders_per_minute(),'
-				   ' shop_api.ops_refund(bigint, text, jsonb, text, bigint) TO %I', operator_role);
+				   ' shop_api.ops_orders_per_minute(), shop_api.ops_warehouse_queue(),'
+				   ' shop_api.ops_ship(bigint, text, text), shop_api.ops_mark_delivered(bigint),'
+				   ' shop_api.ops_refund(bigint, text, jsonb, text, bigint) TO %I',
+				   operator_role);
 	IF EXISTS (SELECT FROM pg_roles WHERE rolname = operator_role AND rolcanlogin) THEN
 		RAISE WARNING 'role "%" can log in: any session of it may set request.jwt.claims and act as any operator', operator_role
 			USING HINT = 'Make it NOLOGIN and let the authenticator role switch to it.';

@@ -10,7 +10,7 @@
 -- rights shop.shop_api_grant() leaves three roles with.
 -- Runs in one transaction that is rolled back: nothing persists.
 BEGIN;
-SELECT plan(38);
+SELECT plan(43);
 
 SELECT has_schema('shop_api', 'the extension creates schema shop_api');
 SELECT is((SELECT count(*) FROM pg_catalog.pg_depend d
@@ -31,10 +31,12 @@ SELECT functions_are('shop_api',
 		  'ops_stock', 'ops_adjust_stock', 'ops_reservations', 'ops_expire_now', 'ops_payments',
 		  'ops_outbox', 'ops_redeliver', 'ops_health', 'ops_orders_per_minute',
 		  -- refunds by lines (issue 13)
-		  'ops_refund'],
-	'schema shop_api has exactly the functions of issues #10 (and confirm_payment for confirm-style providers), #11 and #13 (ops_refund)');
+		  'ops_refund',
+		  -- shipping and fulfilment (issue 13)
+		  'shipping_methods', 'set_shipping', 'ops_warehouse_queue', 'ops_ship', 'ops_mark_delivered'],
+	'schema shop_api has exactly the functions of issues #10 (and confirm_payment for confirm-style providers), #11 and #13 (ops_refund; shipping and fulfilment)');
 SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'shop_api'::regnamespace),
-	27::bigint, 'schema shop_api has 27 functions, no overloads (the checks below are not vacuous)');
+	32::bigint, 'schema shop_api has 32 functions, no overloads (the checks below are not vacuous)');
 SELECT set_eq($$
 	SELECT p.proname::text, pg_catalog.pg_get_function_arguments(p.oid),
 		   pg_catalog.pg_get_function_result(p.oid)
@@ -67,7 +69,12 @@ SELECT set_eq($$
 	('ops_redeliver', 'outbox_id bigint', 'boolean'),
 	('ops_health', '', 'SETOF shop.invariant_violation'),
 	('ops_orders_per_minute', '', 'TABLE(minute timestamp with time zone, created bigint, paid bigint)'),
-	('ops_refund', 'order_id bigint, reason text, lines jsonb DEFAULT NULL::jsonb, restock text DEFAULT ''restock''::text, amount bigint DEFAULT NULL::bigint', 'jsonb')
+	('ops_refund', 'order_id bigint, reason text, lines jsonb DEFAULT NULL::jsonb, restock text DEFAULT ''restock''::text, amount bigint DEFAULT NULL::bigint', 'jsonb'),
+	('shipping_methods', '', 'TABLE(code text, name text, currency text, cost bigint, free_over bigint, countries text[])'),
+	('set_shipping', 'order_id bigint, method text, address jsonb', 'shop.order_summary'),
+	('ops_warehouse_queue', '', 'SETOF shop.warehouse_queue'),
+	('ops_ship', 'order_id bigint, carrier text, tracking text', 'shop.fulfilment_summary'),
+	('ops_mark_delivered', 'order_id bigint', 'shop.fulfilment_summary')
 	$$,
 	'every shop_api function has the documented argument names, defaults and result');
 -- PostgREST passes the raw body only to a function with one unnamed json
@@ -80,20 +87,23 @@ SELECT is_empty($$
 	SELECT p.proname FROM pg_catalog.pg_proc p
 	 WHERE p.pronamespace = 'shop_api'::regnamespace
 	   AND p.proretset IS DISTINCT FROM (p.proname IN ('products', 'cart', 'orders', 'ops_stock',
-												   'ops_reservations', 'ops_health', 'ops_orders_per_minute'))$$,
-	'only products, cart, orders, ops_stock, ops_reservations, ops_health and ops_orders_per_minute return sets; every other function one value');
+												   'ops_reservations', 'ops_health', 'ops_orders_per_minute',
+												   'shipping_methods', 'ops_warehouse_queue'))$$,
+	'only products, cart, orders, ops_stock, ops_reservations, ops_health, ops_orders_per_minute, shipping_methods and ops_warehouse_queue return sets; every other function one value');
 SELECT set_eq($$
 	SELECT p.proname::text FROM pg_catalog.pg_proc p
 	 WHERE p.pronamespace = 'shop_api'::regnamespace AND p.provolatile = 's'$$,
 	ARRAY['current_user_id', 'products', 'health', 'cart', 'orders', 'order', 'ops_stock', 'ops_reservations',
-		  'ops_payments', 'ops_outbox', 'ops_health', 'ops_orders_per_minute'],
+		  'ops_payments', 'ops_outbox', 'ops_health', 'ops_orders_per_minute',
+		  'shipping_methods', 'ops_warehouse_queue'],
 	'the reads are STABLE (GET under PostgREST, read-only transaction)');
 SELECT set_eq($$
 	SELECT p.proname::text FROM pg_catalog.pg_proc p
 	 WHERE p.pronamespace = 'shop_api'::regnamespace AND p.provolatile = 'v'$$,
 	ARRAY['cart_add', 'cart_set_qty', 'cart_remove', 'cart_merge', 'create_order', 'buy_now',
 		  'cancel_order', 'start_payment', 'confirm_payment', 'handle_webhook', 'webhook',
-		  'ops_adjust_stock', 'ops_expire_now', 'ops_redeliver', 'ops_refund'],
+		  'ops_adjust_stock', 'ops_expire_now', 'ops_redeliver', 'ops_refund',
+		  'set_shipping', 'ops_ship', 'ops_mark_delivered'],
 	'every function that writes is VOLATILE (POST under PostgREST, read-write transaction)');
 SELECT is_empty($$
 	SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
@@ -168,6 +178,7 @@ SELECT set_eq($$
 	('tap_api_anon', 'shop_api.products()'),
 	('tap_api_anon', 'shop_api.health()'),
 	('tap_api_anon', 'shop_api.webhook(json)'),
+	('tap_api_anon', 'shop_api.shipping_methods()'),
 	('tap_api_customer', 'shop_api.current_user_id()'),
 	('tap_api_customer', 'shop_api.products()'),
 	('tap_api_customer', 'shop_api.cart()'),
@@ -182,6 +193,8 @@ SELECT set_eq($$
 	('tap_api_customer', 'shop_api.cancel_order(bigint)'),
 	('tap_api_customer', 'shop_api.start_payment(bigint,text,text,text)'),
 	('tap_api_customer', 'shop_api.confirm_payment(bigint,text,text,bigint)'),
+	('tap_api_customer', 'shop_api.shipping_methods()'),
+	('tap_api_customer', 'shop_api.set_shipping(bigint,text,jsonb)'),
 	('tap_api_webhook', 'shop_api.handle_webhook(text,jsonb,text)'),
 	('tap_api_webhook', 'shop_api.webhook(json)')
 	$$,
@@ -240,7 +253,10 @@ SELECT set_eq($$
 	('tap_api_operator', 'shop_api.ops_redeliver(bigint)'),
 	('tap_api_operator', 'shop_api.ops_health()'),
 	('tap_api_operator', 'shop_api.ops_orders_per_minute()'),
-	('tap_api_operator', 'shop_api.ops_refund(bigint,text,jsonb,text,bigint)')
+	('tap_api_operator', 'shop_api.ops_refund(bigint,text,jsonb,text,bigint)'),
+	('tap_api_operator', 'shop_api.ops_warehouse_queue()'),
+	('tap_api_operator', 'shop_api.ops_ship(bigint,text,text)'),
+	('tap_api_operator', 'shop_api.ops_mark_delivered(bigint)')
 	$$,
 	'the operator role may execute exactly the ops_* functions, and no other role any of them');
 SET LOCAL ROLE tap_api_operator;
@@ -279,6 +295,36 @@ SELECT results_eq($$SELECT (SELECT on_hand FROM shop.sku WHERE id = 9301),
 						   (SELECT state FROM shop.order_refund_status WHERE order_id = (SELECT max(id) FROM shop.orders WHERE user_id = 'api-tap-rf'))$$,
 	$$VALUES (1::bigint, 'returned unopened (operator tap-operator)', 'partially_refunded')$$,
 	'... the unit is back on hand, the refund names the operator, the order is partially_refunded');
+-- shipping (issue 13): the customer chooses it for its own order only; the
+-- operator ships from the warehouse queue
+SELECT code FROM shop.shop_set_shipping_method('tap-std', 'Standard', 'KRW', 3000);
+UPDATE shop.sku SET on_hand = 5 WHERE id = 9301;
+SELECT id AS tap_other_order FROM shop.shop_buy_now('api-tap-u2', '[{"sku_id": 9301, "qty": 1}]') \gset
+SET LOCAL ROLE tap_api_customer;
+DO $$BEGIN PERFORM set_config('request.jwt.claims', '{"sub": "api-tap-u1"}', true); END$$;
+SELECT results_eq($$SELECT code, cost FROM shop_api.shipping_methods() WHERE code = 'tap-std'$$,
+	$$VALUES ('tap-std'::text, 3000::bigint)$$, 'the customer lists the shipping methods');
+SELECT results_eq($$SELECT s.status, s.amount FROM shop_api.create_order('tap-k1') o,
+		shop_api.set_shipping(o.id, 'tap-std', '{"name": "Kim", "line1": "1 Road", "city": "Seoul",
+												  "postal_code": "04524", "country": "KR"}') s$$,
+	$$VALUES ('PENDING'::text, 3600::bigint)$$,
+	'the customer chooses shipping for its own order: 2 x 300 + 3000');
+SELECT throws_ok(format($$SELECT shop_api.set_shipping(%s, 'tap-std', '{"name": "Kim", "line1": "1 Road",
+		"city": "Seoul", "postal_code": "04524", "country": "KR"}')$$, :tap_other_order),
+	'PT404', NULL, 'another user''s order is PT404, as a missing one');
+RESET ROLE;
+SELECT id AS tap_order FROM shop.orders WHERE user_id = 'api-tap-u1' AND idempotency_key = 'tap-k1' \gset
+SELECT status FROM shop.shop_confirm_paid(:tap_order, 'tap-pay');
+SET LOCAL ROLE tap_api_operator;
+DO $$BEGIN PERFORM set_config('request.jwt.claims', '{"sub": "tap-operator"}', true); END$$;
+SELECT results_eq($$SELECT w.user_id, f.fulfilment_status, f.tracking_no
+		FROM shop_api.ops_warehouse_queue() w, shop_api.ops_ship(w.order_id, 'CJ', 'TAP1') f
+	   WHERE w.user_id = 'api-tap-u1'$$,
+	$$VALUES ('api-tap-u1'::text, 'SHIPPED'::text, 'TAP1'::text)$$,
+	'the operator ships an order of the warehouse queue');
+SELECT results_eq(format($$SELECT fulfilment_status FROM shop_api.ops_mark_delivered(%s)$$, :tap_order),
+	$$VALUES ('DELIVERED'::text)$$, 'the operator marks it delivered');
+RESET ROLE;
 SELECT throws_ok($$SELECT shop.shop_api_grant('tap_api_anon', 'tap_api_customer', 'tap_api_webhook', 'tap_api_customer')$$,
 	'22023', NULL, 'shop_api_grant refuses an operator role that is also the user role');
 

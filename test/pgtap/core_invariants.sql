@@ -10,7 +10,7 @@
 -- now() is fixed inside this one transaction, so orders expire only when
 -- the test forces them (expires_at in the past).  Everything is rolled back.
 BEGIN;
-SELECT plan(75);
+SELECT plan(81);
 
 SELECT setseed(0.42);
 
@@ -1031,6 +1031,216 @@ SELECT cmp_ok((SELECT count(*)::integer FROM shop.refund r JOIN tap_r_orders t O
 				WHERE r.state = 'failed'), '>', 0, 'refund run: some refunds were refused by the provider (their money counted no more)');
 SELECT cmp_ok((SELECT count(*)::integer FROM shop.coupon_redemption r JOIN tap_r_orders t ON t.id = r.order_id
 				WHERE r.state = 'released'), '>', 0, 'refund run: whole refunds gave some coupon redemptions back');
+
+-- Shipping and tax (issue #13): a fourth seeded run with prices exclusive of
+-- tax (USD, rates by region and tax class) and inclusive (KRW, 10 % VAT),
+-- shipping methods with thresholds and country lists, coupons, and
+-- shop_set_shipping, payments, releases, expiries, shop_ship and
+-- shop_mark_delivered in random order.  After every step
+-- shop_check_invariants must be empty (amount = subtotal - discount +
+-- shipping + tax, the lines' tax adds up to tax + tax_included, an included
+-- share never above its line, shipment only of PAID orders); each order's
+-- shipping and tax must be what the README's rules give, computed here
+-- independently; and every refusal one of the documented SQLSTATEs.
+
+SELECT setseed(0.71);
+INSERT INTO shop.product (id, name, price, currency, tax_class) VALUES
+	(9441, 'ship run shirt', 2499, 'USD', 'standard'), (9442, 'ship run book', 1333, 'USD', 'books'),
+	(9443, 'ship run sock', 7, 'USD', 'standard'), (9444, 'ship run bowl', 15900, 'KRW', 'standard'),
+	(9445, 'ship run cup', 3333, 'KRW', 'standard');
+INSERT INTO shop.sku (id, product_id, code, on_hand) VALUES
+	(9441, 9441, 'INVS-SHIRT', 15), (9442, 9442, 'INVS-BOOK', 15), (9443, 9443, 'INVS-SOCK', 60),
+	(9444, 9444, 'INVS-BOWL', 15), (9445, 9445, 'INVS-CUP', 25);
+SELECT currency FROM shop.shop_set_tax_setting('USD', false, 'US') \g /dev/null
+SELECT currency FROM shop.shop_set_tax_setting('KRW', true, 'KR') \g /dev/null
+SELECT country FROM shop.shop_set_tax_rate('US', 6.25) \g /dev/null
+SELECT country FROM shop.shop_set_tax_rate('US', 8.875, 'standard', 'NY') \g /dev/null
+SELECT country FROM shop.shop_set_tax_rate('US', 2.5, 'books') \g /dev/null
+SELECT country FROM shop.shop_set_tax_rate('CA', 13, 'standard', 'ON') \g /dev/null
+SELECT country FROM shop.shop_set_tax_rate('KR', 10) \g /dev/null
+SELECT code FROM shop.shop_set_shipping_method('invs-us', 'US ground', 'USD', 799, 5000, ARRAY['US']) \g /dev/null
+SELECT code FROM shop.shop_set_shipping_method('invs-intl', 'International', 'USD', 2500, NULL, ARRAY['CA', 'MX', 'KR']) \g /dev/null
+SELECT code FROM shop.shop_set_shipping_method('invs-kr', 'Korea parcel', 'KRW', 3000, 50000, ARRAY['KR']) \g /dev/null
+SELECT code FROM shop.shop_set_shipping_method('invs-off', 'Retired', 'USD', 1, active => false) \g /dev/null
+SELECT code FROM shop.shop_set_coupon('INVS-PCT', 'percent', 12) \g /dev/null
+CREATE TEMP TABLE tap_s_ops (op text, outcome text, n integer NOT NULL, PRIMARY KEY (op, outcome));
+CREATE TEMP TABLE tap_s_anomalies (step integer, op text, what text);
+CREATE TEMP TABLE tap_s_violations (step integer, op text, check_name text, subject text, detail text);
+CREATE TEMP TABLE tap_s_orders (id bigint PRIMARY KEY);
+CREATE FUNCTION pg_temp.s_note(p_op text, p_outcome text) RETURNS void
+LANGUAGE sql AS $$
+	INSERT INTO tap_s_ops VALUES (p_op, p_outcome, 1)
+	ON CONFLICT (op, outcome) DO UPDATE SET n = tap_s_ops.n + 1
+$$;
+-- what the README's rules give for an order's shipping and tax (computed
+-- here, independently of shop.shipping_tax_quote: totals only, the split is
+-- checked by the invariants)
+CREATE FUNCTION pg_temp.s_expected(p_order bigint) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+	o		shop.orders;
+	m		shop.shipping_method;
+	st		shop.tax_setting;
+	ship	bigint := 0;
+	total	numeric := 0;
+	g		record;
+BEGIN
+	SELECT * INTO o FROM shop.orders WHERE id = p_order;
+	IF o.shipping_method IS NOT NULL THEN
+		SELECT * INTO m FROM shop.shipping_method WHERE code = o.shipping_method;
+		ship := CASE WHEN m.free_over IS NOT NULL AND o.subtotal - o.discount >= m.free_over THEN 0 ELSE m.cost END;
+	END IF;
+	SELECT * INTO st FROM shop.tax_setting WHERE currency = o.currency;
+	IF FOUND THEN
+		FOR g IN
+			SELECT l.rate, sum(l.net) AS net
+			  FROM (SELECT i.unit_price * i.qty - i.discount AS net,
+						   (SELECT r.rate FROM shop.tax_rate r
+							 WHERE r.country = coalesce(o.ship_to ->> 'country', st.default_country)
+							   AND r.tax_class = p.tax_class
+							   AND (r.region IS NULL OR r.region = o.ship_to ->> 'region')
+							 ORDER BY r.region IS NULL LIMIT 1) AS rate
+					  FROM shop.order_item i JOIN shop.sku s ON s.id = i.sku_id
+					  JOIN shop.product p ON p.id = s.product_id
+					 WHERE i.order_id = p_order) l
+			 WHERE l.rate > 0
+			 GROUP BY l.rate
+		LOOP
+			total := total + round(g.net * g.rate / CASE WHEN st.prices_include_tax THEN 100 + g.rate ELSE 100 END);
+		END LOOP;
+	END IF;
+	RETURN format('shipping %s tax %s included %s', ship,
+				  CASE WHEN st.prices_include_tax THEN 0 ELSE total END,
+				  CASE WHEN st.prices_include_tax THEN total ELSE 0 END);
+END
+$$;
+
+DO $srun$
+DECLARE
+	methods		text[] := ARRAY[NULL, 'invs-us', 'invs-intl', 'invs-kr', 'invs-off', 'invs-nope'];
+	addrs		jsonb[] := ARRAY[NULL,
+		'{"name": "A", "line1": "1 Main", "city": "NYC", "postal_code": "10001", "country": "US", "region": "NY"}',
+		'{"name": "B", "line1": "2 Elm", "city": "Austin", "postal_code": "73301", "country": "US", "region": "TX"}',
+		'{"name": "C", "line1": "3 King", "city": "Toronto", "postal_code": "M5H", "country": "CA", "region": "ON"}',
+		'{"name": "D", "line1": "4 Gangnam-daero", "city": "Seoul", "postal_code": "06000", "country": "KR"}',
+		'{"name": "E", "line1": "5 Rue", "city": "Paris", "postal_code": "75001", "country": "FR"}',
+		'{"name": "F", "city": "Nowhere", "postal_code": "0", "country": "US"}']::jsonb[];
+	usd			bigint[] := ARRAY[9441, 9442, 9443];
+	krw			bigint[] := ARRAY[9444, 9445];
+	users		text[] := ARRAY['invs-u1', 'invs-u2', 'invs-u3'];
+	step		integer;
+	r_op		float8;
+	r_a			float8;
+	r_b			float8;
+	r_c			float8;
+	r_d			float8;
+	op			text;
+	u			text;
+	method		text;
+	addr		jsonb;
+	items		jsonb;
+	skus		bigint[];
+	summary		shop.order_summary;
+	the_order	bigint;
+	o			record;
+BEGIN
+	FOR step IN 1..300 LOOP
+		r_op := random(); r_a := random(); r_b := random(); r_c := random(); r_d := random();
+		u := users[1 + floor(r_a * 3)::integer];
+		method := methods[1 + floor(r_b * 6)::integer];
+		addr := addrs[1 + floor(r_c * 7)::integer];
+		skus := CASE WHEN r_d < 0.6 THEN usd ELSE krw END;
+		IF r_op < 0.45 THEN
+			op := CASE WHEN r_op < 0.33 THEN 'buy_now' ELSE 'create_order' END;
+			items := jsonb_build_array(jsonb_build_object('sku_id', skus[1 + floor(r_c * cardinality(skus))::integer],
+														  'qty', 1 + floor(r_a * 3)::integer));
+			IF r_b > 0.3 THEN
+				items := items || jsonb_build_array(jsonb_build_object(
+					'sku_id', skus[1 + floor(r_b * cardinality(skus))::integer], 'qty', 1 + floor(r_d * 4)::integer));
+			END IF;
+			BEGIN
+				IF r_op < 0.33 THEN
+					summary := shop.shop_buy_now(u, items, NULL, CASE WHEN r_d > 0.8 THEN 'INVS-PCT' END, method, addr);
+				ELSE
+					PERFORM shop.shop_cart_add(u, (e->>'sku_id')::bigint, (e->>'qty')::integer)
+					   FROM jsonb_array_elements(items) e;
+					summary := shop.shop_create_order(u, NULL, CASE WHEN r_d > 0.8 THEN 'INVS-PCT' END, method, addr);
+				END IF;
+				PERFORM pg_temp.s_note(op, 'ok');
+				INSERT INTO tap_s_orders VALUES (summary.id);
+			EXCEPTION WHEN OTHERS THEN
+				PERFORM pg_temp.s_note(op, SQLSTATE);
+			END;
+			DELETE FROM shop.cart_item ci USING shop.cart c
+			 WHERE ci.cart_id = c.id AND c.user_id = u AND c.checked_out_at IS NULL;
+		ELSE
+			the_order := (SELECT t.id FROM tap_s_orders t ORDER BY t.id
+						  OFFSET floor(r_a * (SELECT count(*) FROM tap_s_orders)) LIMIT 1);
+			IF the_order IS NULL THEN
+				CONTINUE;
+			END IF;
+			BEGIN
+				IF r_op < 0.60 THEN
+					op := 'set_shipping';
+					PERFORM shop.shop_set_shipping(the_order, coalesce(method, 'invs-us'), coalesce(addr, addrs[2]));
+				ELSIF r_op < 0.72 THEN
+					op := 'confirm_paid';
+					PERFORM shop.shop_confirm_paid(the_order, 'pay-s-' || the_order);
+				ELSIF r_op < 0.78 THEN
+					op := 'release';
+					PERFORM shop.shop_release(the_order);
+				ELSIF r_op < 0.82 THEN
+					op := 'expire';
+					UPDATE shop.orders SET expires_at = now() - interval '1 minute'
+					 WHERE id = the_order AND status = 'PENDING';
+					PERFORM shop.shop_expire_pending();
+				ELSIF r_op < 0.93 THEN
+					op := 'ship';
+					PERFORM shop.shop_ship(the_order, 'UPS', CASE WHEN r_d < 0.8 THEN 'T-' || the_order ELSE 'X-' || step END);
+				ELSE
+					op := 'deliver';
+					PERFORM shop.shop_mark_delivered(the_order);
+				END IF;
+				PERFORM pg_temp.s_note(op, 'ok');
+			EXCEPTION WHEN OTHERS THEN
+				PERFORM pg_temp.s_note(op, SQLSTATE);
+			END;
+		END IF;
+		INSERT INTO tap_s_violations SELECT step, op, v.* FROM shop.shop_check_invariants() v;
+		-- the order this step made or touched
+		FOR o IN SELECT x.* FROM shop.orders x
+				  WHERE x.id IN (summary.id, the_order) AND x.status = 'PENDING' LOOP
+			IF format('shipping %s tax %s included %s', o.shipping, o.tax, o.tax_included) <> pg_temp.s_expected(o.id)
+			   OR o.amount <> o.subtotal - o.discount + o.shipping + o.tax THEN
+				INSERT INTO tap_s_anomalies VALUES (step, op, format('order %s: subtotal %s discount %s shipping %s tax %s included %s amount %s; expected %s',
+					o.id, o.subtotal, o.discount, o.shipping, o.tax, o.tax_included, o.amount, pg_temp.s_expected(o.id)));
+			END IF;
+		END LOOP;
+	END LOOP;
+END
+$srun$;
+
+SELECT is_empty($$SELECT * FROM tap_s_violations ORDER BY step LIMIT 20$$,
+	'shipping run: shop_check_invariants() (amount = subtotal - discount + shipping + tax, lines'' tax) was empty after every one of the 300 steps');
+SELECT is_empty($$SELECT * FROM tap_s_anomalies ORDER BY step LIMIT 20$$,
+	'shipping run: the shipping and tax of every order a step made or re-priced were the documented ones');
+SELECT is_empty($$
+	SELECT op, outcome FROM tap_s_ops
+	 WHERE outcome <> 'ok'
+	   AND NOT (op IN ('buy_now', 'create_order', 'set_shipping') AND outcome IN ('SH031', 'SH032', 'SH033'))
+	   AND NOT (op IN ('buy_now', 'create_order') AND outcome IN ('SH001', 'SH005'))
+	   AND NOT (op IN ('set_shipping', 'confirm_paid', 'release') AND outcome = 'SH004')
+	   AND NOT (op IN ('ship', 'deliver') AND outcome IN ('SH035', 'SH036'))$$,
+	'shipping run: every refusal was a documented SQLSTATE for its call');
+SELECT set_has($$SELECT outcome FROM tap_s_ops$$,
+	$$VALUES ('ok'), ('SH031'), ('SH032'), ('SH033'), ('SH004'), ('SH035'), ('SH036')$$,
+	'shipping run: met every shipping refusal (SH031-SH033, SH035, SH036) and a late set_shipping (SH004)');
+SELECT cmp_ok((SELECT count(*)::integer FROM shop.orders x JOIN tap_s_orders t ON t.id = x.id
+				WHERE x.tax > 0 AND x.status = 'PAID'), '>', 0,
+	'shipping run: some orders with tax added were paid');
+SELECT cmp_ok((SELECT count(*)::integer FROM shop.orders x JOIN tap_s_orders t ON t.id = x.id
+				WHERE x.tax_included > 0 AND x.fulfilment_status = 'DELIVERED'), '>', 0,
+	'shipping run: some orders with tax included were shipped and delivered');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -3,7 +3,7 @@
 -- never the tables behind it (issue #2, "Implementation" and "Tests").
 -- Runs in one transaction that is rolled back: the test role and data vanish.
 BEGIN;
-SELECT plan(35);
+SELECT plan(39);
 
 -- Test data with high explicit ids so nothing clashes with other data.
 INSERT INTO shop.product (id, name, price) VALUES (9101, 'privileges-test product', 700);
@@ -14,7 +14,7 @@ INSERT INTO shop.sku (id, product_id, code, on_hand) VALUES (9101, 9101, 'PRIV-9
 -- redirect the names inside it)
 
 SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'shop'::regnamespace),
-	36::bigint, 'schema shop has the 36 functions of issues #2, #3, #8, #9, #10, #11 (shop_api_grant''s operator overload), #12 and #13 (refund_invariants: refunds by lines) (the checks below are not vacuous)');
+	45::bigint, 'schema shop has the 45 functions of issues #2, #3, #8, #9, #10, #11 (shop_api_grant''s operator overload), #12 and #13 (coupons; refund_invariants: refunds by lines; shipping, tax and fulfilment) (the checks below are not vacuous)');
 SELECT is_empty($$
 	SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
 	 WHERE p.pronamespace = 'shop'::regnamespace AND NOT p.prosecdef$$,
@@ -31,7 +31,7 @@ SELECT is_empty($$
 										'log_min_error_statement=panic'])$$,
 	'every function in schema shop has exactly SET search_path = pg_catalog, pg_temp (and log_min_error_statement = panic where it sees secrets)');
 -- the same, spelled with pgTAP's own check for the two most exposed entry points
-SELECT is_definer('shop', 'shop_buy_now', ARRAY['text', 'jsonb', 'text', 'text'],
+SELECT is_definer('shop', 'shop_buy_now', ARRAY['text', 'jsonb', 'text', 'text', 'text', 'jsonb'],
 	'shop_buy_now is SECURITY DEFINER');
 SELECT is_definer('shop', 'shop_check_invariants', ARRAY[]::name[],
 	'shop_check_invariants (SQL, not C) is SECURITY DEFINER too');
@@ -71,7 +71,7 @@ SELECT is_empty($$
 	 WHERE c.relnamespace = 'shop'::regnamespace AND a.grantee = 0$$,
 	'PUBLIC has no column privilege in shop either');
 SELECT ok(NOT has_schema_privilege('public', 'shop', 'USAGE')
-		  AND NOT has_function_privilege('public', 'shop.shop_buy_now(text,jsonb,text,text)', 'EXECUTE')
+		  AND NOT has_function_privilege('public', 'shop.shop_buy_now(text,jsonb,text,text,text,jsonb)', 'EXECUTE')
 		  AND NOT has_table_privilege('public', 'shop.sku', 'SELECT'),
 	'the server agrees: public may not use shop, call shop_buy_now or read shop.sku');
 
@@ -89,6 +89,13 @@ SELECT throws_ok($$SELECT * FROM shop.shop_check_invariants()$$,
 	'42501', NULL, 'a fresh role cannot call shop_check_invariants');
 SELECT throws_ok($$SELECT shop.shop_expire_pending()$$,
 	'42501', NULL, 'a fresh role cannot call shop_expire_pending');
+-- shipping, tax and fulfilment (issue #13)
+SELECT throws_ok($$SELECT * FROM shop.warehouse_queue$$,
+	'42501', NULL, 'a fresh role cannot read the view shop.warehouse_queue');
+SELECT throws_ok($$SELECT * FROM shop.tax_rate$$,
+	'42501', NULL, 'a fresh role cannot read shop.tax_rate');
+SELECT throws_ok($$SELECT shop.shop_set_shipping_method('priv', 'x', 'KRW', 0)$$,
+	'42501', NULL, 'a fresh role cannot call shop_set_shipping_method');
 RESET ROLE;
 
 -- Granted schema USAGE and EXECUTE on shop_buy_now only ---------------------
@@ -96,7 +103,7 @@ RESET ROLE;
 -- touch any table, view or other function directly.
 
 GRANT USAGE ON SCHEMA shop TO shop_tap_app;
-GRANT EXECUTE ON FUNCTION shop.shop_buy_now(text, jsonb, text, text) TO shop_tap_app;
+GRANT EXECUTE ON FUNCTION shop.shop_buy_now(text, jsonb, text, text, text, jsonb) TO shop_tap_app;
 SET LOCAL ROLE shop_tap_app;
 SELECT is(current_user, 'shop_tap_app'::name, 'now acting as the application role');
 SELECT results_eq(
@@ -132,6 +139,8 @@ SELECT throws_ok($$SELECT shop.shop_adjust_stock(9101, 100, 'free stock')$$,
 	'42501', NULL, 'EXECUTE on shop_buy_now does not extend to shop_adjust_stock');
 SELECT throws_ok($$SELECT shop.shop_cart_add('priv-u1', 9101, 1)$$,
 	'42501', NULL, 'EXECUTE on shop_buy_now does not extend to shop_cart_add');
+SELECT throws_ok($$SELECT shop.shop_ship(1, 'DHL', 'T1')$$,
+	'42501', NULL, 'EXECUTE on shop_buy_now does not extend to shop_ship');
 SELECT throws_ok($$SET shop.reservation_ttl = '10d'$$,
 	'42501', NULL, 'the role cannot lengthen shop.reservation_ttl (superuser-only setting)');
 RESET ROLE;

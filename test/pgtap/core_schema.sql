@@ -6,7 +6,7 @@
 -- documented signature, and the shop.reservation_ttl setting.
 -- Runs in one transaction that is rolled back: nothing persists.
 BEGIN;
-SELECT plan(145);
+SELECT plan(162);
 
 -- Helpers (temporary, gone with the transaction) --------------------------
 
@@ -60,7 +60,9 @@ SELECT tables_are('shop',
 		  -- hot-SKU mode (issue #12)
 		  'sku_bucket',
 		  -- refunds by lines (issue #13, second part)
-		  'refund_line'],
+		  'refund_line',
+		  -- shipping and tax (issue #13)
+		  'shipping_method', 'tax_setting', 'tax_rate'],
 	'schema shop has exactly the tables of issues #2, #3, #8, #9, #12 and #13');
 
 -- Columns and types: money is bigint minor units, currency char(3),
@@ -68,7 +70,9 @@ SELECT tables_are('shop',
 SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.product')$$,
 	$$VALUES ('id', 'bigint', true), ('name', 'text', true), ('price', 'bigint', true),
 			 ('currency', 'character(3)', true), ('is_active', 'boolean', true),
-			 ('created_at', 'timestamp with time zone', true)$$,
+			 ('created_at', 'timestamp with time zone', true),
+			 -- which tax rate applies (issue #13)
+			 ('tax_class', 'text', true)$$,
 	'shop.product columns and types');
 SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.sku')$$,
 	$$VALUES ('id', 'bigint', true), ('product_id', 'bigint', true), ('code', 'text', true),
@@ -111,14 +115,23 @@ SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.orders')$$,
 			 -- 0.2: free text that is not a reason (upgraded 0.1 reasons)
 			 ('status_note', 'text', false),
 			 -- the money model (issue #13): amount = subtotal - discount
-			 ('subtotal', 'bigint', true), ('discount', 'bigint', true)$$,
+			 ('subtotal', 'bigint', true), ('discount', 'bigint', true),
+			 -- shipping, tax and fulfilment (issue #13)
+			 ('shipping', 'bigint', true), ('tax', 'bigint', true), ('tax_included', 'bigint', true),
+			 ('shipping_method', 'text', false), ('ship_to', 'jsonb', false),
+			 ('carrier', 'text', false), ('tracking_no', 'text', false),
+			 ('shipped_at', 'timestamp with time zone', false),
+			 ('delivered_at', 'timestamp with time zone', false),
+			 ('fulfilment_status', 'text', false)$$,
 	'shop.orders columns and types');
 SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.order_item')$$,
 	$$VALUES ('id', 'bigint', true), ('order_id', 'bigint', true), ('sku_id', 'bigint', true),
 			 ('product_name', 'text', true), ('sku_code', 'text', true),
 			 ('unit_price', 'bigint', true), ('qty', 'integer', true),
 			 -- the line's share of the order's discount (issue #13)
-			 ('discount', 'bigint', true)$$,
+			 ('discount', 'bigint', true),
+			 -- the line's tax (issue #13)
+			 ('tax', 'bigint', true)$$,
 	'shop.order_item columns and types (a snapshot of name, code and price)');
 SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.coupon')$$,
 	$$VALUES ('id', 'bigint', true), ('code', 'text', true), ('kind', 'text', true),
@@ -141,6 +154,35 @@ SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.coupon_redemption')$$,
 SELECT col_is_unique('shop', 'coupon_redemption', 'order_id', 'one redemption per order');
 SELECT throws_ok($$INSERT INTO shop.orders (user_id, amount, subtotal, discount) VALUES ('schema-money', 5, 10, 4)$$,
 	'23514', NULL, 'amount must be subtotal - discount (CHECK orders_amount_total)');
+-- shipping and tax (issue #13): amount = subtotal - discount + shipping + tax
+SELECT throws_ok($$INSERT INTO shop.orders (user_id, amount, subtotal, discount, shipping, tax) VALUES ('schema-money', 10, 10, 4, 3, 2)$$,
+	'23514', NULL, 'amount must be subtotal - discount + shipping + tax (CHECK orders_amount_total)');
+SELECT lives_ok($$INSERT INTO shop.orders (user_id, amount, subtotal, discount, shipping, tax) VALUES ('schema-money', 11, 10, 4, 3, 2)$$,
+	'amount = subtotal - discount + shipping + tax is accepted');
+SELECT throws_ok($$INSERT INTO shop.orders (user_id, amount, subtotal, tax, tax_included) VALUES ('schema-money', 11, 10, 1, 1)$$,
+	'23514', NULL, 'tax is added or included, never both (CHECK orders_tax_one_kind)');
+INSERT INTO shop.orders (user_id, status, ship_to) VALUES ('schema-ship', 'PAID', '{"country": "DE"}'),
+	('schema-ship', 'PENDING', '{"country": "DE"}'), ('schema-ship', 'PAID', NULL);
+SELECT is((SELECT array_agg(coalesce(fulfilment_status, '-') ORDER BY status, ship_to IS NULL)
+			 FROM shop.orders WHERE user_id = 'schema-ship'), ARRAY['READY', '-', '-'],
+	'fulfilment_status is derived: READY for a PAID order with an address, else NULL');
+SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.shipping_method')$$,
+	$$VALUES ('id', 'bigint', true), ('code', 'text', true), ('name', 'text', true),
+			 ('currency', 'character(3)', true), ('cost', 'bigint', true), ('free_over', 'bigint', false),
+			 ('countries', 'text[]', false), ('active', 'boolean', true),
+			 ('created_at', 'timestamp with time zone', true), ('updated_at', 'timestamp with time zone', true)$$,
+	'shop.shipping_method columns and types (issue #13)');
+SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.tax_setting')$$,
+	$$VALUES ('currency', 'character(3)', true), ('prices_include_tax', 'boolean', true),
+			 ('default_country', 'character(2)', false), ('updated_at', 'timestamp with time zone', true)$$,
+	'shop.tax_setting columns and types (issue #13)');
+SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.tax_rate')$$,
+	$$VALUES ('id', 'bigint', true), ('country', 'character(2)', true), ('region', 'text', false),
+			 ('tax_class', 'text', true), ('rate', 'numeric(7,4)', true),
+			 ('updated_at', 'timestamp with time zone', true)$$,
+	'shop.tax_rate columns and types (issue #13)');
+SELECT is(pg_temp.index_predicates('shop.orders', '{created_at,id}', false), '(fulfilment_status = ''READY''::text)',
+	'READY orders by created_at (the warehouse queue): partial index');
 SELECT lives_ok($$INSERT INTO shop.coupon (code, kind, percent) VALUES ('Schema-Case', 'percent', 5)$$,
 	'a coupon is created');
 SELECT throws_ok($$INSERT INTO shop.coupon (code, kind, percent) VALUES ('SCHEMA-CASE', 'percent', 5)$$,
@@ -344,7 +386,9 @@ SELECT views_are('shop', ARRAY['sku_stock', 'active_reservations', 'expiring_ord
 		  -- hot-SKU mode (issue #12)
 		  'sku_buckets',
 		  -- refunds by lines (issue #13)
-		  'order_refund_status'],
+		  'order_refund_status',
+		  -- fulfilment (issue #13)
+		  'warehouse_queue'],
 	'schema shop has exactly the DBA views of issues #2, #3, #8, #9, #12 and #13');
 SELECT set_eq($$SELECT * FROM pg_temp.cols('shop.refund_line')$$,
 	$$VALUES ('id', 'bigint', true), ('refund_id', 'bigint', true), ('order_item_id', 'bigint', true),
@@ -356,6 +400,11 @@ SELECT set_eq($$SELECT col, typ FROM pg_temp.cols('shop.order_refund_status')$$,
 			 ('paid', 'bigint'), ('refunded', 'bigint'), ('succeeded', 'bigint'), ('failed', 'bigint'),
 			 ('units_refunded', 'bigint'), ('units_restocked', 'bigint'), ('state', 'text')$$,
 	'shop.order_refund_status columns (paid, refunded, state none | partially_refunded | refunded)');
+SELECT set_eq($$SELECT col, typ FROM pg_temp.cols('shop.warehouse_queue')$$,
+	$$VALUES ('order_id', 'bigint'), ('user_id', 'text'), ('created_at', 'timestamp with time zone'),
+			 ('age', 'interval'), ('shipping_method', 'text'), ('ship_to', 'jsonb'), ('items', 'jsonb'),
+			 ('amount', 'bigint'), ('currency', 'character(3)')$$,
+	'shop.warehouse_queue columns (issue #13)');
 SELECT set_eq($$SELECT col, typ FROM pg_temp.cols('shop.sku_stock')$$,
 	$$VALUES ('sku_id', 'bigint'), ('code', 'text'), ('product_id', 'bigint'),
 			 ('product_name', 'text'), ('on_hand', 'bigint'), ('reserved', 'bigint'),
@@ -403,8 +452,16 @@ SELECT set_eq($$SELECT col, typ FROM pg_temp.cols('shop.cart_preview_row')$$,
 	$$VALUES ('sku_id', 'bigint'), ('sku_code', 'text'), ('product_name', 'text'),
 			 ('unit_price', 'bigint'), ('currency', 'character(3)'), ('qty', 'integer'),
 			 ('line_total', 'bigint'), ('line_discount', 'bigint'), ('subtotal', 'bigint'),
-			 ('discount', 'bigint'), ('total', 'bigint')$$,
-	'shop.cart_preview_row is a cart line with its discount share and the totals');
+			 ('discount', 'bigint'), ('total', 'bigint'),
+			 -- shipping and tax (issue #13)
+			 ('line_tax', 'bigint'), ('shipping', 'bigint'), ('tax', 'bigint'), ('tax_included', 'bigint')$$,
+	'shop.cart_preview_row is a cart line with its discount share and tax, and the totals');
+SELECT has_composite('shop', 'fulfilment_summary', 'type shop.fulfilment_summary exists');
+SELECT set_eq($$SELECT col, typ FROM pg_temp.cols('shop.fulfilment_summary')$$,
+	$$VALUES ('order_id', 'bigint'), ('status', 'text'), ('fulfilment_status', 'text'),
+			 ('carrier', 'text'), ('tracking_no', 'text'), ('shipped_at', 'timestamp with time zone'),
+			 ('delivered_at', 'timestamp with time zone')$$,
+	'shop.fulfilment_summary is (order_id, status, fulfilment_status, carrier, tracking_no, shipped_at, delivered_at)');
 SELECT set_eq($$SELECT col, typ FROM pg_temp.cols('shop.cart_line')$$,
 	$$VALUES ('sku_id', 'bigint'), ('qty', 'integer')$$,
 	'shop.cart_line is (sku_id, qty)');
@@ -450,21 +507,35 @@ SELECT functions_are('shop',
 		  -- hot-SKU mode (issue #12)
 		  'shop_set_sku_mode',
 		  -- refunds by lines (issue #13): shop_check_invariants' refund rules, granted to no one
-		  'refund_invariants'],
+		  'refund_invariants',
+		  -- shipping, tax and fulfilment (issue #13); iso_country, ship_to_check,
+		  -- shipping_tax_quote and order_reprice are internal
+		  'shop_set_shipping_method', 'shop_set_tax_setting', 'shop_set_tax_rate',
+		  'shop_set_shipping', 'shop_ship', 'shop_mark_delivered',
+		  'iso_country', 'ship_to_check', 'shipping_tax_quote', 'order_reprice'],
 	'schema shop has exactly the functions of issues #2, #3, #8, #9, #10, #12 and #13');
 SELECT has_function('shop', 'shop_cart_add', ARRAY['text', 'bigint', 'integer']);
 SELECT has_function('shop', 'shop_cart_set_qty', ARRAY['text', 'bigint', 'integer']);
 SELECT has_function('shop', 'shop_cart_remove', ARRAY['text', 'bigint']);
 SELECT has_function('shop', 'shop_cart', ARRAY['text']);
-SELECT has_function('shop', 'shop_create_order', ARRAY['text', 'text', 'text']);
-SELECT has_function('shop', 'shop_buy_now', ARRAY['text', 'jsonb', 'text', 'text']);
+SELECT has_function('shop', 'shop_create_order', ARRAY['text', 'text', 'text', 'text', 'jsonb']);
+SELECT has_function('shop', 'shop_buy_now', ARRAY['text', 'jsonb', 'text', 'text', 'text', 'jsonb']);
+SELECT hasnt_function('shop', 'shop_create_order', ARRAY['text', 'text', 'text'],
+	'the coupon-era shop_create_order(text, text, text) is replaced, not kept beside');
+SELECT hasnt_function('shop', 'shop_buy_now', ARRAY['text', 'jsonb', 'text', 'text'],
+	'the coupon-era shop_buy_now(text, jsonb, text, text) is replaced, not kept beside');
+SELECT hasnt_function('shop', 'shop_cart_preview', ARRAY['text', 'text'],
+	'shop_cart_preview(text, text) is replaced by the form with shipping and tax');
+SELECT has_function('shop', 'shop_set_shipping', ARRAY['bigint', 'text', 'jsonb']);
+SELECT has_function('shop', 'shop_ship', ARRAY['bigint', 'text', 'text']);
+SELECT has_function('shop', 'shop_mark_delivered', ARRAY['bigint']);
 SELECT hasnt_function('shop', 'shop_create_order', ARRAY['text', 'text'],
 	'the 0.1 shop_create_order(text, text) is replaced, not kept beside (calls would be ambiguous)');
 SELECT hasnt_function('shop', 'shop_buy_now', ARRAY['text', 'jsonb', 'text'],
 	'the 0.1 shop_buy_now(text, jsonb, text) is replaced, not kept beside');
 SELECT has_function('shop', 'shop_set_coupon', ARRAY['text', 'text', 'bigint', 'text', 'bigint',
 	'timestamp with time zone', 'timestamp with time zone', 'integer', 'integer', 'boolean', 'bigint[]']);
-SELECT has_function('shop', 'shop_cart_preview', ARRAY['text', 'text']);
+SELECT has_function('shop', 'shop_cart_preview', ARRAY['text', 'text', 'text', 'jsonb']);
 SELECT has_function('shop', 'shop_confirm_paid', ARRAY['bigint', 'text']);
 SELECT has_function('shop', 'shop_release', ARRAY['bigint', 'text']);
 SELECT has_function('shop', 'shop_expire_pending', ARRAY['integer']);
@@ -486,8 +557,8 @@ SELECT set_eq($$
 	('shop_cart_set_qty', 'user_id text, sku_id bigint, qty integer', 'shop.cart_line'),
 	('shop_cart_remove', 'user_id text, sku_id bigint', 'boolean'),
 	('shop_cart', 'user_id text', 'SETOF shop.cart_row'),
-	('shop_create_order', 'user_id text, idempotency_key text DEFAULT NULL::text, coupon_code text DEFAULT NULL::text', 'shop.order_summary'),
-	('shop_buy_now', 'user_id text, items jsonb, idempotency_key text DEFAULT NULL::text, coupon_code text DEFAULT NULL::text', 'shop.order_summary'),
+	('shop_create_order', 'user_id text, idempotency_key text DEFAULT NULL::text, coupon_code text DEFAULT NULL::text, shipping_method text DEFAULT NULL::text, ship_to jsonb DEFAULT NULL::jsonb', 'shop.order_summary'),
+	('shop_buy_now', 'user_id text, items jsonb, idempotency_key text DEFAULT NULL::text, coupon_code text DEFAULT NULL::text, shipping_method text DEFAULT NULL::text, ship_to jsonb DEFAULT NULL::jsonb', 'shop.order_summary'),
 	('shop_confirm_paid', 'order_id bigint, external_payment_id text', 'shop.order_summary'),
 	('shop_release', 'order_id bigint, reason text DEFAULT ''cancelled''::text', 'shop.order_summary'),
 	('shop_expire_pending', 'max_orders integer DEFAULT 1000', 'integer'),
@@ -520,12 +591,23 @@ SELECT set_eq($$
 	('shop_api_grant', 'anon_role name, user_role name, webhook_role name, operator_role name', 'void'),
 	-- coupons (issue #13)
 	('shop_set_coupon', 'code text, kind text, value bigint, currency text DEFAULT NULL::text, min_subtotal bigint DEFAULT 0, valid_from timestamp with time zone DEFAULT NULL::timestamp with time zone, valid_to timestamp with time zone DEFAULT NULL::timestamp with time zone, max_redemptions integer DEFAULT NULL::integer, max_per_user integer DEFAULT NULL::integer, is_active boolean DEFAULT true, product_ids bigint[] DEFAULT NULL::bigint[]', 'shop.coupon'),
-	('shop_cart_preview', 'user_id text, coupon_code text', 'SETOF shop.cart_preview_row'),
-	-- hot-SKU mode (issue #12)
-	('shop_set_sku_mode', 'sku_id bigint, buckets integer', 'shop.stock_level'),
+	('shop_cart_preview', 'user_id text, coupon_code text, shipping_method text DEFAULT NULL::text, ship_to jsonb DEFAULT NULL::jsonb', 'SETOF shop.cart_preview_row'),
 	('coupon_quote', 'p_code text, p_user text, p_currency text, p_skus bigint[], p_products bigint[], p_totals bigint[], p_lock boolean, OUT coupon_id bigint, OUT discount bigint, OUT line_discounts bigint[]', 'record'),
 	('coupon_redeem', 'p_order bigint, p_user text, p_code text, p_currency text', 'bigint'),
 	('coupon_retake', 'p_order bigint', 'boolean'),
+	-- shipping, tax and fulfilment (issue #13)
+	('shop_set_shipping_method', 'code text, name text, currency text, cost bigint, free_over bigint DEFAULT NULL::bigint, countries text[] DEFAULT NULL::text[], active boolean DEFAULT true', 'shop.shipping_method'),
+	('shop_set_tax_setting', 'currency text, prices_include_tax boolean, default_country text DEFAULT NULL::text', 'shop.tax_setting'),
+	('shop_set_tax_rate', 'country text, rate numeric, tax_class text DEFAULT ''standard''::text, region text DEFAULT NULL::text', 'shop.tax_rate'),
+	('shop_set_shipping', 'order_id bigint, method text, address jsonb', 'shop.order_summary'),
+	('shop_ship', 'order_id bigint, carrier text, tracking text', 'shop.fulfilment_summary'),
+	('shop_mark_delivered', 'order_id bigint', 'shop.fulfilment_summary'),
+	('iso_country', 'p_code text', 'boolean'),
+	('ship_to_check', 'p_address jsonb', 'jsonb'),
+	('shipping_tax_quote', 'p_currency text, p_skus bigint[], p_products bigint[], p_nets bigint[], p_method text, p_ship_to jsonb, OUT shipping bigint, OUT tax bigint, OUT tax_included bigint, OUT line_taxes bigint[], OUT ship_to jsonb', 'record'),
+	('order_reprice', 'p_order bigint, p_method text, p_ship_to jsonb', 'shop.order_summary'),
+	-- hot-SKU mode (issue #12)
+	('shop_set_sku_mode', 'sku_id bigint, buckets integer', 'shop.stock_level'),
 	('refund_invariants', '', 'SETOF shop.invariant_violation')
 	$$,
 	'every API function has the documented arguments, defaults and result');

@@ -186,9 +186,10 @@ SELECT throws_ok($$INSERT INTO shop.outbox (endpoint_id, url, idempotency_key)
 	'23505', NULL, 'an idempotency key is unique per endpoint');
 SELECT lives_ok($$INSERT INTO shop.event (type, payload)
 	SELECT ty, '{}' FROM unnest(ARRAY['order.created', 'order.paid', 'order.cancelled', 'order.failed',
-									  'order.expired', 'order.needs_review', 'stock.low']) ty$$,
-	'the seven catalogue event types are accepted');
-SELECT throws_ok($$INSERT INTO shop.event (type, payload) VALUES ('order.shipped', '{}')$$,
+									  'order.expired', 'order.needs_review', 'stock.low',
+									  'order.shipped', 'order.delivered']) ty$$,
+	'the nine catalogue event types are accepted (order.shipped and order.delivered: issue 13)');
+SELECT throws_ok($$INSERT INTO shop.event (type, payload) VALUES ('order.teleported', '{}')$$,
 	'23514', NULL, 'an event type outside the catalogue is refused');
 SELECT throws_ok($$INSERT INTO shop.event_endpoint (url, event_types) VALUES ('', ARRAY['*'])$$,
 	'23514', NULL, 'an empty endpoint URL is refused');

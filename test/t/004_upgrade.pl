@@ -34,13 +34,25 @@ my %sql = map { $_ => slurp_file("$sqldir/$_.sql") } qw(grants workload snapshot
 my %may_drop = ('payment_log.processed' => 1);
 # The money model (issue 13) adds orders.subtotal (backfilled = amount, checked
 # below), orders.discount and order_item.discount (0).
+# Shipping, tax and fulfilment (issue 13) add product.tax_class ('standard'),
+# the orders' shipping, tax, tax_included (0), shipping_method, ship_to,
+# carrier, tracking_no, shipped_at, delivered_at (NULL) and the generated
+# fulfilment_status (NULL: no upgraded order has an address), and
+# order_item.tax (0); checked below.
 my %may_add = ('orders.status_note' => 1, 'sku.low_stock_threshold' => 1,
 	'orders.subtotal' => 1, 'orders.discount' => 1, 'order_item.discount' => 1,
 	# hot-SKU mode (issue 12): every SKU and reservation starts in its own row (0)
-	'sku.buckets' => 1, 'stock_reservation.bucket' => 1);
-# tables 0.2 adds (the outbox and outgoing events, coupons); they start empty
+	'sku.buckets' => 1, 'stock_reservation.bucket' => 1,
+	# shipping and tax (issue 13)
+	'product.tax_class' => 1, 'orders.shipping' => 1, 'orders.tax' => 1, 'orders.tax_included' => 1,
+	'orders.shipping_method' => 1, 'orders.ship_to' => 1, 'orders.carrier' => 1,
+	'orders.tracking_no' => 1, 'orders.shipped_at' => 1, 'orders.delivered_at' => 1,
+	'orders.fulfilment_status' => 1, 'order_item.tax' => 1);
+# tables 0.2 adds (the outbox and outgoing events, coupons, shipping and
+# tax); they start empty
 my %new_tables = map { $_ => 1 } qw(event_endpoint event_endpoint_secret event outbox outbox_attempt
-  payment_provider_api_key payment_session refund refund_line coupon coupon_redemption sku_bucket);
+  payment_provider_api_key payment_session refund refund_line coupon coupon_redemption sku_bucket
+  shipping_method tax_setting tax_rate);
 my %migrated = ('orders.status_reason' => 1, 'orders.status_note' => 1);
 my %reason_vocabulary = map { $_ => 1 }
   qw(cancelled customer_cancelled shop_cancelled payment_failed expired paid_after_release);
@@ -310,6 +322,15 @@ is($node->safe_psql('up', q{
 		   || (SELECT count(*) FROM shop.order_item) || ' of ' || (SELECT count(*) FROM shop.order_item)
 		   || ' lines without discount' FROM shop.orders}),
 	'the money model: every upgraded order has subtotal = amount and no discount (amount = subtotal - discount holds)');
+is($node->safe_psql('up', q{
+	SELECT count(*) FILTER (WHERE shipping = 0 AND tax = 0 AND tax_included = 0 AND shipping_method IS NULL
+							  AND ship_to IS NULL AND carrier IS NULL AND tracking_no IS NULL
+							  AND shipped_at IS NULL AND delivered_at IS NULL AND fulfilment_status IS NULL)
+		   = count(*)
+	   AND (SELECT bool_and(tax = 0) FROM shop.order_item)
+	   AND (SELECT bool_and(tax_class = 'standard') FROM shop.product)
+	  FROM shop.orders}), 't',
+	'shipping and tax: every upgraded order has no shipping, no tax, no address and no fulfilment; every line tax 0, every product tax_class standard');
 my @common = sort grep { !/ rows$/ && exists $after->{$_} && !$migrated{$_} } keys %$before;
 same_values($after, $before, \@common,
 	'every value of every column that both versions have is unchanged by the upgrade (' . scalar(@common) . ' columns hashed in primary-key order)',
@@ -361,7 +382,7 @@ ok(@sections > 300, 'the fingerprint of a fresh install lists more than 300 fact
 is(scalar(grep { /^schema shop_api: owner / } split /\n/, $fp_fresh), 1,
 	'the fingerprint covers schema shop_api (owner and ACL)');
 my %api_functions = map { /^function function shop_api\.([^(]+)\(/ ? ($1 => 1) : () } split /\n/, $fp_fresh;
-is(scalar(keys %api_functions), 27, 'the fingerprint covers the 27 functions of schema shop_api ('
+is(scalar(keys %api_functions), 32, 'the fingerprint covers the 32 functions of schema shop_api ('
 	  . join(', ', sort keys %api_functions) . ')');
 same_lines($node->safe_psql('up', $sql{fingerprint}), $fp_fresh,
 	'the upgraded, populated database has the same catalog as a fresh 0.2 install (fingerprint.sql)',
@@ -460,8 +481,8 @@ $node->safe_psql('postgres', $_)
 my $api_grant = q{SELECT shop.shop_api_grant('api_anon', 'api_customer', 'api_webhook')};
 run_ok($_, $api_grant, "shop.shop_api_grant runs on the $_ database") for qw(fresh up);
 my @api_grants = grep { /shop_api/ } split /\n/, grants('fresh');
-is(scalar(@api_grants), 22,
-	'shop_api_grant gives 22 rights on a fresh install (USAGE on shop_api to 3 roles, EXECUTE on 3 + 14 + 2 functions)');
+is(scalar(@api_grants), 25,
+	'shop_api_grant gives 25 rights on a fresh install (USAGE on shop_api to 3 roles, EXECUTE on 4 + 16 + 2 functions)');
 same_lines(grants('up'), grants('fresh'),
 	'after shop_api_grant the upgraded database has the same grants as the fresh install',
 	'upgraded', 'fresh 0.2 install');

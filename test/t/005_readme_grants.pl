@@ -35,13 +35,14 @@ my %expected = (
 	app => {
 		schema => ['USAGE'],
 		functions => [
-			'shop.shop_buy_now(text,jsonb,text,text)',
+			'shop.shop_buy_now(text,jsonb,text,text,text,jsonb)',
 			'shop.shop_cart(text)',
 			'shop.shop_cart_add(text,bigint,integer)',
-			'shop.shop_cart_preview(text,text)',
+			'shop.shop_cart_preview(text,text,text,jsonb)',
 			'shop.shop_cart_remove(text,bigint)',
 			'shop.shop_cart_set_qty(text,bigint,integer)',
-			'shop.shop_create_order(text,text,text)',
+			'shop.shop_create_order(text,text,text,text,jsonb)',
+			'shop.shop_set_shipping(bigint,text,jsonb)',
 		],
 		select => [],
 	},
@@ -81,22 +82,23 @@ my %expected_recipes = (
 );
 # the PostgREST recipe, and what each of its roles may execute (shop_api)
 my %expected_api = (
-	shop_anon => [ 'shop_api.health()', 'shop_api.products()', 'shop_api.webhook(json)' ],
+	shop_anon => [ 'shop_api.health()', 'shop_api.products()', 'shop_api.shipping_methods()', 'shop_api.webhook(json)' ],
 	shop_customer => [
 		'shop_api."order"(bigint)', 'shop_api.buy_now(jsonb,text)', 'shop_api.cancel_order(bigint)',
 		'shop_api.cart()', 'shop_api.cart_add(bigint,integer)', 'shop_api.cart_merge(text)',
 		'shop_api.cart_remove(bigint)', 'shop_api.cart_set_qty(bigint,integer)',
 		'shop_api.confirm_payment(bigint,text,text,bigint)', 'shop_api.create_order(text)', 'shop_api.current_user_id()', 'shop_api.orders()',
-		'shop_api.products()', 'shop_api.start_payment(bigint,text,text,text)',
+		'shop_api.products()', 'shop_api.set_shipping(bigint,text,jsonb)', 'shop_api.shipping_methods()',
+		'shop_api.start_payment(bigint,text,text,text)',
 	],
 	shop_webhook => [ 'shop_api.handle_webhook(text,jsonb,text)', 'shop_api.webhook(json)' ],
 	# the operator page (issue 11), granted by the 4-argument shop_api_grant
 	shop_operator => [
 		'shop_api.ops_adjust_stock(bigint,integer,text)', 'shop_api.ops_expire_now()',
-		'shop_api.ops_health()', 'shop_api.ops_orders_per_minute()', 'shop_api.ops_outbox()',
-		'shop_api.ops_payments()', 'shop_api.ops_redeliver(bigint)',
+		'shop_api.ops_health()', 'shop_api.ops_mark_delivered(bigint)', 'shop_api.ops_orders_per_minute()',
+		'shop_api.ops_outbox()', 'shop_api.ops_payments()', 'shop_api.ops_redeliver(bigint)',
 		'shop_api.ops_refund(bigint,text,jsonb,text,bigint)', 'shop_api.ops_reservations()',
-		'shop_api.ops_stock()',
+		'shop_api.ops_ship(bigint,text,text)', 'shop_api.ops_stock()', 'shop_api.ops_warehouse_queue()',
 	],
 	shop_authenticator => [],
 );
@@ -312,6 +314,10 @@ for my $user (qw(carol dave erin))
 my %order = map { split /\|/ } split /\n/,
 	su("SELECT user_id, id FROM shop.orders ORDER BY id");
 is(scalar(keys %order), 5, 'the app role created five orders');
+su("SELECT shop.shop_set_shipping_method('std', 'Standard', 'KRW', 3000)");
+allowed('app', qq{SELECT status, amount FROM shop.shop_set_shipping($order{erin}, 'std',
+	'{"name": "Erin", "line1": "1 Road", "city": "Seoul", "postal_code": "04524", "country": "KR"}')},
+	'PENDING|3500', 'shop_set_shipping');
 
 # payments: confirm and release
 allowed('payments', "SELECT status, amount FROM shop.shop_confirm_paid($order{alice}, 'pi_alice')",

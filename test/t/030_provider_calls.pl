@@ -335,6 +335,58 @@ is($node->safe_psql('postgres', "SELECT status FROM shop.orders WHERE id = $o_ca
 	'... the order is FAILED');
 
 # ---------------------------------------------------------------------------
+# Shipping and tax (issue 13): the lines sent add up to the order's amount,
+# what the payment is checked against: the item lines, a shipping line and a
+# tax line (prices exclusive of tax here); an order with a coupon's discount
+# goes as one line of its amount (no negative line items).  Paid at the
+# provider, the webhook's amount matches: PAID.
+$node->safe_psql('postgres', q{
+	UPDATE shop.product SET price = CASE id WHEN 1 THEN 10000 WHEN 2 THEN 2500 ELSE price END;
+	SELECT shop.shop_set_shipping_method('kr-parcel', 'Parcel', 'KRW', 3000, NULL, ARRAY['KR']);
+	SELECT shop.shop_set_tax_setting('KRW', false, 'KR');
+	SELECT shop.shop_set_tax_rate('KR', 10);
+	SELECT shop.shop_set_coupon('TENOFF', 'percent', 10);});
+my $addr = q{'{"name": "Kim", "line1": "1 Road", "city": "Seoul", "postal_code": "04524", "country": "KR"}'};
+my $o_ship = $node->safe_psql('postgres', qq{SELECT id FROM shop.shop_buy_now('ship',
+	'[{"sku_id": 1, "qty": 1}, {"sku_id": 2, "qty": 2}]', NULL, NULL, 'kr-parcel', $addr)});
+is($node->safe_psql('postgres', "SELECT subtotal || ' + ' || shipping || ' + ' || tax || ' = ' || amount FROM shop.orders WHERE id = $o_ship"),
+	'15000 + 3000 + 1500 = 19500', 'an order with shipping and 10 % tax added: 15000 + 3000 + 1500');
+$seq = $mock->last_seq;
+$res = json_decode($node->safe_psql('postgres',
+	"SELECT shop.shop_start_payment($o_ship, 'mock', '$ok_url', '$back_url')"));
+$posts = checkout_posts($seq);
+$li = ref $posts->[0]{form}{line_items} eq 'HASH' ? $posts->[0]{form}{line_items} : {};
+is(join(', ', map { "$li->{$_}{price_data}{product_data}{name} $li->{$_}{price_data}{unit_amount} x $li->{$_}{quantity}" }
+		sort { $a <=> $b } keys %$li),
+	'Mug 10000 x 1, Spoon 2500 x 2, Shipping (kr-parcel) 3000 x 1, Tax 1500 x 1',
+	'... the checkout sends the item lines, then shipping and tax as lines of their own');
+is($mock->sessions_of($o_ship)->[0]{amount_total}, '19500', '... so the session\'s total is the order\'s amount');
+relay_events($node, $mock);
+$mock->pay($res->{session_id});
+$relayed = relay_events($node, $mock);
+is(join(',', map { $_->{result}{result} // $_->{error} } @$relayed), 'processed', '... paid at the provider: processed');
+is($node->safe_psql('postgres', "SELECT status || ' ' || fulfilment_status FROM shop.orders WHERE id = $o_ship"),
+	'PAID READY', '... the order is PAID (the amounts matched) and READY to ship');
+
+my $o_coupon = $node->safe_psql('postgres', qq{SELECT id FROM shop.shop_buy_now('ship',
+	'[{"sku_id": 1, "qty": 1}, {"sku_id": 2, "qty": 2}]', NULL, 'TENOFF', 'kr-parcel', $addr)});
+my $coupon_amount = $node->safe_psql('postgres', "SELECT amount FROM shop.orders WHERE id = $o_coupon");
+is($coupon_amount, '17850', 'an order with a 10 % coupon, shipping and tax: 15000 - 1500 + 3000 + 1350');
+$seq = $mock->last_seq;
+$res = json_decode($node->safe_psql('postgres',
+	"SELECT shop.shop_start_payment($o_coupon, 'mock', '$ok_url', '$back_url')"));
+$posts = checkout_posts($seq);
+$li = ref $posts->[0]{form}{line_items} eq 'HASH' ? $posts->[0]{form}{line_items} : {};
+is(join(', ', map { "$li->{$_}{price_data}{product_data}{name} $li->{$_}{price_data}{unit_amount} x $li->{$_}{quantity}" }
+		sort { $a <=> $b } keys %$li),
+	"Order $o_coupon 17850 x 1", '... the checkout sends one line of the order\'s amount (a discount is no line item)');
+is($mock->sessions_of($o_coupon)->[0]{amount_total}, $coupon_amount, '... the session\'s total is the order\'s amount');
+$mock->pay($res->{session_id});
+$relayed = relay_events($node, $mock);
+is($node->safe_psql('postgres', "SELECT status FROM shop.orders WHERE id = $o_coupon"), 'PAID',
+	'... paid at the provider: PAID');
+
+# ---------------------------------------------------------------------------
 is($mock->state->{posts_without_idempotency_key}, 0, 'every POST the shop made carried an Idempotency-Key');
 unlike(slurp_file($node->logfile), qr/\Q$key\E/, 'the API key is nowhere in the server log (log_min_messages = debug1)');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM shop.shop_check_invariants()'), '0',

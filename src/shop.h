@@ -36,10 +36,10 @@
 #define ERRCODE_SHOP_PAID_TWICE				MAKE_SQLSTATE('S','H','0','1','6')
 /* SH020..SH024 provider calls (webhook.h); SH025..SH030 coupons (SQL) */
 /* shipping and tax: SH031..SH033 are raised in SQL (27_shipping_tax.sql) */
-#define ERRCODE_SHOP_BAD_ADDRESS			MAKE_SQLSTATE('S','H','0','4','0')
-#define ERRCODE_SHOP_SHIPPING_LOCKED		MAKE_SQLSTATE('S','H','0','4','3')
-#define ERRCODE_SHOP_FULFILMENT_STATE		MAKE_SQLSTATE('S','H','0','4','4')
-#define ERRCODE_SHOP_SHIPPED_OTHERWISE		MAKE_SQLSTATE('S','H','0','4','5')
+#define ERRCODE_SHOP_BAD_ADDRESS			MAKE_SQLSTATE('S','H','0','3','1')
+#define ERRCODE_SHOP_SHIPPING_LOCKED		MAKE_SQLSTATE('S','H','0','3','4')
+#define ERRCODE_SHOP_FULFILMENT_STATE		MAKE_SQLSTATE('S','H','0','3','5')
+#define ERRCODE_SHOP_SHIPPED_OTHERWISE		MAKE_SQLSTATE('S','H','0','3','6')
 
 /*
  * The columns of type shop.order_summary, in order: every query that

@@ -545,6 +545,37 @@ L.append("Note that a spread cycle is 5 API calls (3 cart adds) against 3 for ho
                    for c in (32, 64)) + ".")
 L.append("")
 
+# spread-money (issue 13): the spread cycle for c without and with a coupon and tax
+MONEY = {}  # (variant, clients) -> dict
+for cdir in glob.glob(os.path.join(runs_root, "spread-money", "*", "*")):
+    v, c = os.path.basename(os.path.dirname(cdir)), int(os.path.basename(cdir))
+    txs = tx_log(cdir)
+    r = {"errors": errors(cdir)}
+    if txs:
+        t0 = min(t[0] for t in txs)
+        ok, _ = windowed(txs, t0 + args.warmup, t0 + args.warmup + args.duration)
+        lats = [t[2] for t in ok]
+        r.update(cps=len(ok) / args.duration, p50=pct(lats, 50), p99=pct(lats, 99))
+    r["check"] = read(os.path.join(cdir, "check")).strip().split(",")
+    MONEY[(v, c)] = r
+if MONEY:
+    L.append("## The money model's cost: spread with a coupon and tax (issue 13)")
+    L.append("")
+    L.append("spread for c twice, back to back: *plain* as in the spread scenario; *money* with a 10 % coupon "
+             "(`shop_create_order(user, NULL, 'BENCH10')`) and KRW prices including 10 % VAT (`tax_included` "
+             "computed per line, the rounding rule of README \"Shipping, tax and fulfilment\"). Checked after: "
+             "invariant violations, PAID orders with a discount, with tax included.")
+    L.append("")
+    L.append("| clients | plain cycles/s | money cycles/s | money/plain | p50 / p99 ms plain | p50 / p99 ms money | errors | violations / discounted / taxed |")
+    L.append("|---:|---:|---:|---:|---:|---:|---|---|")
+    for c in sorted({k[1] for k in MONEY}):
+        a, b = MONEY.get(("plain", c), {}), MONEY.get(("money", c), {})
+        L.append("| %d | %s | %s | **%s** | %s / %s | %s / %s | %s | %s |" % (
+            c, fnum(a.get("cps")), fnum(b.get("cps")), fratio(ratio(b.get("cps"), a.get("cps"))),
+            fms(a.get("p50")), fms(a.get("p99")), fms(b.get("p50")), fms(b.get("p99")),
+            fmt_states(b["errors"]) if b.get("errors") else "–", " / ".join(b.get("check", ["?"]))))
+    L.append("")
+
 # hot-SKU mode and statements per cycle (issue 12)
 STMT = {}  # (scenario, impl) -> (top-level, inside, fk checks) per cycle
 for line in read(os.path.join(args.tmp, "statements.csv")).splitlines():

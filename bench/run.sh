@@ -20,7 +20,9 @@
 #   BENCH_EXPIRY_CLIENTS ["32"]   client counts of the expiry scenario's load
 #   BENCH_STATEMENTS [1]          count statements per cycle with pg_stat_statements (a
 #                                 restart with it preloaded, after every timed run)
-#   BENCH_SCENARIOS ["hot spread scarce expiry spread-events outbox-delivery http"]
+#   BENCH_SCENARIOS ["hot spread scarce expiry spread-money spread-events outbox-delivery http"]
+#                                 spread-money: spread for c with a 10 % coupon and 10 % VAT
+#                                 included, beside spread for c without (BENCH_MONEY_CLIENTS ["32"])
 #   BENCH_EXPIRED [100000]        expired PENDING orders for the expiry scenario
 #   BENCH_SWEEP_CAP [6]           most seconds one expiry sweep may take
 #   BENCH_MEMORY_CALLS [6000]     API calls before the memory reading
@@ -46,7 +48,8 @@ IMPLS=${BENCH_IMPLS:-"c plpgsql orm limit c-hot"}
 HOT_BUCKETS=${BENCH_HOT_BUCKETS:-64}
 EXPIRY_CLIENTS=${BENCH_EXPIRY_CLIENTS:-"32"}
 STATEMENTS=${BENCH_STATEMENTS:-1}
-SCENARIOS=${BENCH_SCENARIOS:-"hot spread scarce expiry spread-events outbox-delivery http"}
+SCENARIOS=${BENCH_SCENARIOS:-"hot spread scarce expiry spread-money spread-events outbox-delivery http"}
+MONEY_CLIENTS=${BENCH_MONEY_CLIENTS:-"32"}
 EXPIRED=${BENCH_EXPIRED:-100000}
 SWEEP_CAP=${BENCH_SWEEP_CAP:-6}
 SWEEP_PRE=3			# seconds of load before the sweep starts (1 s warm-up + baseline)
@@ -137,6 +140,8 @@ log "settings:"
 sed 's/^/    /' "$tmp/settings.txt" "$tmp/server-settings.txt"
 
 query_mode() { if [ "$1" = orm ]; then echo simple; else echo prepared; fi; }
+# want SCENARIO: whether this run includes it
+want() { case " $SCENARIOS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 # the script an implementation runs: c-hot is c's script on a SKU in hot mode
 script_impl() { if [ "$1" = c-hot ]; then echo c; else echo "$1"; fi; }
 # after reset_db: put the run's SKU in hot mode for c-hot
@@ -241,11 +246,36 @@ for sc in $SCENARIOS; do
 	done
 done
 
+# spread-money: the spread cycle for c without and with a coupon (10 % off,
+# applied at checkout) and tax (KRW prices include 10 % VAT, computed per
+# line), back to back per client count: what the money model costs.
+if want spread-money; then
+	for c in $MONEY_CLIENTS; do
+		for v in plain money; do
+			dir=$tmp/runs/spread-money/$v/$c
+			mkdir -p "$dir"
+			reset_db
+			script=spread-c.sql
+			if [ "$v" = money ]; then
+				"${PSQL[@]}" -c "SELECT FROM shop.shop_set_coupon('BENCH10', 'percent', 10)" \
+					-c "SELECT FROM shop.shop_set_tax_setting('KRW', true, 'KR')" \
+					-c "SELECT FROM shop.shop_set_tax_rate('KR', 10)"
+				script=spread-c-money.sql
+			fi
+			log "spread-money $v $c clients: ${WARM}s warm-up + ${DUR}s"
+			run_pgbench "$dir" $((WARM + DUR)) "$c" "$script" prepared
+			"${PSQL[@]}" -At -F ',' -c "
+				SELECT (SELECT count(*) FROM shop.shop_check_invariants()),
+					   (SELECT count(*) FROM shop.orders WHERE status = 'PAID' AND discount > 0),
+					   (SELECT count(*) FROM shop.orders WHERE status = 'PAID' AND tax_included > 0)" >"$dir/check"
+		done
+	done
+fi
+
 # --- outgoing events: the outbox and its delivery worker (scenarios
 # spread-events and outbox-delivery).  The local receiver (bench/receiver.js)
 # answers 200 to every POST and counts requests and distinct webhook-ids;
 # it stops with this script (trap) or by itself once this script is gone.
-want() { case " $SCENARIOS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 # receiver_stats [reset]: the receiver's counters as JSON (then zeroed with reset)
 receiver_stats() {

@@ -111,7 +111,7 @@ LANGUAGE sql AS $$
 	DELETE FROM shop.order_item WHERE order_id > (SELECT orders FROM bench.watermark);
 	DELETE FROM shop.stock_reservation WHERE order_id > (SELECT orders FROM bench.watermark);
 	-- (refund and payment_session reference order_review and orders; the bench makes none)
-	TRUNCATE shop.refund, shop.payment_session, shop.order_review, shop.payment_log;
+	TRUNCATE shop.refund_line, shop.refund, shop.payment_session, shop.order_review, shop.payment_log;
 	DELETE FROM shop.orders WHERE id > (SELECT orders FROM bench.watermark);
 	DELETE FROM shop.cart_item WHERE cart_id > (SELECT cart FROM bench.watermark);
 	DELETE FROM shop.cart WHERE id > (SELECT cart FROM bench.watermark);

@@ -103,6 +103,11 @@ $$;
 -- outbox tables go first: their rows reference the orders.
 CREATE PROCEDURE bench.reset()
 LANGUAGE sql AS $$
+	-- the spread-money run's coupon redemptions, coupon and tax settings
+	DELETE FROM shop.coupon_redemption;
+	DELETE FROM shop.coupon;
+	DELETE FROM shop.tax_rate;
+	DELETE FROM shop.tax_setting;
 	DELETE FROM shop.outbox_attempt WHERE id > (SELECT attempt FROM bench.watermark);
 	DELETE FROM shop.outbox WHERE id > (SELECT outbox FROM bench.watermark);
 	DELETE FROM shop.event WHERE id > (SELECT event FROM bench.watermark);
@@ -115,11 +120,6 @@ LANGUAGE sql AS $$
 	DELETE FROM shop.orders WHERE id > (SELECT orders FROM bench.watermark);
 	DELETE FROM shop.cart_item WHERE cart_id > (SELECT cart FROM bench.watermark);
 	DELETE FROM shop.cart WHERE id > (SELECT cart FROM bench.watermark);
-	-- the spread-money run's coupon redemptions, coupon and tax settings
-	DELETE FROM shop.coupon_redemption;
-	DELETE FROM shop.coupon;
-	DELETE FROM shop.tax_rate;
-	DELETE FROM shop.tax_setting;
 	-- every SKU back in its own row (the c-hot runs put one in buckets)
 	DELETE FROM shop.sku_bucket;
 	UPDATE shop.sku SET on_hand = CASE id WHEN 10002 THEN 100 ELSE 1000000000 END, reserved = 0, buckets = 0

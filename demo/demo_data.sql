@@ -16,3 +16,6 @@ SELECT code, cost, free_over FROM shop.shop_set_shipping_method('kr-parcel', 'íƒ
 	free_over => 50000, countries => ARRAY['KR']);
 SELECT currency, prices_include_tax, default_country FROM shop.shop_set_tax_setting('KRW', true, 'KR');
 SELECT country, tax_class, rate FROM shop.shop_set_tax_rate('KR', 10);
+
+-- A welcome coupon (README, "Money and coupons"): 10 % off, once per customer.
+SELECT code, kind, percent FROM shop.shop_set_coupon('WELCOME10', 'percent', 10, max_per_user => 1);

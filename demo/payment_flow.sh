@@ -52,14 +52,33 @@ wait_for() { for _ in $(seq 100); do [ "$(sql "$1")" = t ] && return 0; sleep 0.
 sql "SELECT shop.shop_set_provider_api_key('mock', 'sk_test_demo_key') IS NOT NULL" >/dev/null
 
 echo
-echo "== erin pays at the provider: order -> checkout session -> pay -> signed webhook -> PAID"
-erin=$(sql "SELECT id FROM shop.shop_buy_now('erin', '[{\"sku_id\": 1, \"qty\": 1}]')")
+echo "== erin buys two shirts with the WELCOME10 coupon and pays at the provider:"
+echo "   order -> checkout session -> pay -> signed webhook -> PAID"
+erin=$(sql "SELECT id FROM shop.shop_buy_now('erin', '[{\"sku_id\": 2, \"qty\": 2}]', NULL, 'WELCOME10')")
+sql "SELECT format('  order %s: subtotal %s, discount %s, amount %s won (VAT included %s)', id, subtotal, discount,
+	amount, tax_included) FROM shop.orders WHERE id = $erin"
 session=$(sql "SELECT shop.shop_start_payment($erin, 'mock', 'http://127.0.0.1:18089/ok/thanks', 'http://127.0.0.1:18089/ok/back')")
 echo "  order $erin, checkout: $(node -e "console.log(JSON.parse(process.argv[1]).url)" "$session")"
 seq=$(last_event)
 mock_post /_pay "{\"session_id\": $(node -e "console.log(JSON.stringify(JSON.parse(process.argv[1]).session_id))" "$session")}"
 relay "$seq"
 echo "  order $erin is $(sql "SELECT status FROM shop.orders WHERE id = $erin")"
+
+echo
+echo "== erin sends one shirt back: a partial refund by lines, the shirt restocked"
+tees=$(sql "SELECT on_hand FROM shop.sku_stock WHERE sku_id = 2")
+refund=$(sql "SELECT shop.shop_refund($erin, reason => 'one shirt returned',
+	lines => '[{\"sku_id\": 2, \"qty\": 1, \"restock\": \"restock\"}]') ->> 'refund_id'")
+wait_for "SELECT EXISTS (SELECT FROM shop.refund WHERE id = $refund AND state = 'succeeded')" ||
+	echo "  (the refund has not been confirmed yet)"
+"${psql[@]}" -P footer=off -A -F ' | ' <<SQL
+SELECT '  ' || format('refund %s: %s won, %s at the provider (%s)', id, amount, state, provider_refund_id)
+  FROM shop.refund WHERE id = $refund;
+SELECT '  ' || format('order %s: paid %s, refunded %s: %s', order_id, paid, refunded, state)
+  FROM shop.order_refund_status WHERE order_id = $erin;
+SELECT '  ' || format('TEE-M on hand: $tees -> %s (the returned shirt is back)', on_hand)
+  FROM shop.sku_stock WHERE sku_id = 2;
+SQL
 
 echo
 echo "== frank pays just as his order expires, and the stock goes to gina: refunded automatically"

@@ -1868,91 +1868,7 @@ REVOKE ALL ON FUNCTION
 	shop.shop_cart_preview(text, text)
 	FROM PUBLIC;
 
-CREATE OR REPLACE FUNCTION shop.shop_check_invariants()
-	RETURNS SETOF shop.invariant_violation
-	LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp
-AS $$
-	WITH held AS (
-		SELECT sku_id, sum(qty) AS qty
-		  FROM shop.stock_reservation
-		 WHERE state = 'active'
-		 GROUP BY sku_id
-	)
-	SELECT 'reserved_matches_active_reservations', 'sku ' || s.id,
-		   format('reserved is %s but active reservations hold %s', s.reserved, coalesce(h.qty, 0))
-	  FROM shop.sku s LEFT JOIN held h ON h.sku_id = s.id
-	 WHERE s.reserved <> coalesce(h.qty, 0)
-	UNION ALL
-	SELECT 'stock_within_bounds', 'sku ' || s.id,
-		   format('on_hand %s, reserved %s', s.on_hand, s.reserved)
-	  FROM shop.sku s
-	 WHERE s.on_hand < 0 OR s.reserved < 0 OR s.reserved > s.on_hand
-	UNION ALL
-	SELECT 'settled_order_holds_no_stock', 'order ' || o.id,
-		   format('%s order has an active reservation of %s units of sku %s', o.status, r.qty, r.sku_id)
-	  FROM shop.orders o JOIN shop.stock_reservation r ON r.order_id = o.id
-	 WHERE o.status IN ('PAID', 'CANCELLED', 'FAILED') AND r.state = 'active'
-	UNION ALL
-	SELECT 'paid_order_consumed_its_lines', 'order ' || o.id,
-		   format('PAID order line for sku %s has reservation state %s', i.sku_id, coalesce(r.state, 'missing'))
-	  FROM shop.orders o
-	  JOIN shop.order_item i ON i.order_id = o.id
-	  LEFT JOIN shop.stock_reservation r ON r.order_id = o.id AND r.sku_id = i.sku_id
-	 WHERE o.status = 'PAID' AND (r.state IS DISTINCT FROM 'consumed' OR r.qty <> i.qty)
-	UNION ALL
-	SELECT 'pending_order_holds_its_lines', 'order ' || o.id,
-		   format('PENDING order line for sku %s has reservation state %s', i.sku_id, coalesce(r.state, 'missing'))
-	  FROM shop.orders o
-	  JOIN shop.order_item i ON i.order_id = o.id
-	  LEFT JOIN shop.stock_reservation r ON r.order_id = o.id AND r.sku_id = i.sku_id
-	 WHERE o.status = 'PENDING' AND (r.state IS DISTINCT FROM 'active' OR r.qty <> i.qty)
-	UNION ALL
-	SELECT 'amount_matches_lines', 'order ' || o.id,
-		   format('amount %s, lines sum to %s', o.amount, l.total - l.discount)
-	  FROM shop.orders o
-	  JOIN (SELECT order_id, sum(unit_price::numeric * qty) AS total, sum(discount) AS discount
-			  FROM shop.order_item GROUP BY order_id) l ON l.order_id = o.id
-	 WHERE o.status <> 'CREATED' AND o.amount <> l.total - l.discount
-	UNION ALL
-	-- the money model: amount = subtotal - discount (also a CHECK), the
-	-- lines' totals are the subtotal and their shares the discount
-	SELECT 'subtotal_and_discount_match_lines', 'order ' || o.id,
-		   format('subtotal %s, discount %s, amount %s; lines: total %s, discount %s',
-				  o.subtotal, o.discount, o.amount, l.total, l.discount)
-	  FROM shop.orders o
-	  JOIN (SELECT order_id, sum(unit_price::numeric * qty) AS total, sum(discount) AS discount
-			  FROM shop.order_item GROUP BY order_id) l ON l.order_id = o.id
-	 WHERE o.status <> 'CREATED'
-	   AND (o.subtotal <> l.total OR o.discount <> l.discount OR o.amount <> o.subtotal - o.discount)
-	UNION ALL
-	SELECT 'coupon_redeemed_matches_redemptions', 'coupon ' || c.id,
-		   format('redeemed is %s but %s redemptions are active, limit %s',
-				  c.redeemed, coalesce(r.n, 0), coalesce(c.max_redemptions::text, 'none'))
-	  FROM shop.coupon c
-	  LEFT JOIN (SELECT coupon_id, count(*) AS n FROM shop.coupon_redemption
-				  WHERE state = 'active' GROUP BY coupon_id) r ON r.coupon_id = c.id
-	 WHERE c.redeemed <> coalesce(r.n, 0) OR c.redeemed > c.max_redemptions
-	UNION ALL
-	SELECT 'coupon_within_user_limit', 'coupon ' || c.id,
-		   format('user %s holds %s active redemptions, limit %s', r.user_id, r.n, c.max_per_user)
-	  FROM shop.coupon c
-	  JOIN (SELECT coupon_id, user_id, count(*) AS n FROM shop.coupon_redemption
-			 WHERE state = 'active' GROUP BY coupon_id, user_id) r ON r.coupon_id = c.id
-	 WHERE r.n > c.max_per_user
-	UNION ALL
-	SELECT 'released_order_holds_no_coupon', 'order ' || o.id,
-		   format('%s order holds an active redemption of coupon %s', o.status, r.coupon_id)
-	  FROM shop.orders o JOIN shop.coupon_redemption r ON r.order_id = o.id
-	 WHERE o.status IN ('CANCELLED', 'FAILED') AND r.state = 'active'
-	UNION ALL
-	SELECT 'one_open_cart_per_user', 'user ' || c.user_id,
-		   format('%s open carts', count(*))
-	  FROM shop.cart c
-	 WHERE c.checked_out_at IS NULL
-	 GROUP BY c.user_id
-	HAVING count(*) > 1
-$$;
+-- (shop_check_invariants is replaced once, at the end of this script)
 
 -- ---------------------------------------------------------------------------
 -- Hot-SKU mode (issue 12; src/hot.c, src/sql/10_tables.sql, 20_functions.sql,
@@ -2170,121 +2086,7 @@ $$;
 COMMENT ON FUNCTION shop.refund_invariants() IS
 	'the refund rows of shop_check_invariants(): refunds within the paid amount, refunded and restocked units within the sold ones, every restock booked as its stock adjustment';
 
-CREATE OR REPLACE FUNCTION shop.shop_check_invariants()
-	RETURNS SETOF shop.invariant_violation
-	LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp
-AS $$
-	WITH held AS (
-		SELECT sku_id, bucket, sum(qty) AS qty
-		  FROM shop.stock_reservation
-		 WHERE state = 'active'
-		 GROUP BY sku_id, bucket
-	)
-	-- every stock row (a SKU's own row is bucket 0) holds exactly what its
-	-- active reservations say
-	SELECT 'reserved_matches_active_reservations', 'sku ' || s.id,
-		   format('reserved is %s but active reservations hold %s', s.reserved, coalesce(h.qty, 0))
-	  FROM shop.sku s LEFT JOIN held h ON h.sku_id = s.id AND h.bucket = 0
-	 WHERE s.reserved <> coalesce(h.qty, 0)
-	UNION ALL
-	SELECT 'reserved_matches_active_reservations', 'sku ' || k.sku_id || ' bucket ' || k.bucket,
-		   format('reserved is %s but active reservations hold %s', k.reserved, coalesce(h.qty, 0))
-	  FROM shop.sku_bucket k LEFT JOIN held h ON h.sku_id = k.sku_id AND h.bucket = k.bucket
-	 WHERE k.reserved <> coalesce(h.qty, 0)
-	UNION ALL
-	SELECT 'reservation_in_existing_bucket', 'sku ' || h.sku_id || ' bucket ' || h.bucket,
-		   format('active reservations hold %s units in a bucket that does not exist', h.qty)
-	  FROM held h
-	 WHERE h.bucket > 0
-	   AND NOT EXISTS (SELECT FROM shop.sku_bucket k WHERE k.sku_id = h.sku_id AND k.bucket = h.bucket)
-	UNION ALL
-	SELECT 'stock_within_bounds', 'sku ' || s.id,
-		   format('on_hand %s, reserved %s', s.on_hand, s.reserved)
-	  FROM shop.sku s
-	 WHERE s.on_hand < 0 OR s.reserved < 0 OR s.reserved > s.on_hand
-	UNION ALL
-	SELECT 'stock_within_bounds', 'sku ' || k.sku_id || ' bucket ' || k.bucket,
-		   format('on_hand %s, reserved %s', k.on_hand, k.reserved)
-	  FROM shop.sku_bucket k
-	 WHERE k.on_hand < 0 OR k.reserved < 0 OR k.reserved > k.on_hand
-	UNION ALL
-	-- a hot SKU sells from buckets 1..N: each of them exists
-	SELECT 'hot_sku_has_its_buckets', 'sku ' || s.id,
-		   format('mode is %s buckets but %s of them exist', s.buckets,
-				  (SELECT count(*) FROM shop.sku_bucket k WHERE k.sku_id = s.id AND k.bucket <= s.buckets))
-	  FROM shop.sku s
-	 WHERE s.buckets > 0
-	   AND (SELECT count(*) FROM shop.sku_bucket k WHERE k.sku_id = s.id AND k.bucket <= s.buckets) <> s.buckets
-	UNION ALL
-	SELECT 'settled_order_holds_no_stock', 'order ' || o.id,
-		   format('%s order has an active reservation of %s units of sku %s', o.status, r.qty, r.sku_id)
-	  FROM shop.orders o JOIN shop.stock_reservation r ON r.order_id = o.id
-	 WHERE o.status IN ('PAID', 'CANCELLED', 'FAILED') AND r.state = 'active'
-	UNION ALL
-	SELECT 'paid_order_consumed_its_lines', 'order ' || o.id,
-		   format('PAID order line for sku %s has reservation state %s', i.sku_id, coalesce(r.state, 'missing'))
-	  FROM shop.orders o
-	  JOIN shop.order_item i ON i.order_id = o.id
-	  LEFT JOIN shop.stock_reservation r ON r.order_id = o.id AND r.sku_id = i.sku_id
-	 WHERE o.status = 'PAID' AND (r.state IS DISTINCT FROM 'consumed' OR r.qty <> i.qty)
-	UNION ALL
-	SELECT 'pending_order_holds_its_lines', 'order ' || o.id,
-		   format('PENDING order line for sku %s has reservation state %s', i.sku_id, coalesce(r.state, 'missing'))
-	  FROM shop.orders o
-	  JOIN shop.order_item i ON i.order_id = o.id
-	  LEFT JOIN shop.stock_reservation r ON r.order_id = o.id AND r.sku_id = i.sku_id
-	 WHERE o.status = 'PENDING' AND (r.state IS DISTINCT FROM 'active' OR r.qty <> i.qty)
-	UNION ALL
-	SELECT 'amount_matches_lines', 'order ' || o.id,
-		   format('amount %s, lines sum to %s', o.amount, l.total - l.discount)
-	  FROM shop.orders o
-	  JOIN (SELECT order_id, sum(unit_price::numeric * qty) AS total, sum(discount) AS discount
-			  FROM shop.order_item GROUP BY order_id) l ON l.order_id = o.id
-	 WHERE o.status <> 'CREATED' AND o.amount <> l.total - l.discount
-	UNION ALL
-	-- the money model: amount = subtotal - discount (also a CHECK), the
-	-- lines' totals are the subtotal and their shares the discount
-	SELECT 'subtotal_and_discount_match_lines', 'order ' || o.id,
-		   format('subtotal %s, discount %s, amount %s; lines: total %s, discount %s',
-				  o.subtotal, o.discount, o.amount, l.total, l.discount)
-	  FROM shop.orders o
-	  JOIN (SELECT order_id, sum(unit_price::numeric * qty) AS total, sum(discount) AS discount
-			  FROM shop.order_item GROUP BY order_id) l ON l.order_id = o.id
-	 WHERE o.status <> 'CREATED'
-	   AND (o.subtotal <> l.total OR o.discount <> l.discount OR o.amount <> o.subtotal - o.discount)
-	UNION ALL
-	SELECT 'coupon_redeemed_matches_redemptions', 'coupon ' || c.id,
-		   format('redeemed is %s but %s redemptions are active, limit %s',
-				  c.redeemed, coalesce(r.n, 0), coalesce(c.max_redemptions::text, 'none'))
-	  FROM shop.coupon c
-	  LEFT JOIN (SELECT coupon_id, count(*) AS n FROM shop.coupon_redemption
-				  WHERE state = 'active' GROUP BY coupon_id) r ON r.coupon_id = c.id
-	 WHERE c.redeemed <> coalesce(r.n, 0) OR c.redeemed > c.max_redemptions
-	UNION ALL
-	SELECT 'coupon_within_user_limit', 'coupon ' || c.id,
-		   format('user %s holds %s active redemptions, limit %s', r.user_id, r.n, c.max_per_user)
-	  FROM shop.coupon c
-	  JOIN (SELECT coupon_id, user_id, count(*) AS n FROM shop.coupon_redemption
-			 WHERE state = 'active' GROUP BY coupon_id, user_id) r ON r.coupon_id = c.id
-	 WHERE r.n > c.max_per_user
-	UNION ALL
-	SELECT 'released_order_holds_no_coupon', 'order ' || o.id,
-		   format('%s order holds an active redemption of coupon %s', o.status, r.coupon_id)
-	  FROM shop.orders o JOIN shop.coupon_redemption r ON r.order_id = o.id
-	 WHERE o.status IN ('CANCELLED', 'FAILED') AND r.state = 'active'
-	UNION ALL
-	SELECT 'one_open_cart_per_user', 'user ' || c.user_id,
-		   format('%s open carts', count(*))
-	  FROM shop.cart c
-	 WHERE c.checked_out_at IS NULL
-	 GROUP BY c.user_id
-	HAVING count(*) > 1
-	UNION ALL
-	SELECT * FROM shop.refund_invariants()
-$$;
-COMMENT ON FUNCTION shop.shop_check_invariants() IS
-	'one row per broken stock or order invariant; empty when all is well';
+-- (shop_check_invariants is replaced once, at the end of this script)
 
 CREATE FUNCTION shop_api.ops_refund(order_id bigint, reason text, lines jsonb DEFAULT NULL,
 									restock text DEFAULT 'restock', amount bigint DEFAULT NULL)
@@ -2305,44 +2107,7 @@ $$;
 COMMENT ON FUNCTION shop_api.ops_refund(bigint, text, jsonb, text, bigint) IS
 	'operator: shop_refund with the operator (JWT sub) recorded in the reason: lines [{order_item_id|sku_id, qty, restock}] with restock or no_restock, an amount, or (neither) all that is left with every unit restocked';
 
-CREATE OR REPLACE FUNCTION shop.shop_api_grant(anon_role name, user_role name, webhook_role name, operator_role name)
-	RETURNS void
-	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	IF operator_role IS NOT NULL THEN
-		IF operator_role IN (anon_role, user_role, webhook_role) THEN
-			RAISE EXCEPTION 'operator_role must be a role of its own, not "%"', operator_role
-				USING ERRCODE = '22023',
-					  HINT = 'Create a NOLOGIN role for operators (README, "Storefront and operator pages").';
-		END IF;
-		IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = operator_role) THEN
-			RAISE EXCEPTION 'role "%" does not exist', operator_role
-				USING ERRCODE = '42704',
-					  HINT = 'Create the roles first (README, "Storefront and operator pages"); the extension creates none.';
-		END IF;
-	END IF;
-	PERFORM shop.shop_api_grant(anon_role, user_role, webhook_role);
-	IF operator_role IS NULL THEN
-		RETURN;
-	END IF;
-	EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop_api FROM %I', operator_role);
-	EXECUTE format('REVOKE ALL ON SCHEMA shop_api FROM %I', operator_role);
-	EXECUTE format('GRANT USAGE ON SCHEMA shop_api TO %I', operator_role);
-	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.ops_stock(), shop_api.ops_adjust_stock(bigint, integer, text),'
-				   ' shop_api.ops_reservations(), shop_api.ops_expire_now(), shop_api.ops_payments(),'
-				   ' shop_api.ops_outbox(), shop_api.ops_redeliver(bigint), shop_api.ops_health(),'
-				   ' shop_api.ops_orders_per_minute(),'
-				   ' shop_api.ops_refund(bigint, text, jsonb, text, bigint) TO %I', operator_role);
-	IF EXISTS (SELECT FROM pg_roles WHERE rolname = operator_role AND rolcanlogin) THEN
-		RAISE WARNING 'role "%" can log in: any session of it may set request.jwt.claims and act as any operator', operator_role
-			USING HINT = 'Make it NOLOGIN and let the authenticator role switch to it.';
-	END IF;
-END
-$$;
-COMMENT ON FUNCTION shop.shop_api_grant(name, name, name, name) IS
-	'shop_api_grant(anon_role, user_role, webhook_role) and then operator_role exactly the shop_api.ops_* functions (NULL: none); operator_role must differ from the other three';
+-- (the operator's shop_api_grant is replaced once, at the end of this script)
 
 REVOKE ALL ON TABLE shop.refund_line, shop.order_refund_status FROM PUBLIC;
 REVOKE ALL ON SEQUENCE shop.refund_line_id_seq FROM PUBLIC;
@@ -2947,114 +2712,7 @@ DROP FUNCTION shop.shop_buy_now(text, jsonb, text, text);
 DROP FUNCTION shop.shop_cart_preview(text, text);
 
 -- A pure read-only report, so plain SQL: one query that states each rule.
-CREATE OR REPLACE FUNCTION shop.shop_check_invariants()
-	RETURNS SETOF shop.invariant_violation
-	LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp
-AS $$
-	WITH held AS (
-		SELECT sku_id, sum(qty) AS qty
-		  FROM shop.stock_reservation
-		 WHERE state = 'active'
-		 GROUP BY sku_id
-	)
-	SELECT 'reserved_matches_active_reservations', 'sku ' || s.id,
-		   format('reserved is %s but active reservations hold %s', s.reserved, coalesce(h.qty, 0))
-	  FROM shop.sku s LEFT JOIN held h ON h.sku_id = s.id
-	 WHERE s.reserved <> coalesce(h.qty, 0)
-	UNION ALL
-	SELECT 'stock_within_bounds', 'sku ' || s.id,
-		   format('on_hand %s, reserved %s', s.on_hand, s.reserved)
-	  FROM shop.sku s
-	 WHERE s.on_hand < 0 OR s.reserved < 0 OR s.reserved > s.on_hand
-	UNION ALL
-	SELECT 'settled_order_holds_no_stock', 'order ' || o.id,
-		   format('%s order has an active reservation of %s units of sku %s', o.status, r.qty, r.sku_id)
-	  FROM shop.orders o JOIN shop.stock_reservation r ON r.order_id = o.id
-	 WHERE o.status IN ('PAID', 'CANCELLED', 'FAILED') AND r.state = 'active'
-	UNION ALL
-	SELECT 'paid_order_consumed_its_lines', 'order ' || o.id,
-		   format('PAID order line for sku %s has reservation state %s', i.sku_id, coalesce(r.state, 'missing'))
-	  FROM shop.orders o
-	  JOIN shop.order_item i ON i.order_id = o.id
-	  LEFT JOIN shop.stock_reservation r ON r.order_id = o.id AND r.sku_id = i.sku_id
-	 WHERE o.status = 'PAID' AND (r.state IS DISTINCT FROM 'consumed' OR r.qty <> i.qty)
-	UNION ALL
-	SELECT 'pending_order_holds_its_lines', 'order ' || o.id,
-		   format('PENDING order line for sku %s has reservation state %s', i.sku_id, coalesce(r.state, 'missing'))
-	  FROM shop.orders o
-	  JOIN shop.order_item i ON i.order_id = o.id
-	  LEFT JOIN shop.stock_reservation r ON r.order_id = o.id AND r.sku_id = i.sku_id
-	 WHERE o.status = 'PENDING' AND (r.state IS DISTINCT FROM 'active' OR r.qty <> i.qty)
-	UNION ALL
-	SELECT 'amount_matches_lines', 'order ' || o.id,
-		   format('amount %s, lines sum to %s', o.amount, l.total - l.discount + o.shipping + o.tax)
-	  FROM shop.orders o
-	  JOIN (SELECT order_id, sum(unit_price::numeric * qty) AS total, sum(discount) AS discount
-			  FROM shop.order_item GROUP BY order_id) l ON l.order_id = o.id
-	 WHERE o.status <> 'CREATED' AND o.amount <> l.total - l.discount + o.shipping + o.tax
-	UNION ALL
-	-- the money model: amount = subtotal - discount + shipping + tax (also
-	-- a CHECK), the lines' totals are the subtotal, their shares the
-	-- discount, their taxes the order's tax (added or included)
-	SELECT 'subtotal_and_discount_match_lines', 'order ' || o.id,
-		   format('subtotal %s, discount %s, shipping %s, tax %s, amount %s; lines: total %s, discount %s',
-				  o.subtotal, o.discount, o.shipping, o.tax, o.amount, l.total, l.discount)
-	  FROM shop.orders o
-	  JOIN (SELECT order_id, sum(unit_price::numeric * qty) AS total, sum(discount) AS discount
-			  FROM shop.order_item GROUP BY order_id) l ON l.order_id = o.id
-	 WHERE o.status <> 'CREATED'
-	   AND (o.subtotal <> l.total OR o.discount <> l.discount
-			OR o.amount <> o.subtotal - o.discount + o.shipping + o.tax)
-	UNION ALL
-	SELECT 'tax_matches_lines', 'order ' || o.id,
-		   format('tax %s, tax included %s; lines'' tax sums to %s', o.tax, o.tax_included, l.tax)
-	  FROM shop.orders o
-	  JOIN (SELECT order_id, sum(tax) AS tax FROM shop.order_item GROUP BY order_id) l
-		ON l.order_id = o.id
-	 WHERE o.status <> 'CREATED'
-	   AND (o.tax + o.tax_included <> l.tax OR (o.tax <> 0 AND o.tax_included <> 0))
-	UNION ALL
-	SELECT 'included_tax_within_lines', 'order ' || i.order_id,
-		   format('line of sku %s includes tax %s of its net %s', i.sku_id, i.tax,
-				  i.unit_price::numeric * i.qty - i.discount)
-	  FROM shop.orders o JOIN shop.order_item i ON i.order_id = o.id
-	 WHERE o.tax_included > 0 AND i.tax > i.unit_price::numeric * i.qty - i.discount
-	UNION ALL
-	SELECT 'fulfilment_only_when_paid', 'order ' || o.id,
-		   format('%s order has fulfilment %s', o.status, o.fulfilment_status)
-	  FROM shop.orders o
-	 WHERE o.shipped_at IS NOT NULL AND o.status <> 'PAID'
-	UNION ALL
-	SELECT 'coupon_redeemed_matches_redemptions', 'coupon ' || c.id,
-		   format('redeemed is %s but %s redemptions are active, limit %s',
-				  c.redeemed, coalesce(r.n, 0), coalesce(c.max_redemptions::text, 'none'))
-	  FROM shop.coupon c
-	  LEFT JOIN (SELECT coupon_id, count(*) AS n FROM shop.coupon_redemption
-				  WHERE state = 'active' GROUP BY coupon_id) r ON r.coupon_id = c.id
-	 WHERE c.redeemed <> coalesce(r.n, 0) OR c.redeemed > c.max_redemptions
-	UNION ALL
-	SELECT 'coupon_within_user_limit', 'coupon ' || c.id,
-		   format('user %s holds %s active redemptions, limit %s', r.user_id, r.n, c.max_per_user)
-	  FROM shop.coupon c
-	  JOIN (SELECT coupon_id, user_id, count(*) AS n FROM shop.coupon_redemption
-			 WHERE state = 'active' GROUP BY coupon_id, user_id) r ON r.coupon_id = c.id
-	 WHERE r.n > c.max_per_user
-	UNION ALL
-	SELECT 'released_order_holds_no_coupon', 'order ' || o.id,
-		   format('%s order holds an active redemption of coupon %s', o.status, r.coupon_id)
-	  FROM shop.orders o JOIN shop.coupon_redemption r ON r.order_id = o.id
-	 WHERE o.status IN ('CANCELLED', 'FAILED') AND r.state = 'active'
-	UNION ALL
-	SELECT 'one_open_cart_per_user', 'user ' || c.user_id,
-		   format('%s open carts', count(*))
-	  FROM shop.cart c
-	 WHERE c.checked_out_at IS NULL
-	 GROUP BY c.user_id
-	HAVING count(*) > 1
-$$;
-COMMENT ON FUNCTION shop.shop_check_invariants() IS
-	'one row per broken stock or order invariant; empty when all is well';
+-- (shop_check_invariants is replaced once, at the end of this script)
 
 CREATE OR REPLACE FUNCTION shop_api."order"(order_id bigint)
 	RETURNS jsonb
@@ -3238,55 +2896,18 @@ $$;
 COMMENT ON FUNCTION shop.shop_api_grant(name, name, name) IS
 	'grant the PostgREST roles exactly their shop_api functions: anon_role the catalog and the webhook, user_role the shopper''s functions, webhook_role the webhook handlers (revokes anything else they held in shop_api)';
 
-CREATE OR REPLACE FUNCTION shop.shop_api_grant(anon_role name, user_role name, webhook_role name, operator_role name)
-	RETURNS void
-	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	IF operator_role IS NOT NULL THEN
-		IF operator_role IN (anon_role, user_role, webhook_role) THEN
-			RAISE EXCEPTION 'operator_role must be a role of its own, not "%"', operator_role
-				USING ERRCODE = '22023',
-					  HINT = 'Create a NOLOGIN role for operators (README, "Storefront and operator pages").';
-		END IF;
-		IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = operator_role) THEN
-			RAISE EXCEPTION 'role "%" does not exist', operator_role
-				USING ERRCODE = '42704',
-					  HINT = 'Create the roles first (README, "Storefront and operator pages"); the extension creates none.';
-		END IF;
-	END IF;
-	PERFORM shop.shop_api_grant(anon_role, user_role, webhook_role);
-	IF operator_role IS NULL THEN
-		RETURN;
-	END IF;
-	EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop_api FROM %I', operator_role);
-	EXECUTE format('REVOKE ALL ON SCHEMA shop_api FROM %I', operator_role);
-	EXECUTE format('GRANT USAGE ON SCHEMA shop_api TO %I', operator_role);
-	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.ops_stock(), shop_api.ops_adjust_stock(bigint, integer, text),'
-				   ' shop_api.ops_reservations(), shop_api.ops_expire_now(), shop_api.ops_payments(),'
-				   ' shop_api.ops_outbox(), shop_api.ops_redeliver(bigint), shop_api.ops_health(),'
-				   ' shop_api.ops_orders_per_minute(), shop_api.ops_warehouse_queue(),'
-				   ' shop_api.ops_ship(bigint, text, text), shop_api.ops_mark_delivered(bigint) TO %I',
-				   operator_role);
-	IF EXISTS (SELECT FROM pg_roles WHERE rolname = operator_role AND rolcanlogin) THEN
-		RAISE WARNING 'role "%" can log in: any session of it may set request.jwt.claims and act as any operator', operator_role
-			USING HINT = 'Make it NOLOGIN and let the authenticator role switch to it.';
-	END IF;
-END
-$$;
-COMMENT ON FUNCTION shop.shop_api_grant(name, name, name, name) IS
-	'shop_api_grant(anon_role, user_role, webhook_role) and then operator_role exactly the shop_api.ops_* functions (NULL: none); operator_role must differ from the other three';
+-- (the operator's shop_api_grant is replaced once, at the end of this script)
 
 REVOKE ALL ON FUNCTION shop_api.shipping_methods(), shop_api.set_shipping(bigint, text, jsonb),
 	shop_api.ops_warehouse_queue(), shop_api.ops_ship(bigint, text, text),
 	shop_api.ops_mark_delivered(bigint) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
--- Where the sections above both replaced an object (shop_check_invariants:
--- hot-SKU buckets, refunds, shipping and tax; the operator's shop_api_grant:
--- ops_refund and the fulfilment functions), its final text, as in the
--- fresh install (src/sql/30_views.sql, src/sql/70_api.sql).
+-- Objects that several sections above change, replaced here once with
+-- their final text, as in the fresh install (src/sql/30_views.sql,
+-- src/sql/70_api.sql): shop_check_invariants (the money model, coupons,
+-- hot-SKU buckets, refunds, shipping and tax) and the operator's
+-- shop_api_grant (ops_refund and the fulfilment functions).
 -- ---------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION shop.shop_check_invariants()
 	RETURNS SETOF shop.invariant_violation

@@ -358,6 +358,7 @@ reserve_new_line(ReserveJob *job, const OrderLine *line, bool raise_on_short)
 	bool		current = events_schema_ready();
 	int			nbuckets = current ? hot_hint(line->sku_id) : 0;
 	int			mode;
+	bool		waited = false;
 
 	/* a retry covers stock freed between the failed UPDATE and the diagnosis */
 	for (tries = 0; tries < 4; tries++)
@@ -365,9 +366,12 @@ reserve_new_line(ReserveJob *job, const OrderLine *line, bool raise_on_short)
 		if (try_new_line(job, line, current, nbuckets))
 			return true;
 		/* every stocked bucket held by someone: wait for one (once) */
-		if (current && nbuckets > 0 && tries == 0 &&
-			reserve_hot_wait(job, line, nbuckets))
-			return true;
+		if (current && nbuckets > 0 && !waited)
+		{
+			waited = true;
+			if (reserve_hot_wait(job, line, nbuckets))
+				return true;
+		}
 		/* unknown and unsellable SKUs raise here; else it is a shortage */
 		code = sku_for_sale_stock(line->sku_id, 0, &available, NULL,
 								  &mode, &in_buckets);

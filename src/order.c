@@ -23,6 +23,8 @@ static SPIPlanPtr plan_mark_pending_01;
 static SPIPlanPtr plan_cart_lines;
 static SPIPlanPtr plan_close_cart;
 
+static void close_cart(int64 cart_id);
+
 /*
  * Leave the order with this (user_id, key) as the SPI result; true if found.
  */
@@ -50,12 +52,12 @@ find_order_by_key(text *user_id, text *key)
 static Datum
 place_order(FunctionCallInfo fcinfo, MemoryContext outer, text *user_id,
 			text *key, text *coupon, text *method, Jsonb *ship_to,
-			OrderLine *lines, int nlines, bool *created)
+			OrderLine *lines, int nlines, int64 cart_id, bool *created)
 {
 	static const Oid insert_types[] = {TEXTOID, TEXTOID, INT4OID};
-	static const Oid pending_types[] = {INT8OID, INT8OID, TEXTOID, INT8OID};
-	Datum		values[4];
-	char		nulls[4] = {' ', key ? ' ' : 'n', ' ', ' '};
+	static const Oid pending_types[] = {INT8OID, INT8OID, TEXTOID, INT8OID, INT8OID};
+	Datum		values[5];
+	char		nulls[5] = {' ', key ? ' ' : 'n', ' ', ' ', ' '};
 	int64		order_id;
 	int64		amount;
 	int64		discount = 0;
@@ -89,24 +91,31 @@ place_order(FunctionCallInfo fcinfo, MemoryContext outer, text *user_id,
 	/*
 	 * amount = subtotal - discount (README, "Money and coupons"); the
 	 * statement also says whether the currency has a tax setting, so an
-	 * order without shipping or tax runs no statement more.
+	 * order without shipping or tax runs no statement more, and closes the
+	 * cart the order came from (cart_id; 0 for none).
 	 */
 	values[0] = Int64GetDatum(order_id);
 	values[1] = Int64GetDatum(amount);
 	values[2] = CStringGetTextDatum(currency);
 	values[3] = Int64GetDatum(discount);
+	values[4] = Int64GetDatum(cart_id);
 	if (coupons_schema_ready())
 		shop_exec(shop_plan(&plan_mark_pending,
-							"UPDATE shop.orders"
+							"WITH c AS ("
+							"  UPDATE shop.cart SET checked_out_at = now() WHERE id = $5)"
+							" UPDATE shop.orders"
 							"   SET status = 'PENDING', subtotal = $2, discount = $4,"
 							"       amount = $2 - $4, currency = $3, updated_at = now()"
 							" WHERE id = $1"
 							" RETURNING " SHOP_ORDER_SUMMARY ","
 							"   EXISTS (SELECT FROM shop.tax_setting t"
 							"            WHERE t.currency = $3::bpchar)",
-							4, pending_types),
+							5, pending_types),
 				  values, NULL, false, 0);
 	else
+	{
+		if (cart_id != 0)
+			close_cart(cart_id);
 		shop_exec(shop_plan(&plan_mark_pending_01,
 							"UPDATE shop.orders"
 							"   SET status = 'PENDING', amount = $2, currency = $3,"
@@ -115,6 +124,7 @@ place_order(FunctionCallInfo fcinfo, MemoryContext outer, text *user_id,
 							" RETURNING " SHOP_ORDER_SUMMARY,
 							3, pending_types),
 				  values, NULL, false, 0);
+	}
 	/* shipping and tax: only when chosen or configured */
 	if (method != NULL || ship_to != NULL ||
 		(SPI_tuptable->tupdesc->natts > 5 && shop_get_bool(0, 6)))
@@ -222,10 +232,9 @@ shop_create_order(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_SHOP_EMPTY_CART),
 					 errmsg("the cart of user \"%s\" is empty", text_to_cstring(user_id)),
 					 errhint("Add items with shop.shop_cart_add() first.")));
+		/* the cart is closed with the order (place_order) */
 		result = place_order(fcinfo, outer, user_id, key, coupon, method, ship_to,
-							 lines, nlines, &created);
-		if (created)
-			close_cart(cart_id);
+							 lines, nlines, cart_id, &created);
 	}
 	SPI_finish();
 	PG_RETURN_DATUM(result);
@@ -259,7 +268,7 @@ shop_buy_now(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	result = place_order(fcinfo, outer, user_id, key, coupon, method, ship_to,
-						 lines, nlines, &created);
+						 lines, nlines, 0, &created);
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }

@@ -16,7 +16,12 @@
  *   backend's own bucket (hot_start_bucket) and skipping buckets other
  *   transactions hold (FOR NO KEY UPDATE SKIP LOCKED).  It never waits.
  *
- * - exact, when the fast path found nothing: hot_rebalance() locks the SKU
+ * - waiting, when every stocked bucket is held (more buyers than buckets):
+ *   wait for one bucket, the first with stock in the snapshot from the
+ *   backend's own on, in a subtransaction that gives the lock back when the
+ *   bucket comes up short (reserve.c, reserve_hot_wait).
+ *
+ * - exact, when neither found enough: hot_rebalance() locks the SKU
  *   row and then every bucket in ascending order, waiting for the holders,
  *   counts what the SKU really has, and spreads the available units over
  *   the buckets again with at least the line's quantity in one of them.

@@ -35,6 +35,8 @@ static SPIPlanPtr plan_reprice;
 static SPIPlanPtr plan_lock_pending;
 static SPIPlanPtr plan_open_session;
 static SPIPlanPtr plan_ship;
+static SPIPlanPtr plan_ship_lock;
+static SPIPlanPtr plan_refunded;
 static SPIPlanPtr plan_deliver;
 static SPIPlanPtr plan_fulfilment;
 
@@ -167,6 +169,30 @@ read_fulfilment(int64 order_id)
 }
 
 /*
+ * Whether the order's payment was refunded in full (shop.order_refund_
+ * status).  Keeps the SPI result as it was.
+ */
+static bool
+order_refunded(int64 order_id)
+{
+	static const Oid argtypes[] = {INT8OID};
+	SPITupleTable *tuptable = SPI_tuptable;
+	uint64		processed = SPI_processed;
+	Datum		values[1];
+	bool		refunded;
+
+	values[0] = Int64GetDatum(order_id);
+	refunded = shop_exec(shop_plan(&plan_refunded,
+								   "SELECT FROM shop.order_refund_status"
+								   " WHERE order_id = $1 AND state = 'refunded'",
+								   1, argtypes),
+						 values, NULL, false, 0) > 0;
+	SPI_tuptable = tuptable;
+	SPI_processed = processed;
+	return refunded;
+}
+
+/*
  * Whether text column col of the SPI result's first row equals s.
  */
 static bool
@@ -197,11 +223,25 @@ shop_ship(PG_FUNCTION_ARGS)
 	values[0] = Int64GetDatum(order_id);
 	values[1] = PointerGetDatum(carrier);
 	values[2] = PointerGetDatum(tracking);
+
+	/*
+	 * An order refunded in full is not shipped (its units may be back in
+	 * stock already).  Refunds are decided under the order's row lock
+	 * (refund.c): lock it first, so that the check below, a statement of
+	 * its own with a snapshot taken after the lock, sees a refund that
+	 * committed while this call waited.
+	 */
+	shop_exec(shop_plan(&plan_ship_lock,
+						"SELECT FROM shop.orders WHERE id = $1 FOR UPDATE",
+						1, argtypes),
+			  values, NULL, false, 0);
 	if (shop_exec(shop_plan(&plan_ship,
-							"UPDATE shop.orders"
+							"UPDATE shop.orders o"
 							"   SET carrier = $2, tracking_no = $3, shipped_at = now(),"
 							"       updated_at = now()"
-							" WHERE id = $1 AND fulfilment_status = 'READY'"
+							" WHERE o.id = $1 AND o.fulfilment_status = 'READY'"
+							"   AND NOT EXISTS (SELECT FROM shop.order_refund_status r"
+							"                    WHERE r.order_id = $1 AND r.state = 'refunded')"
 							" RETURNING " FULFILMENT_SUMMARY,
 							3, argtypes),
 				  values, NULL, false, 0) == 1)
@@ -214,6 +254,11 @@ shop_ship(PG_FUNCTION_ARGS)
 
 	read_fulfilment(order_id);
 	state = shop_get_text(0, 3);
+	if (state != NULL && strcmp(state, "READY") == 0 && order_refunded(order_id))
+		ereport(ERROR,
+				(errcode(ERRCODE_SHOP_FULFILMENT_STATE),
+				 errmsg("order %lld is not ready to ship", (long long) order_id),
+				 errdetail("It was refunded in full.")));
 	if (state == NULL || strcmp(state, "READY") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_FULFILMENT_STATE),

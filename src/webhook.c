@@ -525,9 +525,26 @@ process_event(const WebhookProvider *provider, const WebhookEvent *event,
 	}
 	else
 	{
+		Outcome		other;
+
+		memset(&other, 0, sizeof(other));
 		out->order_id = order.id;
 		out->status = order_status_name(order.status);
-		if (event->kind == WEBHOOK_EVENT_PAID)
+
+		/*
+		 * The same payment reported by the other path (its webhook, or a
+		 * fetch) may have been applied while this report waited for the
+		 * order's lock: the look before claiming could not see it yet.
+		 * Look again now, under the lock, or both would sell or flag (and
+		 * refund) one payment.
+		 */
+		if (event->kind == WEBHOOK_EVENT_PAID && fetched_already(provider, event, &other))
+		{
+			out->result = "ignored";
+			out->note = psprintf("payment %s was applied from another report of it meanwhile",
+								 event->payment_id);
+		}
+		else if (event->kind == WEBHOOK_EVENT_PAID)
 			apply_paid(provider, event, &order, out);
 		else
 			apply_failed(&order, out);

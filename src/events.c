@@ -7,7 +7,8 @@
  * and one outbox row per endpoint subscribed to its type, with the body the
  * endpoint will receive, so the request exists exactly when the change
  * commits.  When no endpoint subscribes to the type nothing is written:
- * the statement finds no endpoint and inserts nothing.
+ * the statement finds no endpoint and inserts nothing, and the backend
+ * skips it from then on until an endpoint changes (events_gate.c).
  *
  * The delivery worker (outbox_worker.c) sleeps on its latch; a transaction
  * that queued rows sets that latch when it commits (never before: the rows
@@ -103,9 +104,9 @@ outbox_wake_at_commit(void)
  * due now) and wake the worker at commit only when a row is: rows of a
  * disabled endpoint wait at infinity, and waking the worker for them would
  * make it run a claim per buyer's commit for nothing.  The caller's
- * SPI_tuptable is kept.
+ * SPI_tuptable is kept.  Returns the number of outbox rows written.
  */
-static void
+static uint64
 emit_exec(SPIPlanPtr plan, Datum *values, const char *nulls)
 {
 	SPITupleTable *tuptable = SPI_tuptable;
@@ -126,6 +127,7 @@ emit_exec(SPIPlanPtr plan, Datum *values, const char *nulls)
 	}
 	SPI_tuptable = tuptable;
 	SPI_processed = processed;
+	return n;
 }
 
 /*
@@ -140,13 +142,16 @@ events_emit_orders(const char *type, const int64 *order_ids, int norders,
 	Datum		values[3];
 	char		nulls[3] = {' ', ' ', ' '};
 
-	if (norders == 0 || !events_schema_ready())
+	uint64		generation;
+
+	if (norders == 0 || !events_schema_ready() ||
+		events_gate_closed(type, &generation))
 		return;
 	values[0] = CStringGetTextDatum(type);
 	values[1] = shop_int64_array(order_ids, norders);
 	values[2] = extra ? JsonbPGetDatum(extra) : (Datum) 0;
 	nulls[2] = extra ? ' ' : 'n';
-	emit_exec(shop_plan_generic(&plan_emit_orders,
+	if (emit_exec(shop_plan_generic(&plan_emit_orders,
 							"WITH ep AS ("
 							"  SELECT e.id, e.url, e.enabled FROM shop.event_endpoint e"
 							"   WHERE e.removed_at IS NULL"
@@ -186,7 +191,8 @@ events_emit_orders(const char *type, const int64 *order_ids, int norders,
 							"  ORDER BY ev.id, ep.id"
 							" RETURNING next_attempt_at <> 'infinity'",
 							3, argtypes),
-			  values, nulls);
+				  values, nulls) == 0)
+		events_gate_found_none(type, generation);
 }
 
 /*
@@ -198,12 +204,13 @@ events_emit_stock_low(int64 sku_id, int64 threshold)
 {
 	static const Oid argtypes[] = {INT8OID, INT8OID};
 	Datum		values[2];
+	uint64		generation;
 
-	if (!events_schema_ready())
+	if (!events_schema_ready() || events_gate_closed("stock.low", &generation))
 		return;
 	values[0] = Int64GetDatum(sku_id);
 	values[1] = Int64GetDatum(threshold);
-	emit_exec(shop_plan_generic(&plan_emit_stock_low,
+	if (emit_exec(shop_plan_generic(&plan_emit_stock_low,
 							"WITH ep AS ("
 							"  SELECT e.id, e.url, e.enabled FROM shop.event_endpoint e"
 							"   WHERE e.removed_at IS NULL"
@@ -227,7 +234,8 @@ events_emit_stock_low(int64 sku_id, int64 threshold)
 							"   FROM ev CROSS JOIN ep"
 							" RETURNING next_attempt_at <> 'infinity'",
 							2, argtypes),
-			  values, NULL);
+				  values, NULL) == 0)
+		events_gate_found_none("stock.low", generation);
 }
 
 /*

@@ -7,6 +7,7 @@
 
 #include <limits.h>
 
+#include "miscadmin.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
@@ -72,5 +73,7 @@ _PG_init(void)
 							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	outbox_worker_init();
+	if (process_shared_preload_libraries_in_progress)
+		events_gate_init();
 	MarkGUCPrefixReserved("shop");
 }

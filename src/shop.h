@@ -225,6 +225,11 @@ extern bool events_stock_crossed_low(int64 available_after, int32 qty,
 extern void outbox_wake_at_commit(void);
 extern bool events_schema_ready(void);
 
+/* events_gate.c */
+extern void events_gate_init(void);
+extern bool events_gate_closed(const char *type, uint64 *generation);
+extern void events_gate_found_none(const char *type, uint64 generation);
+
 /* outbox_worker.c: the delivery worker and its settings */
 extern bool outbox_allow_http_loopback;
 extern void outbox_worker_init(void);

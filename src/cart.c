@@ -32,13 +32,15 @@ static SPIPlanPtr plan_add_fast;
 static SPIPlanPtr plan_add_fast_01;
 
 /*
- * A cart add in one statement, for the common case: the open cart exists,
- * the SKU is for sale and the whole line fits its available stock.  It
- * locks the cart (as cart_lock_open), and the line's new quantity is the
- * row's latest one plus qty, checked in the upsert's own WHERE, so it is
- * exact whatever the statement's snapshot saw.  Anything else (no cart
- * yet, a refusal to explain, stock held by expired orders, an overflow)
- * writes nothing and takes the step-by-step path, which decides and raises.
+ * A cart add in one statement, for the common case: the SKU is for sale and
+ * the whole line fits its available stock.  It locks the open cart (as
+ * cart_lock_open), or creates it when the user has none (a user's first
+ * add), and the line's new quantity is the row's latest one plus qty,
+ * checked in the upsert's own WHERE, so it is exact whatever the
+ * statement's snapshot saw.  Anything else (a refusal to explain, stock
+ * held by expired orders, an overflow, a concurrent first add that created
+ * the cart first) writes no line and takes the step-by-step path, which
+ * decides and raises (a refusal rolls back a cart created here with it).
  * available is the SKU's row plus its buckets (hot.c); a 0.1 schema has
  * no buckets.
  */
@@ -46,12 +48,17 @@ static SPIPlanPtr plan_add_fast_01;
 	"WITH c AS (" \
 	"  SELECT id FROM shop.cart" \
 	"   WHERE user_id = $1 AND checked_out_at IS NULL FOR UPDATE)," \
+	" nc AS (" \
+	"  INSERT INTO shop.cart (user_id) SELECT $1 WHERE NOT EXISTS (SELECT FROM c)" \
+	"  ON CONFLICT (user_id) WHERE checked_out_at IS NULL DO NOTHING RETURNING id)," \
 	" s AS (" \
 	"  SELECT s.id, s.on_hand - s.reserved" in_buckets " AS available" \
 	"    FROM shop.sku s JOIN shop.product p ON p.id = s.product_id" \
 	"   WHERE s.id = $2 AND s.is_active AND p.is_active)" \
 	" INSERT INTO shop.cart_item AS ci (cart_id, sku_id, qty)" \
-	" SELECT c.id, s.id, $3 FROM c, s WHERE $3 <= s.available" \
+	" SELECT c.id, s.id, $3" \
+	"   FROM (SELECT id FROM c UNION ALL SELECT id FROM nc) c, s" \
+	"  WHERE $3 <= s.available" \
 	" ON CONFLICT (cart_id, sku_id) DO UPDATE SET qty = ci.qty + EXCLUDED.qty" \
 	"  WHERE ci.qty <= 2147483647 - EXCLUDED.qty" \
 	"    AND ci.qty + EXCLUDED.qty <= (SELECT s.available FROM s)" \
@@ -237,12 +244,8 @@ shop_cart_add(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("qty must be positive, not %d", qty)));
 	SPI_connect();
-	/*
-	 * One statement when the cart exists and the line fits.  A user's first
-	 * add creates the cart first (then holds its lock) and tries it again.
-	 */
-	if (add_fast(user_id, sku_id, qty) ||
-		(cart_create(user_id) != 0 && add_fast(user_id, sku_id, qty)))
+	/* one statement when the line fits (creating the cart on a first add) */
+	if (add_fast(user_id, sku_id, qty))
 	{
 		result = shop_row_datum(fcinfo, outer, 0);
 		SPI_finish();

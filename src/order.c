@@ -45,43 +45,60 @@ find_order_by_key(text *user_id, text *key)
 }
 
 /*
+ * The order's row, written first: PENDING's amounts come with the lines.
+ */
+#define INSERT_ORDER_SQL \
+	"INSERT INTO shop.orders (user_id, idempotency_key, expires_at)" \
+	" VALUES ($1, $2, now() + $3 * interval '1 second')" \
+	" ON CONFLICT (user_id, idempotency_key)" \
+	"   WHERE idempotency_key IS NOT NULL DO NOTHING" \
+	" RETURNING id"
+
+/*
+ * Leave the existing order with the key as the result of a placement whose
+ * insert found the key taken (a concurrent call with the same key).
+ */
+static Datum
+order_of_key(FunctionCallInfo fcinfo, MemoryContext outer, text *user_id,
+			 text *key, bool *created)
+{
+	if (!find_order_by_key(user_id, key))
+		elog(ERROR, "shop: idempotency key conflict without an order");
+	*created = false;
+	return shop_row_datum(fcinfo, outer, 0);
+}
+
+/*
  * Create a PENDING order for lines; returns its summary as the function's
  * result datum.  *created is false when the idempotency key already names
- * an order: that order is returned and nothing is changed.
+ * an order: that order is returned and nothing is changed.  order_id is
+ * the order's row when the caller wrote it (order_from_cart), else 0.
  */
 static Datum
 place_order(FunctionCallInfo fcinfo, MemoryContext outer, text *user_id,
 			text *key, text *coupon, text *method, Jsonb *ship_to,
-			OrderLine *lines, int nlines, int64 cart_id, bool *created)
+			OrderLine *lines, int nlines, int64 cart_id, int64 order_id,
+			bool *created)
 {
 	static const Oid insert_types[] = {TEXTOID, TEXTOID, INT4OID};
 	static const Oid pending_types[] = {INT8OID, INT8OID, TEXTOID, INT8OID, INT8OID};
 	Datum		values[5];
 	char		nulls[5] = {' ', key ? ' ' : 'n', ' ', ' ', ' '};
-	int64		order_id;
 	int64		amount;
 	int64		discount = 0;
 	char		currency[4];
 	Datum		result;
 
-	values[0] = PointerGetDatum(user_id);
-	values[1] = PointerGetDatum(key);
-	values[2] = Int32GetDatum(shop_reservation_ttl);
-	if (shop_exec(shop_plan(&plan_insert_order,
-							"INSERT INTO shop.orders (user_id, idempotency_key, expires_at)"
-							" VALUES ($1, $2, now() + $3 * interval '1 second')"
-							" ON CONFLICT (user_id, idempotency_key)"
-							"   WHERE idempotency_key IS NOT NULL DO NOTHING"
-							" RETURNING id",
-							3, insert_types),
-				  values, nulls, false, 0) == 0)
+	if (order_id == 0)
 	{
-		if (!find_order_by_key(user_id, key))
-			elog(ERROR, "shop: idempotency key conflict without an order");
-		*created = false;
-		return shop_row_datum(fcinfo, outer, 0);
+		values[0] = PointerGetDatum(user_id);
+		values[1] = PointerGetDatum(key);
+		values[2] = Int32GetDatum(shop_reservation_ttl);
+		if (shop_exec(shop_plan(&plan_insert_order, INSERT_ORDER_SQL, 3, insert_types),
+					  values, nulls, false, 0) == 0)
+			return order_of_key(fcinfo, outer, user_id, key, created);
+		order_id = shop_get_int64(0, 1, NULL);
 	}
-	order_id = shop_get_int64(0, 1, NULL);
 
 	reserve_order_lines(order_id, lines, nlines, &amount, currency);
 	/* the coupon after every SKU lock: coupon rows are locked last */
@@ -137,29 +154,47 @@ place_order(FunctionCallInfo fcinfo, MemoryContext outer, text *user_id,
 }
 
 /*
- * The cart's lines, ascending by sku_id (each SKU is one line already).
+ * Write the order's row and read the locked cart's lines, ascending by
+ * sku_id (each SKU is one line already), in one statement.  The lines are
+ * read after the cart's lock was taken (by an earlier statement), so none
+ * added by a concurrent add is missed.  Returns the lines; *order_id is 0
+ * when the key names an order already (nothing written), *nlines 0 for an
+ * empty cart (the caller raises, which undoes the order's row).
  */
 static OrderLine *
-cart_lines(int64 cart_id, int *nlines)
+order_from_cart(text *user_id, text *key, int64 cart_id, int64 *order_id,
+				int *nlines)
 {
-	static const Oid argtypes[] = {INT8OID};
-	Datum		values[1];
-	OrderLine  *lines;
+	static const Oid argtypes[] = {TEXTOID, TEXTOID, INT4OID, INT8OID};
+	Datum		values[4];
+	char		nulls[4] = {' ', key ? ' ' : 'n', ' ', ' '};
+	bool		isnull;
 	uint64		n;
 
-	values[0] = Int64GetDatum(cart_id);
+	values[0] = PointerGetDatum(user_id);
+	values[1] = PointerGetDatum(key);
+	values[2] = Int32GetDatum(shop_reservation_ttl);
+	values[3] = Int64GetDatum(cart_id);
 	n = shop_exec(shop_plan(&plan_cart_lines,
-							"SELECT sku_id, qty FROM shop.cart_item"
-							" WHERE cart_id = $1 ORDER BY sku_id",
-							1, argtypes),
-				  values, NULL, false, 0);
+							"WITH o AS (" INSERT_ORDER_SQL ")"
+							" SELECT ci.sku_id, ci.qty, o.id"
+							"   FROM o LEFT JOIN shop.cart_item ci ON ci.cart_id = $4"
+							"  ORDER BY ci.sku_id",
+							4, argtypes),
+				  values, nulls, false, 0);
+	*order_id = n > 0 ? shop_get_int64(0, 3, NULL) : 0;
+	if (n == 1)
+	{
+		(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (isnull)
+			n = 0;				/* the cart has no line */
+	}
 	if (n > SHOP_MAX_ORDER_LINES)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("an order may have at most %d lines", SHOP_MAX_ORDER_LINES)));
-	lines = shop_result_lines(n);
 	*nlines = (int) n;
-	return lines;
+	return shop_result_lines(n);
 }
 
 /*
@@ -213,7 +248,8 @@ shop_create_order(PG_FUNCTION_ARGS)
 	Jsonb	   *ship_to;
 	MemoryContext outer = CurrentMemoryContext;
 	int64		cart_id;
-	OrderLine  *lines;
+	int64		order_id = 0;
+	OrderLine  *lines = NULL;
 	int			nlines = 0;
 	bool		created;
 	Datum		result;
@@ -226,15 +262,18 @@ shop_create_order(PG_FUNCTION_ARGS)
 	else
 	{
 		if (cart_id != 0)
-			lines = cart_lines(cart_id, &nlines);
-		if (nlines == 0)
+			lines = order_from_cart(user_id, key, cart_id, &order_id, &nlines);
+		if (cart_id != 0 && order_id == 0)
+			result = order_of_key(fcinfo, outer, user_id, key, &created);
+		else if (nlines == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_SHOP_EMPTY_CART),
 					 errmsg("the cart of user \"%s\" is empty", text_to_cstring(user_id)),
 					 errhint("Add items with shop.shop_cart_add() first.")));
-		/* the cart is closed with the order (place_order) */
-		result = place_order(fcinfo, outer, user_id, key, coupon, method, ship_to,
-							 lines, nlines, cart_id, &created);
+		else
+			/* the cart is closed with the order (place_order) */
+			result = place_order(fcinfo, outer, user_id, key, coupon, method, ship_to,
+								 lines, nlines, cart_id, order_id, &created);
 	}
 	SPI_finish();
 	PG_RETURN_DATUM(result);
@@ -268,7 +307,7 @@ shop_buy_now(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	result = place_order(fcinfo, outer, user_id, key, coupon, method, ship_to,
-						 lines, nlines, 0, &created);
+						 lines, nlines, 0, 0, &created);
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }

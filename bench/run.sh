@@ -3,8 +3,8 @@
 #
 # One run on one fresh cluster: every scenario (hot, spread, scarce, expiry)
 # for every implementation (c, plpgsql, orm, limit) at every client count,
-# then the outbox scenarios (spread-events: spread for c with events off and
-# on; outbox-delivery: a backlog of events delivered to the local receiver at
+# then the outbox scenarios (spread-events: spread for c with events off,
+# written only and on, in interleaved rounds; outbox-delivery: a backlog of events delivered to the local receiver at
 # 1 and 16 in flight), then the per-backend memory check, then
 # bench/results/report.md and bench/results/throughput.png.  See
 # bench/README.md.
@@ -27,7 +27,10 @@
 #   BENCH_SWEEP_CAP [6]           most seconds one expiry sweep may take
 #   BENCH_MEMORY_CALLS [6000]     API calls before the memory reading
 #   BENCH_HISTORY [100000]        PAID orders (3 lines, from checked-out carts) loaded once
-#   BENCH_EVENTS_CLIENTS ["8 32"]  client counts of spread-events
+#   BENCH_EVENTS_CLIENTS ["32"]   client counts of spread-events ("8 32" for both)
+#   BENCH_EVENTS_ROUNDS [3]       rounds of spread-events per client count; a round is
+#                                 off, write, on back to back (3 runs of 1+5 s), and the
+#                                 report takes the median of the per-round ratios
 #   BENCH_OUTBOX_RUNS ["1:2000 16:2000 16:5000"]  outbox-delivery runs, IN_FLIGHT:EVENTS
 #   BENCH_OUTBOX_CAP [300]        most seconds one outbox-delivery run may take
 #   BENCH_HTTP_CLIENTS [32], BENCH_HTTP_DURATION [10], BENCH_HTTP_PORT [18140]  the http scenario
@@ -56,7 +59,9 @@ SWEEP_PRE=3			# seconds of load before the sweep starts (1 s warm-up + baseline)
 SWEEP_POST=1		# seconds of load kept after the sweep cap
 MEMORY_CALLS=${BENCH_MEMORY_CALLS:-6000}
 HISTORY=${BENCH_HISTORY:-100000}
-EVENTS_CLIENTS=${BENCH_EVENTS_CLIENTS:-"8 32"}
+EVENTS_CLIENTS=${BENCH_EVENTS_CLIENTS:-"32"}
+EVENTS_ROUNDS=${BENCH_EVENTS_ROUNDS:-3}
+case $EVENTS_ROUNDS in '' | *[!0-9]* | 0) echo "BENCH_EVENTS_ROUNDS must be a whole number >= 1, not '$EVENTS_ROUNDS'" >&2; exit 1 ;; esac
 OUTBOX_RUNS=${BENCH_OUTBOX_RUNS:-"1:2000 16:2000 16:5000"}
 OUTBOX_CAP=${BENCH_OUTBOX_CAP:-300}
 SCARCE_UNITS=100
@@ -121,7 +126,7 @@ log "load $HISTORY history orders and their $((2 * HISTORY)) delivered events (r
 	echo "command: make bench (bash bench/run.sh)"
 	echo "BENCH_DURATION=$DUR BENCH_WARMUP=$WARM BENCH_CLIENTS=\"$CLIENTS\" BENCH_IMPLS=\"$IMPLS\""
 	echo "BENCH_SCENARIOS=\"$SCENARIOS\" BENCH_HISTORY=$HISTORY BENCH_EXPIRED=$EXPIRED BENCH_SWEEP_CAP=$SWEEP_CAP BENCH_MEMORY_CALLS=$MEMORY_CALLS BENCH_PORT=$PORT"
-	echo "BENCH_EVENTS_CLIENTS=\"$EVENTS_CLIENTS\" BENCH_OUTBOX_RUNS=\"$OUTBOX_RUNS\" BENCH_OUTBOX_CAP=$OUTBOX_CAP"
+	echo "BENCH_EVENTS_CLIENTS=\"$EVENTS_CLIENTS\" BENCH_EVENTS_ROUNDS=$EVENTS_ROUNDS BENCH_OUTBOX_RUNS=\"$OUTBOX_RUNS\" BENCH_OUTBOX_CAP=$OUTBOX_CAP"
 	echo "BENCH_HOT_BUCKETS=$HOT_BUCKETS BENCH_EXPIRY_CLIENTS=\"$EXPIRY_CLIENTS\" BENCH_STATEMENTS=$STATEMENTS"
 	echo "git: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$root" diff --quiet HEAD -- 2>/dev/null || echo ' (+ uncommitted changes)')"
 	echo "machine: $(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, $(uname -sr)"
@@ -323,7 +328,8 @@ if want spread-events || want outbox-delivery; then
 	log "receiver $receiver_url (pid $receiver_pid); outbox worker pid $(worker_pid)"
 fi
 
-# spread-events: the spread scenario for c, per client count three times:
+# spread-events: the spread scenario for c, per client count in
+# BENCH_EVENTS_ROUNDS rounds of three runs each:
 #   off    no endpoint, as in every other scenario: nothing is written
 #   write  one endpoint subscribed to every event type at the receiver, but
 #          disabled: the events and outbox rows are written (the emit
@@ -333,38 +339,44 @@ fi
 # A spread cycle writes two events (order.created, order.paid): an event row
 # and an outbox row each.  write separates the cost of writing them from the
 # cost of delivering them beside the load.
+# A round is off, write, on back to back, and the rounds follow each other
+# (round 1 off/write/on, round 2 off/write/on, ...): a burst of outside load
+# on this noisy machine then hits neighbouring runs alike.  report.py takes
+# write/off and on/off within each round and the median across the rounds.
 if want spread-events; then
 	for c in $EVENTS_CLIENTS; do
-		for ev in off write on; do
-			dir=$tmp/runs/spread-events/$ev/$c
-			mkdir -p "$dir"
-			reset_db outbox
-			if [ "$ev" != off ]; then
-				"${PSQL[@]}" -At -c "SELECT bench.subscribe('$receiver_url')" >"$dir/endpoint"
-			fi
-			if [ "$ev" = write ]; then
-				"${PSQL[@]}" -c "UPDATE shop.event_endpoint SET enabled = false WHERE id = $(cat "$dir/endpoint")"
-			fi
-			receiver_stats reset >/dev/null
-			log "spread-events $ev $c clients: ${WARM}s warm-up + ${DUR}s"
-			wpid=$(worker_pid)
-			"${PSQL[@]}" -At -c "SELECT pg_current_wal_lsn()" >"$dir/wal_start"
-			cpu_sample "$wpid" >"$dir/cpu_start"
-			run_pgbench "$dir" $((WARM + DUR)) "$c" "spread-c.sql" prepared
-			cpu_sample "$wpid" >"$dir/cpu_end"
-			"${PSQL[@]}" -At -c "SELECT pg_current_wal_lsn() - '$(cat "$dir/wal_start")'::pg_lsn" >"$dir/wal_bytes"
-			if [ "$ev" = on ]; then
-				# stop delivering; the requests in flight finish and are recorded
-				"${PSQL[@]}" -c "UPDATE shop.event_endpoint SET enabled = false WHERE id = $(cat "$dir/endpoint")"
-				sleep 1
-			fi
-			"${PSQL[@]}" -A -F ',' -c "SELECT * FROM bench.outbox_check()" >"$dir/check.csv"
-			receiver_stats >"$dir/receiver.json"
-			"${PSQL[@]}" -At -c "SELECT count(*) FROM shop.shop_check_invariants()" >"$dir/invariants"
-			if [ "$ev" != off ]; then
-				# one claim at the backlog the run left, statistics as found
-				claim_ms "$dir/claim_ms" "$(cat "$dir/endpoint")" 16
-			fi
+		for round in $(seq 1 "$EVENTS_ROUNDS"); do
+			for ev in off write on; do
+				dir=$tmp/runs/spread-events/$ev/$c/$round
+				mkdir -p "$dir"
+				reset_db outbox
+				if [ "$ev" != off ]; then
+					"${PSQL[@]}" -At -c "SELECT bench.subscribe('$receiver_url')" >"$dir/endpoint"
+				fi
+				if [ "$ev" = write ]; then
+					"${PSQL[@]}" -c "UPDATE shop.event_endpoint SET enabled = false WHERE id = $(cat "$dir/endpoint")"
+				fi
+				receiver_stats reset >/dev/null
+				log "spread-events $ev $c clients, round $round of $EVENTS_ROUNDS: ${WARM}s warm-up + ${DUR}s"
+				wpid=$(worker_pid)
+				"${PSQL[@]}" -At -c "SELECT pg_current_wal_lsn()" >"$dir/wal_start"
+				cpu_sample "$wpid" >"$dir/cpu_start"
+				run_pgbench "$dir" $((WARM + DUR)) "$c" "spread-c.sql" prepared
+				cpu_sample "$wpid" >"$dir/cpu_end"
+				"${PSQL[@]}" -At -c "SELECT pg_current_wal_lsn() - '$(cat "$dir/wal_start")'::pg_lsn" >"$dir/wal_bytes"
+				if [ "$ev" = on ]; then
+					# stop delivering; the requests in flight finish and are recorded
+					"${PSQL[@]}" -c "UPDATE shop.event_endpoint SET enabled = false WHERE id = $(cat "$dir/endpoint")"
+					sleep 1
+				fi
+				"${PSQL[@]}" -A -F ',' -c "SELECT * FROM bench.outbox_check()" >"$dir/check.csv"
+				receiver_stats >"$dir/receiver.json"
+				"${PSQL[@]}" -At -c "SELECT count(*) FROM shop.shop_check_invariants()" >"$dir/invariants"
+				if [ "$ev" != off ]; then
+					# one claim at the backlog the run left, statistics as found
+					claim_ms "$dir/claim_ms" "$(cat "$dir/endpoint")" 16
+				fi
+			done
 		done
 	done
 fi

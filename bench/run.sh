@@ -31,7 +31,7 @@
 #   BENCH_EVENTS_ROUNDS [3]       rounds of spread-events per client count; a round is
 #                                 off, write, on back to back (3 runs of 1+5 s), and the
 #                                 report takes the median of the per-round ratios
-#   BENCH_OUTBOX_RUNS ["1:2000 16:2000 16:5000"]  outbox-delivery runs, IN_FLIGHT:EVENTS
+#   BENCH_OUTBOX_RUNS ["1:2000 16:5000"]  outbox-delivery runs, IN_FLIGHT:EVENTS
 #   BENCH_OUTBOX_CAP [300]        most seconds one outbox-delivery run may take
 #   BENCH_HTTP_CLIENTS [32], BENCH_HTTP_DURATION [10], BENCH_HTTP_PORT [18140]  the http scenario
 #                                 (bench/http.sh: POST /rpc/buy_now through shop-httpd vs pgbench)
@@ -62,7 +62,7 @@ HISTORY=${BENCH_HISTORY:-100000}
 EVENTS_CLIENTS=${BENCH_EVENTS_CLIENTS:-"32"}
 EVENTS_ROUNDS=${BENCH_EVENTS_ROUNDS:-3}
 case $EVENTS_ROUNDS in '' | *[!0-9]* | 0) echo "BENCH_EVENTS_ROUNDS must be a whole number >= 1, not '$EVENTS_ROUNDS'" >&2; exit 1 ;; esac
-OUTBOX_RUNS=${BENCH_OUTBOX_RUNS:-"1:2000 16:2000 16:5000"}
+OUTBOX_RUNS=${BENCH_OUTBOX_RUNS:-"1:2000 16:5000"}
 OUTBOX_CAP=${BENCH_OUTBOX_CAP:-300}
 SCARCE_UNITS=100
 SCARCE_CAP=20		# a scarce run ends when its clients have stopped; this is a safety cap

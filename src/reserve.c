@@ -251,6 +251,66 @@ check_low_stock(const OrderLine *line, int col)
 }
 
 /*
+ * Run a hot SKU's reservation statement in a subtransaction that is undone
+ * when it reserves nothing.  A bucket row the statement locked and then
+ * found short stays locked after the recheck fails: the fast path's SKIP
+ * LOCKED locks a bucket whose stock another buyer sold after the
+ * statement's snapshot, the waiting path waits for a bucket that turns out
+ * drained.  Kept, that lock would be held while the exact path that follows
+ * waits for the SKU row, the opposite of the exact path's order (SKU row,
+ * then buckets): a deadlock (seen at 64 buyers on a scarce hot SKU).
+ * Undone with the subtransaction, no bucket is held when the statement
+ * reserved nothing.  On success, taken (job, line) gets the statement's
+ * result while the subtransaction is still open (its tuples live there).
+ */
+static bool
+hot_exec_or_undo(SPIPlanPtr plan, Datum *values,
+				 void (*taken) (ReserveJob *job, const OrderLine *line),
+				 ReserveJob *job, const OrderLine *line)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool done = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		if (shop_exec(plan, values, NULL, false, 0) == 1)
+		{
+			taken(job, line);
+			done = true;
+			ReleaseCurrentSubTransaction();
+		}
+		else
+			RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ReThrowError(shop_subxact_abort(cxt, owner));
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return done;
+}
+
+/* A new order's line was reserved: (price, currency, available, threshold). */
+static void
+new_line_taken(ReserveJob *job, const OrderLine *line)
+{
+	add_to_totals(job, line, shop_get_int64(0, 1, NULL), shop_get_text(0, 2));
+	check_low_stock(line, 3);
+}
+
+/* A released line was reserved again: (id, available, threshold). */
+static void
+again_line_taken(ReserveJob *job, const OrderLine *line)
+{
+	check_low_stock(line, 2);
+}
+
+/*
  * Run the reservation statement of a new order's line for the mode
  * guessed (nbuckets: 0 the SKU row, else its buckets).  True when reserved.
  */
@@ -269,7 +329,9 @@ try_new_line(ReserveJob *job, const OrderLine *line, bool current, int nbuckets)
 		plan = shop_plan(&plan_reserve_line_01, RESERVE_LINE_SQL("", "", ""),
 						 3, argtypes);
 	else if (nbuckets > 0)
-		plan = shop_plan_generic(&plan_reserve_hot, RESERVE_HOT_SQL, 4, argtypes);
+		return hot_exec_or_undo(shop_plan_generic(&plan_reserve_hot, RESERVE_HOT_SQL,
+												  4, argtypes),
+								values, new_line_taken, job, line);
 	else
 		plan = shop_plan_generic(&plan_reserve_line,
 								 RESERVE_LINE_SQL(" AND s.buckets = 0",
@@ -290,47 +352,22 @@ try_new_line(ReserveJob *job, const OrderLine *line, bool current, int nbuckets)
  * by other buyers (more buyers than buckets): wait for one bucket, the
  * first with enough stock in the snapshot from this backend's own on, so
  * that waiting buyers queue on different buckets instead of all taking the
- * exact path.  In a subtransaction: when the bucket turns out short after
- * the wait, its row lock is given back with it, so the exact path that
- * follows never holds a bucket while it waits for the SKU row.  Returns
- * true when reserved.
+ * exact path.  Undone when the bucket turns out short after the wait
+ * (hot_exec_or_undo).  Returns true when reserved.
  */
 static bool
 reserve_hot_wait(ReserveJob *job, const OrderLine *line, int nbuckets)
 {
 	static const Oid argtypes[] = {INT8OID, INT8OID, INT4OID, INT4OID};
 	Datum		values[4];
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool done = false;
 
 	values[0] = Int64GetDatum(job->order_id);
 	values[1] = Int64GetDatum(line->sku_id);
 	values[2] = Int32GetDatum(line->qty);
 	values[3] = Int32GetDatum(hot_start_bucket(nbuckets));
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		if (shop_exec(shop_plan_generic(&plan_reserve_hot_wait, RESERVE_HOT_WAIT_SQL, 4, argtypes),
-					  values, NULL, false, 0) == 1)
-		{
-			add_to_totals(job, line, shop_get_int64(0, 1, NULL), shop_get_text(0, 2));
-			check_low_stock(line, 3);
-			done = true;
-			ReleaseCurrentSubTransaction();
-		}
-		else
-			RollbackAndReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ReThrowError(shop_subxact_abort(cxt, owner));
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
-	return done;
+	return hot_exec_or_undo(shop_plan_generic(&plan_reserve_hot_wait, RESERVE_HOT_WAIT_SQL,
+											  4, argtypes),
+							values, new_line_taken, job, line);
 }
 
 /*
@@ -432,8 +469,13 @@ reserve_again_line(ReserveJob *job, const OrderLine *line)
 			plan = shop_plan(&plan_reserve_again_01, RESERVE_AGAIN_SQL("", "", ""),
 							 3, argtypes);
 		else if (nbuckets > 0)
-			plan = shop_plan(&plan_reserve_again_hot, RESERVE_AGAIN_HOT_SQL,
-							 4, argtypes);
+		{
+			if (hot_exec_or_undo(shop_plan(&plan_reserve_again_hot, RESERVE_AGAIN_HOT_SQL,
+										   4, argtypes),
+								 values, again_line_taken, job, line))
+				return true;
+			plan = NULL;
+		}
 		else
 			plan = shop_plan(&plan_reserve_again,
 							 RESERVE_AGAIN_SQL(" AND s.buckets = 0",
@@ -442,7 +484,7 @@ reserve_again_line(ReserveJob *job, const OrderLine *line)
 											   ", (SELECT s.available FROM s),"
 											   " (SELECT s.low_stock_threshold FROM s)"),
 							 3, argtypes);
-		if (shop_exec(plan, values, NULL, false, 0) == 1)
+		if (plan != NULL && shop_exec(plan, values, NULL, false, 0) == 1)
 		{
 			if (current)
 				check_low_stock(line, 2);

@@ -315,17 +315,23 @@ CREATE INDEX outbox_attempt_outbox_idx ON shop.outbox_attempt (outbox_id);
 CREATE INDEX outbox_attempt_started_idx ON shop.outbox_attempt (started_at);
 
 -- A DELETE of an endpoint that still has deliveries is refused (23503), as
--- the foreign key shop.outbox has not would refuse it.  The SHARE lock waits
--- for the transactions writing outbox rows and holds new ones back, so no
--- delivery of the endpoint can be committed beside the check.  (TRUNCATE
--- is not guarded: truncate shop.outbox with shop.event_endpoint.)
+-- the foreign key shop.outbox has not would refuse it.  The statement first
+-- takes a SHARE lock on shop.outbox: it waits for the transactions writing
+-- outbox rows and holds new ones back, so no delivery of the endpoint can
+-- be committed beside the check; taken before the DELETE locks any
+-- endpoint row, so that the worker (which writes outbox rows, then the
+-- endpoint's failure count) cannot deadlock with it.  (TRUNCATE is not
+-- guarded: truncate shop.outbox with shop.event_endpoint.)
 CREATE FUNCTION shop.event_endpoint_delete_guard()
 	RETURNS trigger
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	LOCK TABLE shop.outbox IN SHARE MODE;
+	IF TG_LEVEL = 'STATEMENT' THEN
+		LOCK TABLE shop.outbox IN SHARE MODE;
+		RETURN NULL;
+	END IF;
 	IF EXISTS (SELECT FROM shop.outbox WHERE endpoint_id = OLD.id) THEN
 		RAISE EXCEPTION 'endpoint % still has deliveries in shop.outbox', OLD.id
 			USING ERRCODE = 'foreign_key_violation',
@@ -337,6 +343,8 @@ END
 $$;
 COMMENT ON FUNCTION shop.event_endpoint_delete_guard() IS
 	'trigger: refuses deleting an endpoint that still has outbox rows (shop.outbox.endpoint_id has no foreign key)';
+CREATE TRIGGER event_endpoint_delete_lock BEFORE DELETE ON shop.event_endpoint
+	FOR EACH STATEMENT EXECUTE FUNCTION shop.event_endpoint_delete_guard();
 CREATE TRIGGER event_endpoint_delete_guard BEFORE DELETE ON shop.event_endpoint
 	FOR EACH ROW EXECUTE FUNCTION shop.event_endpoint_delete_guard();
 
@@ -2950,6 +2958,18 @@ COMMENT ON FUNCTION shop.shop_api_grant(name, name, name) IS
 REVOKE ALL ON FUNCTION shop_api.shipping_methods(), shop_api.set_shipping(bigint, text, jsonb),
 	shop_api.ops_warehouse_queue(), shop_api.ops_ship(bigint, text, text),
 	shop_api.ops_mark_delivered(bigint) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Refund events (issue 13): order.refunded when the provider confirms a
+-- refund, order.refund_failed when it is given up.  The CHECK of
+-- shop.event is replaced by the longer list (same name), as in
+-- src/sql/50_outbox.sql.
+-- ---------------------------------------------------------------------------
+ALTER TABLE shop.event DROP CONSTRAINT event_type_check,
+	ADD CONSTRAINT event_type_check CHECK (type IN ('order.created', 'order.paid', 'order.cancelled',
+												  'order.failed', 'order.expired', 'order.needs_review',
+												  'stock.low', 'order.shipped', 'order.delivered',
+												  'order.refunded', 'order.refund_failed'));
 
 -- ---------------------------------------------------------------------------
 -- Objects that several sections above change, replaced here once with

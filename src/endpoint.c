@@ -37,7 +37,8 @@ PG_FUNCTION_INFO_V1(shop_enable_endpoint);
 static const char *const event_types[] = {
 	"order.created", "order.paid", "order.cancelled", "order.failed",
 	"order.expired", "order.needs_review", "stock.low",
-	"order.shipped", "order.delivered", "*", NULL
+	"order.shipped", "order.delivered", "order.refunded", "order.refund_failed",
+	"*", NULL
 };
 
 static SPIPlanPtr plan_upsert;
@@ -144,7 +145,7 @@ check_event_types(ArrayType *types)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown event type \"%s\"", type),
-					 errhint("Event types are order.created, order.paid, order.cancelled, order.failed, order.expired, order.needs_review, stock.low, order.shipped, order.delivered, or * for all.")));
+					 errhint("Event types are order.created, order.paid, order.cancelled, order.failed, order.expired, order.needs_review, stock.low, order.shipped, order.delivered, order.refunded, order.refund_failed, or * for all.")));
 	}
 	return PointerGetDatum(types);
 }

@@ -26,12 +26,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
-/*
- * A timestamptz as ISO 8601 in UTC ("2026-11-29T10:15:02.123456Z"), so the
- * body a receiver gets does not depend on the writing session's TimeZone.
- */
-#define UTC_TEXT(expr) \
-	"pg_catalog.to_char((" expr ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+#define UTC_TEXT(expr) SHOP_UTC_TEXT(expr)
 
 /*
  * A row for a disabled endpoint waits at next_attempt_at infinity, so the

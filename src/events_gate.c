@@ -61,7 +61,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static const char *const gate_types[] = {
 	"order.created", "order.paid", "order.cancelled", "order.failed",
 	"order.expired", "order.needs_review", "stock.low", "order.shipped",
-	"order.delivered"
+	"order.delivered", "order.refunded", "order.refund_failed"
 };
 #define NUM_GATE_TYPES lengthof(gate_types)
 

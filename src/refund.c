@@ -35,6 +35,7 @@ static SPIPlanPtr plan_insert_refund;
 static SPIPlanPtr plan_paid_order;
 static SPIPlanPtr plan_settled;
 static SPIPlanPtr plan_refused;
+static SPIPlanPtr plan_refund_event;
 
 /*
  * Queue the provider call of refund refund_id (SPI connected).
@@ -95,9 +96,50 @@ refund_queue(const WebhookProvider *provider, int64 order_id, const char *paymen
 }
 
 /*
+ * Write type (order.refunded, order.refund_failed) for a refund that has
+ * just reached its end: the order, and data.refund with its lines.
+ */
+static void
+refund_emit(int64 refund_id, const char *type)
+{
+	static const Oid argtypes[] = {INT8OID};
+	Datum		values[1];
+	int64		order_id;
+	Jsonb	   *extra;
+	bool		isnull;
+
+	values[0] = Int64GetDatum(refund_id);
+	if (shop_exec(shop_plan(&plan_refund_event,
+							"SELECT r.order_id, jsonb_build_object('refund', jsonb_build_object("
+							"         'id', r.id, 'amount', r.amount, 'currency', r.currency,"
+							"         'reason', r.reason, 'state', r.state, 'provider', r.provider,"
+							"         'provider_refund_id', r.provider_refund_id,"
+							"         'last_error', r.last_error,"
+							"         'created_at', " SHOP_UTC_TEXT("r.created_at") ","
+							"         'lines', coalesce((SELECT jsonb_agg(jsonb_build_object("
+							"                             'order_item_id', l.order_item_id,"
+							"                             'sku_id', i.sku_id, 'qty', l.qty,"
+							"                             'amount', l.amount, 'restocked', l.restocked)"
+							"                             ORDER BY l.id)"
+							"                             FROM shop.refund_line l"
+							"                             JOIN shop.order_item i ON i.id = l.order_item_id"
+							"                            WHERE l.refund_id = r.id), '[]')))"
+							"  FROM shop.refund r WHERE r.id = $1",
+							1, argtypes),
+				  values, NULL, false, 0) != 1)
+		return;
+	order_id = shop_get_int64(0, 1, NULL);
+	extra = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											 2, &isnull));
+	events_emit_orders(type, &order_id, 1, extra);
+}
+
+/*
  * The worker's news of a refund call: delivered (answer is the provider's
  * JSON), or given up (dead, with the provider's message or the transport
- * error).  Runs in the worker's recording transaction, SPI connected.
+ * error).  Runs in the worker's recording transaction, SPI connected.  The
+ * step that ends the refund writes its event; news of a refund already
+ * ended (the same answer recorded again after a crash) writes none.
  */
 void
 refund_record_answer(int64 refund_id, const WebhookProvider *provider, bool delivered,
@@ -117,32 +159,41 @@ refund_record_answer(int64 refund_id, const WebhookProvider *provider, bool deli
 		values[1] = id ? CStringGetTextDatum(id) : (Datum) 0;
 		nulls[1] = id ? ' ' : 'n';
 		values[2] = BoolGetDatum(succeeded);
-		/* the provider confirmed: the flag that asked for it is resolved */
-		shop_exec(shop_plan(&plan_settled,
-							"WITH r AS ("
-							"  UPDATE shop.refund"
-							"     SET provider_refund_id = $2, last_error = NULL,"
-							"         state = CASE WHEN $3 THEN 'succeeded' ELSE state END,"
-							"         updated_at = now()"
-							"   WHERE id = $1"
-							"  RETURNING review_id, state)"
-							" UPDATE shop.order_review v"
-							"    SET resolved_at = now(), resolution = 'refunded automatically'"
-							"   FROM r"
-							"  WHERE v.id = r.review_id AND r.state = 'succeeded'"
-							"    AND v.resolved_at IS NULL",
-							3, settled_types),
-				  values, nulls, false, 0);
+		/*
+		 * the provider confirmed: the flag that asked for it is resolved;
+		 * the statement says whether this made the refund succeeded (was
+		 * is its state before)
+		 */
+		if (shop_exec(shop_plan(&plan_settled,
+								"WITH r AS ("
+								"  UPDATE shop.refund f"
+								"     SET provider_refund_id = $2, last_error = NULL,"
+								"         state = CASE WHEN $3 THEN 'succeeded' ELSE f.state END,"
+								"         updated_at = now()"
+								"    FROM (SELECT id, state FROM shop.refund WHERE id = $1 FOR UPDATE) was"
+								"   WHERE f.id = was.id"
+								"  RETURNING f.review_id, f.state, was.state AS was),"
+								" v AS ("
+								"  UPDATE shop.order_review v"
+								"     SET resolved_at = now(), resolution = 'refunded automatically'"
+								"    FROM r"
+								"   WHERE v.id = r.review_id AND r.state = 'succeeded'"
+								"     AND v.resolved_at IS NULL)"
+								" SELECT FROM r WHERE r.state = 'succeeded' AND r.was <> 'succeeded'",
+								3, settled_types),
+					  values, nulls, false, 0) == 1)
+			refund_emit(refund_id, "order.refunded");
 	}
 	else if (dead)
 	{
 		values[1] = CStringGetTextDatum(error ? error : "the provider refused the refund");
-		shop_exec(shop_plan(&plan_refused,
-							"UPDATE shop.refund"
-							"   SET state = 'failed', last_error = $2, updated_at = now()"
-							" WHERE id = $1 AND state = 'requested'",
-							2, refused_types),
-				  values, NULL, false, 0);
+		if (shop_exec(shop_plan(&plan_refused,
+								"UPDATE shop.refund"
+								"   SET state = 'failed', last_error = $2, updated_at = now()"
+								" WHERE id = $1 AND state = 'requested'",
+								2, refused_types),
+					  values, NULL, false, 0) == 1)
+			refund_emit(refund_id, "order.refund_failed");
 	}
 }
 

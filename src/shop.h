@@ -215,6 +215,13 @@ extern Datum shipping_reprice(FunctionCallInfo fcinfo, MemoryContext outer,
 							  int64 order_id, text *method, Jsonb *ship_to);
 
 /* events.c: outgoing events, written with the change that causes them */
+/*
+ * A timestamptz as ISO 8601 in UTC ("2026-11-29T10:15:02.123456Z"), so the
+ * body a receiver gets does not depend on the writing session's TimeZone.
+ */
+#define SHOP_UTC_TEXT(expr) \
+	"pg_catalog.to_char((" expr ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
 extern void events_emit_orders(const char *type, const int64 *order_ids,
 							   int norders, Jsonb *extra);
 extern void events_emit_stock_low(int64 sku_id, int64 threshold);

@@ -38,7 +38,8 @@ CREATE TABLE shop.event (
 	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	type		text NOT NULL CHECK (type IN ('order.created', 'order.paid', 'order.cancelled',
 											  'order.failed', 'order.expired', 'order.needs_review',
-											  'stock.low', 'order.shipped', 'order.delivered')),
+											  'stock.low', 'order.shipped', 'order.delivered',
+											  'order.refunded', 'order.refund_failed')),
 	order_id	bigint REFERENCES shop.orders (id),
 	sku_id		bigint REFERENCES shop.sku (id),
 	payload		jsonb NOT NULL,
@@ -123,17 +124,23 @@ CREATE INDEX outbox_attempt_outbox_idx ON shop.outbox_attempt (outbox_id);
 CREATE INDEX outbox_attempt_started_idx ON shop.outbox_attempt (started_at);
 
 -- A DELETE of an endpoint that still has deliveries is refused (23503), as
--- the foreign key shop.outbox has not would refuse it.  The SHARE lock waits
--- for the transactions writing outbox rows and holds new ones back, so no
--- delivery of the endpoint can be committed beside the check.  (TRUNCATE
--- is not guarded: truncate shop.outbox with shop.event_endpoint.)
+-- the foreign key shop.outbox has not would refuse it.  The statement first
+-- takes a SHARE lock on shop.outbox: it waits for the transactions writing
+-- outbox rows and holds new ones back, so no delivery of the endpoint can
+-- be committed beside the check; taken before the DELETE locks any
+-- endpoint row, so that the worker (which writes outbox rows, then the
+-- endpoint's failure count) cannot deadlock with it.  (TRUNCATE is not
+-- guarded: truncate shop.outbox with shop.event_endpoint.)
 CREATE FUNCTION shop.event_endpoint_delete_guard()
 	RETURNS trigger
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	LOCK TABLE shop.outbox IN SHARE MODE;
+	IF TG_LEVEL = 'STATEMENT' THEN
+		LOCK TABLE shop.outbox IN SHARE MODE;
+		RETURN NULL;
+	END IF;
 	IF EXISTS (SELECT FROM shop.outbox WHERE endpoint_id = OLD.id) THEN
 		RAISE EXCEPTION 'endpoint % still has deliveries in shop.outbox', OLD.id
 			USING ERRCODE = 'foreign_key_violation',
@@ -145,6 +152,8 @@ END
 $$;
 COMMENT ON FUNCTION shop.event_endpoint_delete_guard() IS
 	'trigger: refuses deleting an endpoint that still has outbox rows (shop.outbox.endpoint_id has no foreign key)';
+CREATE TRIGGER event_endpoint_delete_lock BEFORE DELETE ON shop.event_endpoint
+	FOR EACH STATEMENT EXECUTE FUNCTION shop.event_endpoint_delete_guard();
 CREATE TRIGGER event_endpoint_delete_guard BEFORE DELETE ON shop.event_endpoint
 	FOR EACH ROW EXECUTE FUNCTION shop.event_endpoint_delete_guard();
 

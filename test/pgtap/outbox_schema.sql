@@ -11,7 +11,7 @@
 -- and the worker's claim is granted to no one.
 -- Runs in one transaction that is rolled back: nothing persists.
 BEGIN;
-SELECT plan(123);
+SELECT plan(125);
 SET LOCAL client_min_messages = error;
 
 -- Helpers (temporary, gone with the transaction) --------------------------
@@ -128,6 +128,11 @@ SELECT trigger_is('shop', 'event_endpoint', 'event_endpoint_delete_guard', 'shop
 SELECT is((SELECT tgtype::int FROM pg_catalog.pg_trigger
 			WHERE tgrelid = 'shop.event_endpoint'::regclass AND tgname = 'event_endpoint_delete_guard'),
 	1 | 2 | 8, 'event_endpoint_delete_guard runs BEFORE each row a DELETE removes');
+SELECT trigger_is('shop', 'event_endpoint', 'event_endpoint_delete_lock', 'shop', 'event_endpoint_delete_guard',
+	'a DELETE of endpoints first runs shop.event_endpoint_delete_guard() once (its lock)');
+SELECT is((SELECT tgtype::int FROM pg_catalog.pg_trigger
+			WHERE tgrelid = 'shop.event_endpoint'::regclass AND tgname = 'event_endpoint_delete_lock'),
+	2 | 8, 'event_endpoint_delete_lock runs BEFORE each DELETE statement');
 SELECT trigger_is('shop', 'event_endpoint', 'event_endpoint_changed', 'shop', 'event_endpoint_changed',
 	'writing endpoints runs shop.event_endpoint_changed()');
 SELECT is((SELECT tgtype::int FROM pg_catalog.pg_trigger
@@ -205,8 +210,9 @@ SELECT throws_ok($$INSERT INTO shop.outbox (endpoint_id, url, idempotency_key)
 SELECT lives_ok($$INSERT INTO shop.event (type, payload)
 	SELECT ty, '{}' FROM unnest(ARRAY['order.created', 'order.paid', 'order.cancelled', 'order.failed',
 									  'order.expired', 'order.needs_review', 'stock.low',
-									  'order.shipped', 'order.delivered']) ty$$,
-	'the nine catalogue event types are accepted (order.shipped and order.delivered: issue 13)');
+									  'order.shipped', 'order.delivered', 'order.refunded',
+									  'order.refund_failed']) ty$$,
+	'the eleven catalogue event types are accepted (order.shipped, order.delivered, order.refunded and order.refund_failed: issue 13)');
 SELECT throws_ok($$INSERT INTO shop.event (type, payload) VALUES ('order.teleported', '{}')$$,
 	'23514', NULL, 'an event type outside the catalogue is refused');
 SELECT throws_ok($$INSERT INTO shop.event_endpoint (url, event_types) VALUES ('', ARRAY['*'])$$,

@@ -27,6 +27,12 @@ my $node = provider_node('provider_refunds', 'shop.outbox_retry_max' => q{'5s'})
 my $mock = ShopProviderTest::Mock->start(name => 'mock_031');
 register_provider($node, $mock);
 ok(poll_sql($node, 'SELECT worker_running FROM shop.outbox_health'), 'the worker runs');
+# An endpoint for the refund events, disabled: their rows are written and
+# never sent (the checks at the end read shop.event).
+$node->safe_psql('postgres', q{
+	SELECT shop.shop_subscribe('https://refund-events.example.test/hook', ARRAY['order.refunded', 'order.refund_failed']);
+	UPDATE shop.event_endpoint SET enabled = false WHERE url = 'https://refund-events.example.test/hook';
+});
 
 sub refund
 {
@@ -305,6 +311,41 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM shop.orders_needing_review
 	'400: the order is in shop.orders_needing_review');
 is(scalar @{ $mock->refunds_of($pid2) }, 0, '400: nothing refunded at the provider');
 $mock->clear_fail;
+
+# ---------------------------------------------------------------------------
+# Refund events: the step that ends a refund writes its event once, the
+# retried ones too; a refund not ended writes none.
+my $events = query_json($node, q{
+	SELECT r.id, r.state, r.order_id,
+		   (SELECT count(*) FROM shop.event e WHERE e.type = 'order.refunded'
+			   AND (e.payload -> 'refund' ->> 'id')::bigint = r.id) AS refunded,
+		   (SELECT count(*) FROM shop.event e WHERE e.type = 'order.refund_failed'
+			   AND (e.payload -> 'refund' ->> 'id')::bigint = r.id) AS failed
+	  FROM shop.refund r ORDER BY r.id});
+my @succeeded = grep { $_->{state} eq 'succeeded' } @$events;
+ok(@succeeded >= 8, scalar(@succeeded) . ' refunds succeeded (the checks below are not vacuous)');
+is(join(',', map { "$_->{id}:$_->{refunded}/$_->{failed}" } grep { $_->{refunded} != 1 || $_->{failed} != 0 } @succeeded), '',
+	'every succeeded refund, retried ones too, has exactly one order.refunded and no order.refund_failed');
+is(join(',', map { "$_->{id}:$_->{refunded}/$_->{failed}" } grep { $_->{state} eq 'failed' && ($_->{refunded} != 0 || $_->{failed} != 1) } @$events), '',
+	'every failed refund has exactly one order.refund_failed and no order.refunded');
+ok(scalar(grep { $_->{state} eq 'failed' } @$events) >= 1, '... (the refused 400 is one)');
+is(join(',', map { $_->{id} } grep { $_->{state} eq 'requested' && $_->{refunded} + $_->{failed} > 0 } @$events), '',
+	'a refund not ended has no event');
+my $ev1 = query_json($node, "SELECT payload FROM shop.event WHERE type = 'order.refunded'
+	AND (payload -> 'refund' ->> 'id')::bigint = $id1")->[0]{payload} // {};
+is($ev1->{order}{id}, $o1, 'order.refunded carries the order');
+is(join(' ', map { $ev1->{refund}{$_} // 'null' } qw(id amount currency state provider)),
+	"$id1 4000 KRW succeeded mock", '... and the refund: id, amount, currency, state, provider');
+ok(defined $ev1->{refund}{provider_refund_id} && $ev1->{refund}{provider_refund_id} eq ($at_mock->[0]{id} // ''),
+	'... with the provider\'s refund id');
+is(ref $ev1->{refund}{lines}, 'ARRAY', '... and its lines (none for a refund by amount)');
+my $evd = query_json($node, "SELECT payload FROM shop.event WHERE type = 'order.refund_failed'
+	AND (payload -> 'refund' ->> 'id')::bigint = $idd")->[0]{payload} // {};
+like($evd->{refund}{last_error} // '', qr/the account is closed/, 'order.refund_failed carries the provider\'s message');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM shop.outbox o JOIN shop.event e ON e.id = o.event_id
+	WHERE e.type IN ('order.refunded', 'order.refund_failed')}),
+	$node->safe_psql('postgres', q{SELECT count(*) FROM shop.event WHERE type IN ('order.refunded', 'order.refund_failed')}),
+	'each refund event has its delivery queued for the endpoint');
 
 # ---------------------------------------------------------------------------
 is($mock->state->{posts_without_idempotency_key}, 0, 'every POST the shop made carried an Idempotency-Key');

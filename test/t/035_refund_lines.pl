@@ -23,6 +23,11 @@ my $node = provider_node('refund_lines');
 my $mock = ShopProviderTest::Mock->start(name => 'mock_035');
 register_provider($node, $mock);
 ok(poll_sql($node, 'SELECT worker_running FROM shop.outbox_health'), 'the worker runs');
+# an endpoint for order.refunded, disabled: its rows are written, never sent
+$node->safe_psql('postgres', q{
+	SELECT shop.shop_subscribe('https://refund-lines.example.test/hook', ARRAY['order.refunded']);
+	UPDATE shop.event_endpoint SET enabled = false WHERE url = 'https://refund-lines.example.test/hook';
+});
 
 sub status_of
 {
@@ -67,6 +72,13 @@ is($node->safe_psql('postgres', "SELECT delta || ' ' || reason FROM shop.stock_a
 	"1 refund $id1 of order $order", '... booked as a stock adjustment naming the refund');
 
 ok(refund_state_is($id1, 'succeeded'), 'the worker sends it: succeeded');
+my $ev = query_json($node, "SELECT payload FROM shop.event WHERE type = 'order.refunded'
+	AND (payload -> 'refund' ->> 'id')::bigint = $id1");
+is(scalar @$ev, 1, 'one order.refunded for it');
+is_deeply([ map { "$_->{sku_id} x$_->{qty} $_->{amount} " . ($_->{restocked} ? 'restocked' : 'not') }
+		@{ $ev->[0]{payload}{refund}{lines} // [] } ],
+	[ '1 x1 10000 restocked', '2 x2 5000 not' ], '... with the refund\'s lines, as shop_refund returned them');
+is($ev->[0]{payload}{order}{id}, $order, '... and the order');
 my $posts = refund_posts("refund-$id1", $seq);
 is(scalar @$posts, 1, "one POST /v1/refunds with Idempotency-Key refund-$id1");
 is_deeply({ payment_intent => $posts->[0]{form}{payment_intent}, amount => $posts->[0]{form}{amount},

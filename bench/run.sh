@@ -23,8 +23,8 @@
 #   BENCH_SCENARIOS ["hot spread scarce expiry spread-money spread-events outbox-delivery http"]
 #                                 spread-money: spread for c with a 10 % coupon and 10 % VAT
 #                                 included, beside spread for c without (BENCH_MONEY_CLIENTS ["32"])
-#   BENCH_EXPIRED [60000]         expired PENDING orders for the expiry scenario (no sweep clears them
-#                                 within BENCH_SWEEP_CAP: the rate is what is measured)
+#   BENCH_EXPIRED [60000]         expired PENDING orders for the expiry scenario (the rate within
+#                                 BENCH_SWEEP_CAP is what is measured; c cleared 47,000 of 100,000)
 #   BENCH_SWEEP_CAP [6]           most seconds one expiry sweep may take
 #   BENCH_MEMORY_CALLS [6000]     API calls before the memory reading
 #   BENCH_HISTORY [100000]        PAID orders (3 lines, from checked-out carts) loaded once

@@ -263,36 +263,34 @@ check_low_stock(const OrderLine *line, int col)
  * reserved nothing.  On success, taken (job, line) gets the statement's
  * result while the subtransaction is still open (its tuples live there).
  */
+typedef struct HotStep
+{
+	SPIPlanPtr	plan;
+	Datum	   *values;
+	void		(*taken) (ReserveJob *job, const OrderLine *line);
+	ReserveJob *job;
+	const OrderLine *line;
+} HotStep;
+
+static bool
+hot_step(void *arg)
+{
+	HotStep    *h = (HotStep *) arg;
+
+	if (shop_exec(h->plan, h->values, NULL, false, 0) != 1)
+		return false;
+	h->taken(h->job, h->line);
+	return true;
+}
+
 static bool
 hot_exec_or_undo(SPIPlanPtr plan, Datum *values,
 				 void (*taken) (ReserveJob *job, const OrderLine *line),
 				 ReserveJob *job, const OrderLine *line)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool done = false;
+	HotStep		h = {plan, values, taken, job, line};
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		if (shop_exec(plan, values, NULL, false, 0) == 1)
-		{
-			taken(job, line);
-			done = true;
-			ReleaseCurrentSubTransaction();
-		}
-		else
-			RollbackAndReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ReThrowError(shop_subxact_abort(cxt, owner));
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
-	return done;
+	return shop_keep_or_undo(hot_step, &h);
 }
 
 /* A new order's line was reserved: (price, currency, available, threshold). */
@@ -694,6 +692,13 @@ batch_eligible(const ReserveJob *job)
 	return true;
 }
 
+/* The batch statement as a step of shop_keep_or_undo(). */
+static bool
+batch_step(void *arg)
+{
+	return reserve_batch((ReserveJob *) arg);
+}
+
 /*
  * First attempt inside a subtransaction, so that a shortage is undone
  * together with the SKU row locks it took.  Finds every short SKU (for the
@@ -706,63 +711,36 @@ batch_eligible(const ReserveJob *job)
 static int
 reserve_attempt(ReserveJob *job)
 {
-	if (batch_eligible(job))
-	{
-		MemoryContext cxt = CurrentMemoryContext;
-		ResourceOwner owner = CurrentResourceOwner;
-		volatile bool done = false;
-
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(cxt);
-		PG_TRY();
-		{
-			done = reserve_batch(job);
-			if (done)
-				ReleaseCurrentSubTransaction();
-			else
-				RollbackAndReleaseCurrentSubTransaction();
-		}
-		PG_CATCH();
-		{
-			ReThrowError(shop_subxact_abort(cxt, owner));
-		}
-		PG_END_TRY();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		if (done)
-			return -1;
-	}
+	if (batch_eligible(job) && shop_keep_or_undo(batch_step, job))
+		return -1;
 	return reserve_attempt_lines(job);
 }
 
 /*
  * The line-by-line attempt (see reserve_attempt).
  */
+typedef struct LinesStep
+{
+	ReserveJob *job;
+	int			short_line;
+} LinesStep;
+
+static bool
+lines_step(void *arg)
+{
+	LinesStep  *l = (LinesStep *) arg;
+
+	l->short_line = reserve_pass(l->job, NULL, 0, false, true);
+	return l->short_line < 0;
+}
+
 static int
 reserve_attempt_lines(ReserveJob *job)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	int			short_line = -1;
+	LinesStep	l = {job, -1};
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		short_line = reserve_pass(job, NULL, 0, false, true);
-		if (short_line < 0)
-			ReleaseCurrentSubTransaction();
-		else
-			RollbackAndReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ReThrowError(shop_subxact_abort(cxt, owner));
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
-	return short_line;
+	(void) shop_keep_or_undo(lines_step, &l);
+	return l.short_line;
 }
 
 /*

@@ -138,6 +138,7 @@ extern int32 shop_int32_arg(FunctionCallInfo fcinfo, int argno, const char *name
 extern uint64 shop_exec_keep_result(SPIPlanPtr plan, Datum *values,
 								  const char *nulls);
 extern ErrorData *shop_subxact_abort(MemoryContext cxt, ResourceOwner owner);
+extern bool shop_keep_or_undo(bool (*step) (void *arg), void *arg);
 extern OrderLine *shop_result_lines(uint64 n);
 
 /* sku.c: a SKU's sale state */

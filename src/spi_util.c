@@ -296,6 +296,40 @@ shop_subxact_abort(MemoryContext cxt, ResourceOwner owner)
 }
 
 /*
+ * Run step(arg) in an internal subtransaction and keep what it did only
+ * when it returns true; otherwise roll it back, which also gives back every
+ * row lock it took.  An error rolls it back too and is raised again.
+ * Returns step's result.  step reads its own SPI results before returning
+ * (they belong to the subtransaction).
+ */
+bool
+shop_keep_or_undo(bool (*step) (void *arg), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool keep = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		keep = step(arg);
+		if (keep)
+			ReleaseCurrentSubTransaction();
+		else
+			RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ReThrowError(shop_subxact_abort(cxt, owner));
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return keep;
+}
+
+/*
  * Rows (sku_id, qty) of the last SPI result as order lines.
  */
 OrderLine *

@@ -104,6 +104,7 @@ static SPIPlanPtr plan_secrets;
 static SPIPlanPtr plan_next_due;
 static SPIPlanPtr plan_record;
 static SPIPlanPtr plan_record_delivered;
+static SPIPlanPtr plan_lock_endpoints;
 static SPIPlanPtr plan_unapplied;
 static SPIPlanPtr plan_reconcile;
 
@@ -705,6 +706,36 @@ record_delivered(OutboxRequest **done, int ndone)
 }
 
 /*
+ * Lock the endpoints of the finished event requests, in ascending id,
+ * before any of their outbox rows is written.  shop_unsubscribe() locks an
+ * endpoint and then its open rows; recording writes a row and then its
+ * endpoint's failure count.  In that opposite order the two deadlocked
+ * (014_events_gate.pl unsubscribing while failures were recorded: the
+ * worker's transaction was cancelled and the worker restarted).
+ */
+static void
+lock_endpoints(OutboxRequest **done, int ndone)
+{
+	static const Oid argtypes[] = {INT8ARRAYOID};
+	int64	   *ids = palloc(sizeof(int64) * Max(ndone, 1));
+	Datum		values[1];
+	int			n = 0;
+	int			i;
+
+	for (i = 0; i < ndone; i++)
+		if (done[i]->provider == NULL && done[i]->endpoint_id != 0)
+			ids[n++] = done[i]->endpoint_id;
+	if (n == 0)
+		return;
+	values[0] = shop_int64_array(ids, n);
+	shop_exec(shop_plan(&plan_lock_endpoints,
+						"SELECT FROM shop.event_endpoint WHERE id = ANY ($1)"
+						" ORDER BY id FOR NO KEY UPDATE",
+						1, argtypes),
+			  values, NULL, false, 0);
+}
+
+/*
  * Record finished requests (in the caller's transaction): an attempt row
  * each, the row's new state, and the endpoint's failure count (disabling
  * it after too many in a row).  Frees the requests.
@@ -717,6 +748,7 @@ record_results(OutboxRequest **done, int ndone)
 	TimestampTz now_ts = GetCurrentTimestamp();
 	int			i;
 
+	lock_endpoints(done, ndone);
 	ndone = record_delivered(done, ndone);
 	for (i = 0; i < ndone; i++)
 	{

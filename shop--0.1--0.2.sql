@@ -2905,53 +2905,7 @@ $$;
 COMMENT ON FUNCTION shop_api.ops_mark_delivered(bigint) IS
 	'operator: mark a SHIPPED order DELIVERED (shop_mark_delivered; a DELIVERED order is returned unchanged)';
 
-CREATE OR REPLACE FUNCTION shop.shop_api_grant(anon_role name, user_role name, webhook_role name)
-	RETURNS void
-	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	r name;
-BEGIN
-	FOREACH r IN ARRAY ARRAY[anon_role, user_role, webhook_role]
-	LOOP
-		IF r IS NULL THEN
-			RAISE EXCEPTION 'anon_role, user_role and webhook_role must not be null'
-				USING ERRCODE = '22004';
-		END IF;
-		IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r) THEN
-			RAISE EXCEPTION 'role "%" does not exist', r
-				USING ERRCODE = '42704',
-					  HINT = 'Create the roles first (README, "Serving with PostgREST"); the extension creates none.';
-		END IF;
-	END LOOP;
-	FOREACH r IN ARRAY ARRAY[anon_role, user_role, webhook_role]
-	LOOP
-		EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop_api FROM %I', r);
-		EXECUTE format('REVOKE ALL ON SCHEMA shop_api FROM %I', r);
-	END LOOP;
-	EXECUTE format('GRANT USAGE ON SCHEMA shop_api TO %I, %I, %I', anon_role, user_role, webhook_role);
-	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.products(), shop_api.health(), shop_api.webhook(json),'
-				   ' shop_api.shipping_methods() TO %I', anon_role);
-	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.current_user_id(), shop_api.products(),'
-				   ' shop_api.cart(), shop_api.cart_add(bigint, integer),'
-				   ' shop_api.cart_set_qty(bigint, integer), shop_api.cart_remove(bigint),'
-				   ' shop_api.cart_merge(text), shop_api.create_order(text),'
-				   ' shop_api.buy_now(jsonb, text), shop_api.orders(), shop_api."order"(bigint),'
-				   ' shop_api.cancel_order(bigint), shop_api.start_payment(bigint, text, text, text),'
-				   ' shop_api.confirm_payment(bigint, text, text, bigint),'
-				   ' shop_api.shipping_methods(), shop_api.set_shipping(bigint, text, jsonb)'
-				   ' TO %I', user_role);
-	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.handle_webhook(text, jsonb, text),'
-				   ' shop_api.webhook(json) TO %I', webhook_role);
-	IF EXISTS (SELECT FROM pg_roles WHERE rolname = user_role AND rolcanlogin) THEN
-		RAISE WARNING 'role "%" can log in: any session of it may set request.jwt.claims and act as any user', user_role
-			USING HINT = 'Make it NOLOGIN and let the authenticator role switch to it (README, "Serving with PostgREST").';
-	END IF;
-END
-$$;
-COMMENT ON FUNCTION shop.shop_api_grant(name, name, name) IS
-	'grant the PostgREST roles exactly their shop_api functions: anon_role the catalog and the webhook, user_role the shopper''s functions, webhook_role the webhook handlers (revokes anything else they held in shop_api)';
+-- (shop_api_grant's 3-argument form is replaced once, at the end of this script)
 
 -- (the operator's shop_api_grant is replaced once, at the end of this script)
 
@@ -2972,11 +2926,50 @@ ALTER TABLE shop.event DROP CONSTRAINT event_type_check,
 												  'order.refunded', 'order.refund_failed'));
 
 -- ---------------------------------------------------------------------------
+-- Free orders: an order with nothing to pay (amount 0: a coupon covered
+-- everything, or free items) is confirmed without a payment provider
+-- (src/sql/20_functions.sql, 70_api.sql; src/order_state.c).  New:
+-- shop.shop_confirm_free and shop_api.confirm_free (granted to the user
+-- role by shop_api_grant, replaced at the end of this script).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION shop.shop_confirm_free(order_id bigint)
+	RETURNS shop.order_summary
+	AS 'MODULE_PATHNAME', 'shop_confirm_free'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION shop.shop_confirm_free(bigint) IS
+	'mark a PENDING order with nothing to pay (amount 0) PAID without a payment; a PAID order of amount 0 is returned unchanged, an order with an amount refused (SH017)';
+
+CREATE FUNCTION shop_api.confirm_free(order_id bigint)
+	RETURNS shop.order_summary
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	uid text := shop_api.current_user_id();
+BEGIN
+	IF $1 IS NULL THEN
+		RAISE EXCEPTION 'order_id must not be null' USING ERRCODE = '22004';
+	END IF;
+	PERFORM FROM shop.orders o WHERE o.id = $1 AND o.user_id = uid AND o.status <> 'CREATED';
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order % does not exist', $1 USING ERRCODE = 'PT404';
+	END IF;
+	RETURN shop.shop_confirm_free($1);
+END
+$$;
+COMMENT ON FUNCTION shop_api.confirm_free(bigint) IS
+	'the caller''s PENDING order with nothing to pay (amount 0) becomes PAID without a provider (shop.shop_confirm_free); SH017 when it has an amount';
+
+REVOKE ALL ON FUNCTION shop.shop_confirm_free(bigint), shop_api.confirm_free(bigint) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
 -- Objects that several sections above change, replaced here once with
 -- their final text, as in the fresh install (src/sql/30_views.sql,
 -- src/sql/70_api.sql): shop_check_invariants (the money model, coupons,
--- hot-SKU buckets, refunds, shipping and tax) and the operator's
--- shop_api_grant (ops_refund and the fulfilment functions).
+-- hot-SKU buckets, refunds, shipping and tax), shop_api_grant's 3-argument
+-- form (shipping and free orders) and the operator's shop_api_grant
+-- (ops_refund and the fulfilment functions).
 -- ---------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION shop.shop_check_invariants()
 	RETURNS SETOF shop.invariant_violation
@@ -3155,3 +3148,51 @@ END
 $$;
 COMMENT ON FUNCTION shop.shop_api_grant(name, name, name, name) IS
 	'shop_api_grant(anon_role, user_role, webhook_role) and then operator_role exactly the shop_api.ops_* functions (NULL: none); operator_role must differ from the other three';
+
+CREATE OR REPLACE FUNCTION shop.shop_api_grant(anon_role name, user_role name, webhook_role name)
+	RETURNS void
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r name;
+BEGIN
+	FOREACH r IN ARRAY ARRAY[anon_role, user_role, webhook_role]
+	LOOP
+		IF r IS NULL THEN
+			RAISE EXCEPTION 'anon_role, user_role and webhook_role must not be null'
+				USING ERRCODE = '22004';
+		END IF;
+		IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r) THEN
+			RAISE EXCEPTION 'role "%" does not exist', r
+				USING ERRCODE = '42704',
+					  HINT = 'Create the roles first (README, "Serving with PostgREST"); the extension creates none.';
+		END IF;
+	END LOOP;
+	FOREACH r IN ARRAY ARRAY[anon_role, user_role, webhook_role]
+	LOOP
+		EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop_api FROM %I', r);
+		EXECUTE format('REVOKE ALL ON SCHEMA shop_api FROM %I', r);
+	END LOOP;
+	EXECUTE format('GRANT USAGE ON SCHEMA shop_api TO %I, %I, %I', anon_role, user_role, webhook_role);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.products(), shop_api.health(), shop_api.webhook(json),'
+				   ' shop_api.shipping_methods() TO %I', anon_role);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.current_user_id(), shop_api.products(),'
+				   ' shop_api.cart(), shop_api.cart_add(bigint, integer),'
+				   ' shop_api.cart_set_qty(bigint, integer), shop_api.cart_remove(bigint),'
+				   ' shop_api.cart_merge(text), shop_api.create_order(text),'
+				   ' shop_api.buy_now(jsonb, text), shop_api.orders(), shop_api."order"(bigint),'
+				   ' shop_api.cancel_order(bigint), shop_api.start_payment(bigint, text, text, text),'
+				   ' shop_api.confirm_payment(bigint, text, text, bigint), shop_api.confirm_free(bigint),'
+				   ' shop_api.shipping_methods(), shop_api.set_shipping(bigint, text, jsonb)'
+				   ' TO %I', user_role);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.handle_webhook(text, jsonb, text),'
+				   ' shop_api.webhook(json) TO %I', webhook_role);
+	IF EXISTS (SELECT FROM pg_roles WHERE rolname = user_role AND rolcanlogin) THEN
+		RAISE WARNING 'role "%" can log in: any session of it may set request.jwt.claims and act as any user', user_role
+			USING HINT = 'Make it NOLOGIN and let the authenticator role switch to it (README, "Serving with PostgREST").';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION shop.shop_api_grant(name, name, name) IS
+	'grant the PostgREST roles exactly their shop_api functions: anon_role the catalog and the webhook, user_role the shopper''s functions, webhook_role the webhook handlers (revokes anything else they held in shop_api)';

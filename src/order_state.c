@@ -24,6 +24,7 @@
 PG_FUNCTION_INFO_V1(shop_confirm_paid);
 PG_FUNCTION_INFO_V1(shop_confirm_paid_checked);
 PG_FUNCTION_INFO_V1(shop_release);
+PG_FUNCTION_INFO_V1(shop_confirm_free);
 
 static SPIPlanPtr plan_lock_order;
 static SPIPlanPtr plan_order_summary;
@@ -256,6 +257,52 @@ Datum
 shop_confirm_paid_checked(PG_FUNCTION_ARGS)
 {
 	return confirm_paid(fcinfo, true);
+}
+
+/*
+ * shop_confirm_free(order_id bigint) returns order_summary
+ *
+ * A PENDING order with nothing to pay (amount 0: a coupon covered every
+ * line, and no shipping or tax is due on top) is sold without a payment:
+ * no provider takes a payment of 0 (shop_start_payment refuses it with
+ * SH018), so without this the order could only wait for its hold to run
+ * out.  The amount is read with the order row locked, in the lock that the
+ * sale keeps, so a shipping change (which locks the row too) cannot add an
+ * amount between the check and the sale.  The order is PAID with no
+ * external_payment_id.  Idempotent: a PAID order of amount 0 is returned
+ * unchanged; an order with an amount is refused (SH017), a released one
+ * too (SH004), and nothing changes.
+ */
+Datum
+shop_confirm_free(PG_FUNCTION_ARGS)
+{
+	int64		order_id = shop_int64_arg(fcinfo, 0, "order_id");
+	MemoryContext outer = CurrentMemoryContext;
+	LockedOrder order;
+	Datum		result;
+
+	SPI_connect();
+	lock_named_order(order_id, &order);
+	if (order_status_released(order.status))
+		ereport(ERROR,
+				(errcode(ERRCODE_SHOP_WRONG_ORDER_STATE),
+				 errmsg("order %lld is %s and cannot be confirmed",
+						(long long) order_id, order_status_name(order.status)),
+				 errdetail("Its reserved stock was already given back.")));
+	if (order.amount != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SHOP_AMOUNT_DUE),
+				 errmsg("order %lld has %lld %s to pay",
+						(long long) order_id, (long long) order.amount, order.currency),
+				 errdetail("Only an order whose amount is 0 is confirmed without a payment."),
+				 errhint("Take the payment with shop.shop_start_payment() or shop.shop_confirm_payment().")));
+	if (order.status == ORDER_PAID)
+		select_summary(order_id);
+	else
+		order_confirm_locked(order_id, NULL, REASON_NONE);
+	result = shop_row_datum(fcinfo, outer, 0);
+	SPI_finish();
+	PG_RETURN_DATUM(result);
 }
 
 /*

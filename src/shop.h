@@ -34,6 +34,9 @@
 #define ERRCODE_SHOP_REFUND_OVER_PAID		MAKE_SQLSTATE('S','H','0','4','2')
 #define ERRCODE_SHOP_PAYMENT_MISMATCH		MAKE_SQLSTATE('S','H','0','1','5')
 #define ERRCODE_SHOP_PAID_TWICE				MAKE_SQLSTATE('S','H','0','1','6')
+/* free orders (order_state.c shop_confirm_free, provider_api.c, confirm.c) */
+#define ERRCODE_SHOP_AMOUNT_DUE				MAKE_SQLSTATE('S','H','0','1','7')
+#define ERRCODE_SHOP_NOTHING_TO_PAY			MAKE_SQLSTATE('S','H','0','1','8')
 /* SH020..SH024 provider calls (webhook.h); SH025..SH030 coupons (SQL) */
 /* shipping and tax: SH031..SH033 are raised in SQL (27_shipping_tax.sql) */
 #define ERRCODE_SHOP_BAD_ADDRESS			MAKE_SQLSTATE('S','H','0','3','1')

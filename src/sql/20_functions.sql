@@ -102,6 +102,14 @@ CREATE FUNCTION shop.shop_confirm_paid(order_id bigint, external_payment_id text
 COMMENT ON FUNCTION shop.shop_confirm_paid(bigint, text) IS
 	'mark a PENDING order PAID and consume its reservations; a PAID order is returned unchanged for the same payment id, refused (SH016) for another';
 
+CREATE FUNCTION shop.shop_confirm_free(order_id bigint)
+	RETURNS shop.order_summary
+	AS 'MODULE_PATHNAME', 'shop_confirm_free'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION shop.shop_confirm_free(bigint) IS
+	'mark a PENDING order with nothing to pay (amount 0) PAID without a payment; a PAID order of amount 0 is returned unchanged, an order with an amount refused (SH017)';
+
 CREATE FUNCTION shop.shop_release(order_id bigint, reason text DEFAULT 'cancelled')
 	RETURNS shop.order_summary
 	AS 'MODULE_PATHNAME', 'shop_release'

@@ -433,6 +433,27 @@ $$;
 COMMENT ON FUNCTION shop_api.confirm_payment(bigint, text, text, bigint) IS
 	'confirm-style providers (toss): the success page''s call for the caller''s order with the paymentKey and amount the provider gave (shop.shop_confirm_payment)';
 
+CREATE FUNCTION shop_api.confirm_free(order_id bigint)
+	RETURNS shop.order_summary
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	uid text := shop_api.current_user_id();
+BEGIN
+	IF $1 IS NULL THEN
+		RAISE EXCEPTION 'order_id must not be null' USING ERRCODE = '22004';
+	END IF;
+	PERFORM FROM shop.orders o WHERE o.id = $1 AND o.user_id = uid AND o.status <> 'CREATED';
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'order % does not exist', $1 USING ERRCODE = 'PT404';
+	END IF;
+	RETURN shop.shop_confirm_free($1);
+END
+$$;
+COMMENT ON FUNCTION shop_api.confirm_free(bigint) IS
+	'the caller''s PENDING order with nothing to pay (amount 0) becomes PAID without a provider (shop.shop_confirm_free); SH017 when it has an amount';
+
 -- API: Payment webhooks
 
 -- For the shop's HTTP daemon: the core handler as it is (errors propagate
@@ -584,7 +605,7 @@ BEGIN
 				   ' shop_api.cart_merge(text), shop_api.create_order(text),'
 				   ' shop_api.buy_now(jsonb, text), shop_api.orders(), shop_api."order"(bigint),'
 				   ' shop_api.cancel_order(bigint), shop_api.start_payment(bigint, text, text, text),'
-				   ' shop_api.confirm_payment(bigint, text, text, bigint),'
+				   ' shop_api.confirm_payment(bigint, text, text, bigint), shop_api.confirm_free(bigint),'
 				   ' shop_api.shipping_methods(), shop_api.set_shipping(bigint, text, jsonb)'
 				   ' TO %I', user_role);
 	EXECUTE format('GRANT EXECUTE ON FUNCTION shop_api.handle_webhook(text, jsonb, text),'

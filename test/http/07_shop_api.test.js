@@ -169,3 +169,36 @@ test('current_user_id, health, start_payment and confirm_payment through the cli
 	assert.equal(badAmount.error.code, 'SH010');
 	assert.equal((await u.rpc('cancel_order', { order_id: order.data.id })).data.status, 'CANCELLED');
 });
+
+test('confirm_free: an order with nothing to pay is PAID without a provider; a checkout for it (SH018) and a free confirm of an order with an amount (SH017) are refused', opts, async () => {
+	psql(`INSERT INTO shop.product (id, name, price) VALUES (900003, 'HTTP test free sample', 0) ON CONFLICT DO NOTHING;
+	INSERT INTO shop.sku (id, product_id, code, on_hand) VALUES (900003, 900003, 'HTTP-FREE', 10) ON CONFLICT DO NOTHING;
+	SELECT shop.shop_set_provider('mock_free', 'mock', 'whsec_' || encode(convert_to('http free order test secret', 'UTF8'), 'base64'));`);
+	const u = user('free-' + crypto.randomUUID());
+	const o = await u.rpc('buy_now', { items: [{ sku_id: 900003, qty: 1 }] });
+	assert.equal(o.error, null, JSON.stringify(o.error));
+	assert.equal(o.data.amount, 0);
+	// no provider takes a payment of 0: nothing is sent
+	const start = await u.rpc('start_payment', { order_id: o.data.id, provider: 'mock_free', success_url: 'https://a.example/ok', cancel_url: 'https://a.example/no' });
+	assert.equal(start.status, 400, JSON.stringify(start.error));
+	assert.equal(start.error.code, 'SH018');
+	assert.equal(psql(`SELECT count(*) FROM shop.payment_session WHERE order_id = ${o.data.id}`), '0');
+	// another user's order: 404, nothing changes
+	const foreign = await user('other-' + crypto.randomUUID()).rpc('confirm_free', { order_id: o.data.id });
+	assert.equal(foreign.status, 404);
+	assert.equal(foreign.error.code, 'PT404');
+	assert.equal(psql(`SELECT status FROM shop.orders WHERE id = ${o.data.id}`), 'PENDING');
+	const paid = await u.rpc('confirm_free', { order_id: o.data.id });
+	assert.equal(paid.error, null, JSON.stringify(paid.error));
+	assert.equal(paid.data.status, 'PAID');
+	assert.equal(paid.data.amount, 0);
+	assert.equal((await u.rpc('confirm_free', { order_id: o.data.id })).data.status, 'PAID', 'the same call again: unchanged');
+	assert.equal(psql(`SELECT string_agg(state, ',') FROM shop.stock_reservation WHERE order_id = ${o.data.id}`), 'consumed');
+	// an order with an amount stays PENDING
+	const priced = await u.rpc('buy_now', { items: [{ sku_id: skuA, qty: 1 }] });
+	const refused = await u.rpc('confirm_free', { order_id: priced.data.id });
+	assert.equal(refused.status, 400, JSON.stringify(refused.error));
+	assert.equal(refused.error.code, 'SH017');
+	assert.equal(psql(`SELECT status FROM shop.orders WHERE id = ${priced.data.id}`), 'PENDING');
+	assert.equal((await u.rpc('cancel_order', { order_id: priced.data.id })).data.status, 'CANCELLED');
+});

@@ -33,10 +33,12 @@ SELECT functions_are('shop_api',
 		  -- refunds by lines (issue 13)
 		  'ops_refund',
 		  -- shipping and fulfilment (issue 13)
-		  'shipping_methods', 'set_shipping', 'ops_warehouse_queue', 'ops_ship', 'ops_mark_delivered'],
-	'schema shop_api has exactly the functions of issues #10 (and confirm_payment for confirm-style providers), #11 and #13 (ops_refund; shipping and fulfilment)');
+		  'shipping_methods', 'set_shipping', 'ops_warehouse_queue', 'ops_ship', 'ops_mark_delivered',
+		  -- free orders (0.2)
+		  'confirm_free'],
+	'schema shop_api has exactly the functions of issues #10 (and confirm_payment for confirm-style providers), #11 and #13 (ops_refund; shipping and fulfilment), and confirm_free');
 SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'shop_api'::regnamespace),
-	32::bigint, 'schema shop_api has 32 functions, no overloads (the checks below are not vacuous)');
+	33::bigint, 'schema shop_api has 33 functions, no overloads (the checks below are not vacuous)');
 SELECT set_eq($$
 	SELECT p.proname::text, pg_catalog.pg_get_function_arguments(p.oid),
 		   pg_catalog.pg_get_function_result(p.oid)
@@ -58,6 +60,7 @@ SELECT set_eq($$
 	('cancel_order', 'order_id bigint', 'shop.order_summary'),
 	('start_payment', 'order_id bigint, provider text, success_url text, cancel_url text', 'jsonb'),
 	('confirm_payment', 'order_id bigint, provider text, payment_key text, amount bigint', 'jsonb'),
+	('confirm_free', 'order_id bigint', 'shop.order_summary'),
 	('handle_webhook', 'provider text, headers jsonb, body text', 'jsonb'),
 	('webhook', 'json', 'jsonb'),
 	('ops_stock', '', 'SETOF shop.sku_stock'),
@@ -101,7 +104,7 @@ SELECT set_eq($$
 	SELECT p.proname::text FROM pg_catalog.pg_proc p
 	 WHERE p.pronamespace = 'shop_api'::regnamespace AND p.provolatile = 'v'$$,
 	ARRAY['cart_add', 'cart_set_qty', 'cart_remove', 'cart_merge', 'create_order', 'buy_now',
-		  'cancel_order', 'start_payment', 'confirm_payment', 'handle_webhook', 'webhook',
+		  'cancel_order', 'start_payment', 'confirm_payment', 'confirm_free', 'handle_webhook', 'webhook',
 		  'ops_adjust_stock', 'ops_expire_now', 'ops_redeliver', 'ops_refund',
 		  'set_shipping', 'ops_ship', 'ops_mark_delivered'],
 	'every function that writes is VOLATILE (POST under PostgREST, read-write transaction)');
@@ -193,6 +196,7 @@ SELECT set_eq($$
 	('tap_api_customer', 'shop_api.cancel_order(bigint)'),
 	('tap_api_customer', 'shop_api.start_payment(bigint,text,text,text)'),
 	('tap_api_customer', 'shop_api.confirm_payment(bigint,text,text,bigint)'),
+	('tap_api_customer', 'shop_api.confirm_free(bigint)'),
 	('tap_api_customer', 'shop_api.shipping_methods()'),
 	('tap_api_customer', 'shop_api.set_shipping(bigint,text,jsonb)'),
 	('tap_api_webhook', 'shop_api.handle_webhook(text,jsonb,text)'),

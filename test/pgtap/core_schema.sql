@@ -514,8 +514,10 @@ SELECT functions_are('shop',
 		  -- shipping_tax_quote and order_reprice are internal
 		  'shop_set_shipping_method', 'shop_set_tax_setting', 'shop_set_tax_rate',
 		  'shop_set_shipping', 'shop_ship', 'shop_mark_delivered',
-		  'iso_country', 'ship_to_check', 'shipping_tax_quote', 'order_reprice'],
-	'schema shop has exactly the functions of issues #2, #3, #8, #9, #10, #12 and #13');
+		  'iso_country', 'ship_to_check', 'shipping_tax_quote', 'order_reprice',
+		  -- free orders (0.2): an order with nothing to pay, sold without a provider
+		  'shop_confirm_free'],
+	'schema shop has exactly the functions of issues #2, #3, #8, #9, #10, #12 and #13, and shop_confirm_free');
 SELECT has_function('shop', 'shop_cart_add', ARRAY['text', 'bigint', 'integer']);
 SELECT has_function('shop', 'shop_cart_set_qty', ARRAY['text', 'bigint', 'integer']);
 SELECT has_function('shop', 'shop_cart_remove', ARRAY['text', 'bigint']);
@@ -563,6 +565,7 @@ SELECT set_eq($$
 	('shop_buy_now', 'user_id text, items jsonb, idempotency_key text DEFAULT NULL::text, coupon_code text DEFAULT NULL::text, shipping_method text DEFAULT NULL::text, ship_to jsonb DEFAULT NULL::jsonb', 'shop.order_summary'),
 	('shop_confirm_paid', 'order_id bigint, external_payment_id text', 'shop.order_summary'),
 	('shop_release', 'order_id bigint, reason text DEFAULT ''cancelled''::text', 'shop.order_summary'),
+	('shop_confirm_free', 'order_id bigint', 'shop.order_summary'),
 	('shop_expire_pending', 'max_orders integer DEFAULT 1000', 'integer'),
 	('shop_adjust_stock', 'sku_id bigint, delta integer, reason text', 'shop.stock_level'),
 	('shop_check_invariants', '', 'SETOF shop.invariant_violation'),

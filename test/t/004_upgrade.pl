@@ -382,7 +382,7 @@ ok(@sections > 300, 'the fingerprint of a fresh install lists more than 300 fact
 is(scalar(grep { /^schema shop_api: owner / } split /\n/, $fp_fresh), 1,
 	'the fingerprint covers schema shop_api (owner and ACL)');
 my %api_functions = map { /^function function shop_api\.([^(]+)\(/ ? ($1 => 1) : () } split /\n/, $fp_fresh;
-is(scalar(keys %api_functions), 32, 'the fingerprint covers the 32 functions of schema shop_api ('
+is(scalar(keys %api_functions), 33, 'the fingerprint covers the 33 functions of schema shop_api ('
 	  . join(', ', sort keys %api_functions) . ')');
 same_lines($node->safe_psql('up', $sql{fingerprint}), $fp_fresh,
 	'the upgraded, populated database has the same catalog as a fresh 0.2 install (fingerprint.sql)',
@@ -481,8 +481,8 @@ $node->safe_psql('postgres', $_)
 my $api_grant = q{SELECT shop.shop_api_grant('api_anon', 'api_customer', 'api_webhook')};
 run_ok($_, $api_grant, "shop.shop_api_grant runs on the $_ database") for qw(fresh up);
 my @api_grants = grep { /shop_api/ } split /\n/, grants('fresh');
-is(scalar(@api_grants), 25,
-	'shop_api_grant gives 25 rights on a fresh install (USAGE on shop_api to 3 roles, EXECUTE on 4 + 16 + 2 functions)');
+is(scalar(@api_grants), 26,
+	'shop_api_grant gives 26 rights on a fresh install (USAGE on shop_api to 3 roles, EXECUTE on 4 + 17 + 2 functions)');
 same_lines(grants('up'), grants('fresh'),
 	'after shop_api_grant the upgraded database has the same grants as the fresh install',
 	'upgraded', 'fresh 0.2 install');

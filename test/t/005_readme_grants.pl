@@ -87,7 +87,7 @@ my %expected_api = (
 		'shop_api."order"(bigint)', 'shop_api.buy_now(jsonb,text)', 'shop_api.cancel_order(bigint)',
 		'shop_api.cart()', 'shop_api.cart_add(bigint,integer)', 'shop_api.cart_merge(text)',
 		'shop_api.cart_remove(bigint)', 'shop_api.cart_set_qty(bigint,integer)',
-		'shop_api.confirm_payment(bigint,text,text,bigint)', 'shop_api.create_order(text)', 'shop_api.current_user_id()', 'shop_api.orders()',
+		'shop_api.confirm_free(bigint)', 'shop_api.confirm_payment(bigint,text,text,bigint)', 'shop_api.create_order(text)', 'shop_api.current_user_id()', 'shop_api.orders()',
 		'shop_api.products()', 'shop_api.set_shipping(bigint,text,jsonb)', 'shop_api.shipping_methods()',
 		'shop_api.start_payment(bigint,text,text,text)',
 	],

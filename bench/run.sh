@@ -14,8 +14,13 @@
 #   BENCH_DURATION [5]            measured seconds per hot/spread run
 #   BENCH_WARMUP [1]              seconds run before the measured window
 #   BENCH_CLIENTS ["1 8 32 64"]   client counts
-#   BENCH_IMPLS ["c plpgsql orm limit c-hot"]  c-hot: c with the SKU in hot-SKU mode
-#                                 (hot and scarce scenarios only; src/hot.c)
+#   BENCH_IMPLS ["c plpgsql orm limit c-hot c-buy floor"]  c-hot: c with the SKU in hot-SKU
+#                                 mode (hot and scarce scenarios only; src/hot.c); c-buy: c
+#                                 buying without a cart (shop_buy_now, then confirm: 2 calls,
+#                                 the limit peer's shape); floor: the API's 5-call cart cycle
+#                                 with only its writes, no logic (c-buy and floor: spread at
+#                                 BENCH_SHAPE_CLIENTS only)
+#   BENCH_SHAPE_CLIENTS ["32"]    client counts of the c-buy and floor runs
 #   BENCH_HOT_BUCKETS [64]        buckets of the c-hot runs (shop_set_sku_mode; one per client at 64)
 #   BENCH_EXPIRY_CLIENTS ["32"]   client counts of the expiry scenario's load
 #   BENCH_STATEMENTS [1]          count statements per cycle with pg_stat_statements (a
@@ -48,7 +53,8 @@ PORT=${BENCH_PORT:-55440}
 DUR=${BENCH_DURATION:-5}
 WARM=${BENCH_WARMUP:-1}
 CLIENTS=${BENCH_CLIENTS:-"1 8 32 64"}
-IMPLS=${BENCH_IMPLS:-"c plpgsql orm limit c-hot"}
+IMPLS=${BENCH_IMPLS:-"c plpgsql orm limit c-hot c-buy floor"}
+SHAPE_CLIENTS=${BENCH_SHAPE_CLIENTS:-"32"}
 HOT_BUCKETS=${BENCH_HOT_BUCKETS:-64}
 EXPIRY_CLIENTS=${BENCH_EXPIRY_CLIENTS:-"32"}
 STATEMENTS=${BENCH_STATEMENTS:-1}
@@ -125,7 +131,7 @@ log "load $HISTORY history orders and their $((2 * HISTORY)) delivered events (r
 # The settings the report quotes.
 {
 	echo "command: make bench (bash bench/run.sh)"
-	echo "BENCH_DURATION=$DUR BENCH_WARMUP=$WARM BENCH_CLIENTS=\"$CLIENTS\" BENCH_IMPLS=\"$IMPLS\""
+	echo "BENCH_DURATION=$DUR BENCH_WARMUP=$WARM BENCH_CLIENTS=\"$CLIENTS\" BENCH_IMPLS=\"$IMPLS\" BENCH_SHAPE_CLIENTS=\"$SHAPE_CLIENTS\""
 	echo "BENCH_SCENARIOS=\"$SCENARIOS\" BENCH_HISTORY=$HISTORY BENCH_EXPIRED=$EXPIRED BENCH_SWEEP_CAP=$SWEEP_CAP BENCH_MEMORY_CALLS=$MEMORY_CALLS BENCH_PORT=$PORT"
 	echo "BENCH_EVENTS_CLIENTS=\"$EVENTS_CLIENTS\" BENCH_EVENTS_ROUNDS=$EVENTS_ROUNDS BENCH_OUTBOX_RUNS=\"$OUTBOX_RUNS\" BENCH_OUTBOX_CAP=$OUTBOX_CAP"
 	echo "BENCH_HOT_BUCKETS=$HOT_BUCKETS BENCH_EXPIRY_CLIENTS=\"$EXPIRY_CLIENTS\" BENCH_STATEMENTS=$STATEMENTS"
@@ -150,6 +156,16 @@ query_mode() { if [ "$1" = orm ]; then echo simple; else echo prepared; fi; }
 want() { case " $SCENARIOS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 # the script an implementation runs: c-hot is c's script on a SKU in hot mode
 script_impl() { if [ "$1" = c-hot ]; then echo c; else echo "$1"; fi; }
+# runs_in SCENARIO IMPL CLIENTS: whether the implementation runs there.
+# hot-SKU mode is for one SKU: the hot and scarce scenarios.  c-buy and floor
+# ask what the API's shape allows on spread (the targets' client counts).
+runs_in() {
+	case $2 in
+	c-hot) [ "$1" = hot ] || [ "$1" = scarce ] ;;
+	c-buy | floor) [ "$1" = spread ] && case " $SHAPE_CLIENTS " in *" $3 "*) true ;; *) false ;; esac ;;
+	*) true ;;
+	esac
+}
 # after reset_db: put the run's SKU in hot mode for c-hot
 hot_mode() {
 	if [ "$1" = c-hot ]; then
@@ -205,8 +221,7 @@ for sc in $SCENARIOS; do
 	[ "$sc" = expiry ] && clients=$EXPIRY_CLIENTS
 	for c in $clients; do
 		for impl in $IMPLS; do
-			# hot-SKU mode is for one SKU: the hot and scarce scenarios
-			[ "$impl" = c-hot ] && [ "$sc" != hot ] && [ "$sc" != scarce ] && continue
+			runs_in "$sc" "$impl" "$c" || continue
 			mode=$(query_mode "$impl")
 			simpl=$(script_impl "$impl")
 			dir=$tmp/runs/$sc/$impl/$c
@@ -489,6 +504,7 @@ if [ "$STATEMENTS" = 1 ]; then
 	for sc in spread hot; do
 		for impl in $IMPLS; do
 			[ "$impl" = c-hot ] && [ "$sc" != hot ] && continue
+			case $impl in c-buy | floor) [ "$sc" = spread ] || continue ;; esac
 			simpl=$(script_impl "$impl")
 			reset_db
 			[ "$sc" = hot ] && hot_mode "$impl" 10001

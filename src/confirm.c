@@ -234,12 +234,7 @@ shop_confirm_payment(PG_FUNCTION_ARGS)
 					 errdetail("Nothing was sent to the provider: the payment stays uncaptured.")));
 		/* released by time, stock still there: step 3 reserves it again */
 	}
-	if (order.amount == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_SHOP_NOTHING_TO_PAY),
-				 errmsg("order %lld has nothing to pay", (long long) order_id),
-				 errdetail("Nothing was sent to the provider."),
-				 errhint("Confirm it with shop.shop_confirm_free().")));
+	order_refuse_nothing_to_pay(order_id, order.amount);
 	if (amount != order.amount)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_PAYMENT_MISMATCH),

@@ -260,6 +260,23 @@ shop_confirm_paid_checked(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Before a provider call for an order: no provider takes a payment of 0
+ * (Stripe refuses such a session, Toss such a confirm), so an order with
+ * nothing to pay is refused with SH018 before anything is sent; it is sold
+ * by shop_confirm_free() instead.
+ */
+void
+order_refuse_nothing_to_pay(int64 order_id, int64 amount)
+{
+	if (amount == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SHOP_NOTHING_TO_PAY),
+				 errmsg("order %lld has nothing to pay", (long long) order_id),
+				 errdetail("Nothing was sent to the provider."),
+				 errhint("Confirm it with shop.shop_confirm_free().")));
+}
+
+/*
  * shop_confirm_free(order_id bigint) returns order_summary
  *
  * A PENDING order with nothing to pay (amount 0: a coupon covered every

@@ -470,13 +470,7 @@ read_order(int64 order_id, CheckoutOrder *order)
 	order->order_id = order_id;
 	strlcpy(order->currency, shop_get_text(0, 2), sizeof(order->currency));
 	order->amount = shop_get_int64(0, 3, NULL);
-	/* no provider takes a payment of 0 (Stripe refuses such a session) */
-	if (order->amount == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_SHOP_NOTHING_TO_PAY),
-				 errmsg("order %lld has nothing to pay", (long long) order_id),
-				 errdetail("Nothing was sent to the provider."),
-				 errhint("Confirm it with shop.shop_confirm_free().")));
+	order_refuse_nothing_to_pay(order_id, order->amount);
 	order->expires_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
 														  SPI_tuptable->tupdesc, 4, &isnull));
 	order->created_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],

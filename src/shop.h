@@ -179,6 +179,7 @@ extern void order_confirm_locked(int64 order_id, const char *payment_id,
 								 OrderReason reason);
 extern void order_release_locked(int64 order_id, OrderReason reason);
 extern void order_settle(int64 order_id, bool consume);
+extern void order_refuse_nothing_to_pay(int64 order_id, int64 amount);
 
 /* hot.c: hot-SKU mode, a SKU's stock split into buckets */
 extern bool hot_schema_ready(void);

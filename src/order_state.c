@@ -14,7 +14,9 @@
  * for a payment that arrives for an order already PAID: by the same
  * payment it changes nothing; by another payment it is a double payment
  * that must be refunded (the SQL functions raise SH016, the webhook, which
- * must answer 200, flags the order refund_required).
+ * must answer 200, flags the order refund_required).  An order with
+ * nothing to pay is sold by shop_confirm_free() through the same
+ * order_confirm_locked(), with no payment.
  */
 #include "webhook.h"
 

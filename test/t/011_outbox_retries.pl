@@ -14,9 +14,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use ShopOutboxTest;
 
-# retry_base 300ms: the failed state between attempts lasts at least 150 ms,
-# long enough to be seen by a 20 ms poll; retry_max 10s lets a 2-3 s
-# Retry-After through.
+# retry_base 300ms keeps the schedule's delays (150 ms to 1.2 s) well apart
+# from an attempt's own time; watch_rows records every state the rows pass
+# through, however briefly.  retry_max 10s lets a 2-3 s Retry-After through.
 my $node = outbox_node('outbox_retries',
 	'shop.outbox_retry_base' => q{'300ms'},
 	'shop.outbox_retry_max'  => q{'10s'});

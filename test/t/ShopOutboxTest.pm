@@ -140,39 +140,56 @@ sub buy
 		qq{SELECT id FROM shop.shop_buy_now('$user', '[{"sku_id": 1, "qty": 1}]')});
 }
 
-# Watch the outbox rows that $where selects, as often as a background
-# session can, from before $start->() runs (it writes the rows) until every
-# one is delivered or dead or $secs pass.  Returns { outbox id => [
-# snapshot, ... ] }, one snapshot per change of (state, attempts): {state,
-# attempts, next_attempt_at (epoch seconds), last_status, last_error, at
-# (epoch seconds, server clock)}.
+# Record every change of the outbox rows that $where selects, from before
+# $start->() runs (it writes the rows) until every one is delivered or dead
+# or $secs pass.  Returns { outbox id => [ snapshot, ... ] }, one snapshot
+# per change of (state, attempts): {state, attempts, next_attempt_at (epoch
+# seconds), last_status, last_error, at (epoch seconds, server clock)}.
+#
+# A test-only trigger on shop.outbox writes each new row version to a side
+# table in the same transaction, so a state that lasted a few milliseconds
+# is recorded as surely as one that lasted seconds, and nothing of a
+# transaction that rolled back is.  (Sampling with a poll missed the first
+# short "failed" state when the machine was busy.)
 sub watch_rows
 {
 	my ($node, $where, $start, $secs) = @_;
-	my $bg = ShopOutboxTest::Session->new($node);
-	my $query = qq{
-		SELECT coalesce(json_agg(json_build_object('id', id, 'state', state, 'attempts', attempts,
-			'next_attempt_at', extract(epoch FROM next_attempt_at), 'last_status', last_status,
-			'last_error', last_error, 'at', extract(epoch FROM clock_timestamp()))), '[]')
-		  FROM shop.outbox WHERE $where};
-	$bg->query($query);    # connected and warm before the rows exist
+	$node->safe_psql('postgres', q{
+		CREATE TABLE public.outbox_watch (
+			seq bigserial PRIMARY KEY, id bigint, endpoint_id bigint, state text, attempts int,
+			next_attempt_at timestamptz, last_status int, last_error text,
+			at timestamptz DEFAULT clock_timestamp());
+		CREATE FUNCTION public.outbox_watch() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			INSERT INTO public.outbox_watch (id, endpoint_id, state, attempts, next_attempt_at,
+											 last_status, last_error)
+			VALUES (NEW.id, NEW.endpoint_id, NEW.state::text, NEW.attempts, NEW.next_attempt_at,
+					NEW.last_status, NEW.last_error);
+			RETURN NULL;
+		END $$;
+		CREATE TRIGGER outbox_watch AFTER INSERT OR UPDATE ON shop.outbox
+			FOR EACH ROW EXECUTE FUNCTION public.outbox_watch();
+	});
 	$start->();
+	poll_sql($node, qq{
+		SELECT count(*) > 0 AND count(*) FILTER (WHERE state NOT IN ('delivered', 'dead')) = 0
+		  FROM shop.outbox WHERE $where}, 't', $secs);
+	my $rows = query_json($node, qq{
+		SELECT id, state, attempts, extract(epoch FROM next_attempt_at) AS next_attempt_at,
+			   last_status, last_error, extract(epoch FROM at) AS at
+		  FROM public.outbox_watch WHERE $where ORDER BY seq});
+	$node->safe_psql('postgres', q{
+		DROP TRIGGER outbox_watch ON shop.outbox;
+		DROP FUNCTION public.outbox_watch();
+		DROP TABLE public.outbox_watch;
+	});
 	my %hist;
-	wait_until(
-		sub {
-			my $rows = json_decode($bg->query($query));
-			my $open = 0;
-			for my $r (@$rows)
-			{
-				my $h = $hist{ $r->{id} } //= [];
-				push @$h, $r
-				  unless @$h && $h->[-1]{state} eq $r->{state} && $h->[-1]{attempts} == $r->{attempts};
-				$open++ unless $r->{state} eq 'delivered' || $r->{state} eq 'dead';
-			}
-			return @$rows && !$open;
-		},
-		$secs, 1000);
-	$bg->quit;
+	for my $r (@$rows)
+	{
+		my $h = $hist{ $r->{id} } //= [];
+		push @$h, $r
+		  unless @$h && $h->[-1]{state} eq $r->{state} && $h->[-1]{attempts} == $r->{attempts};
+	}
 	return \%hist;
 }
 

@@ -63,9 +63,12 @@ sub review_of
 	return query_json($node, "SELECT id, reason, resolved_at IS NOT NULL AS resolved, resolution
 		FROM shop.order_review WHERE order_id = $order ORDER BY id");
 }
+# Nothing left for the worker to do.  The disabled endpoint's rows wait at
+# next_attempt_at infinity and never go; they are not work to wait for.
 sub worker_idle
 {
-	return poll_sql($node, q{SELECT count(*) = 0 FROM shop.outbox WHERE state IN ('queued', 'in_flight', 'failed')});
+	return poll_sql($node, q{SELECT count(*) = 0 FROM shop.outbox
+		WHERE state IN ('queued', 'in_flight', 'failed') AND next_attempt_at < 'infinity'});
 }
 sub start_session
 {

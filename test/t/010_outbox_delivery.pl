@@ -219,27 +219,36 @@ for my $i (0 .. $#ord_orders)
 		: "SELECT shop.shop_confirm_paid($ord_orders[$i], 'pay_ord$i')");
 }
 # (b) An endpoint that fails every event's first 6 attempts (about 3 s of
-# retries at the test's retry settings, so that the check below runs while
-# the earlier event is still failing even on a loaded machine): one order
-# created and paid in one transaction (both rows due at once), one paid
-# while its created event is failing.
+# retries at the test's retry settings): one order created and paid in one
+# transaction (both rows due at once), one released while its created event
+# is failing.  Every change of the endpoint's rows is recorded (watch_rows),
+# so the check covers the whole time the earlier event was failing, not one
+# moment of it.
 my $ordf = subscribe($node, $recv, '/first/6/status/500/ordf');
-my $both = $node->safe_psql('postgres', q{
-	BEGIN;
-	SELECT id FROM shop.shop_buy_now('ordf1', '[{"sku_id": 1, "qty": 1}]') \gset
-	SELECT shop.shop_confirm_paid(:id, 'pay_ordf1');
-	COMMIT;
-	SELECT :id;});
-$both = (split /\n/, $both)[-1];
-my $later = buy($node, 'ordf2');
-ok(poll_sql($node, qq{SELECT o.state = 'failed' AND o.attempts >= 1 FROM shop.outbox o
-	JOIN shop.event e ON e.id = o.event_id WHERE o.endpoint_id = $ordf AND e.order_id = $later}),
-	'the created event of the second order is failing');
-$node->safe_psql('postgres', "SELECT shop.shop_release($later, 'customer_cancelled')");
-is($node->safe_psql('postgres', qq{SELECT o.state, o.attempts FROM shop.outbox o
-	JOIN shop.event e ON e.id = o.event_id WHERE o.endpoint_id = $ordf AND e.order_id = $later
-	AND e.type = 'order.cancelled'}), 'queued|0',
-	'its cancelled event is queued behind it (not sent)');
+my ($both, $later, $failing);
+my $fhist = watch_rows($node, "endpoint_id = $ordf", sub {
+	$both = $node->safe_psql('postgres', q{
+		BEGIN;
+		SELECT id FROM shop.shop_buy_now('ordf1', '[{"sku_id": 1, "qty": 1}]') \gset
+		SELECT shop.shop_confirm_paid(:id, 'pay_ordf1');
+		COMMIT;
+		SELECT :id;});
+	$both = (split /\n/, $both)[-1];
+	$later = buy($node, 'ordf2');
+	$failing = poll_sql($node, qq{SELECT o.state = 'failed' AND o.attempts >= 1 FROM shop.outbox o
+		JOIN shop.event e ON e.id = o.event_id WHERE o.endpoint_id = $ordf AND e.order_id = $later});
+	$node->safe_psql('postgres', "SELECT shop.shop_release($later, 'customer_cancelled')");
+}, 60);
+ok($failing, 'the created event of the second order is failing');
+my %later_row = map { split /\|/ } split /\n/, $node->safe_psql('postgres', qq{SELECT e.type, o.id
+	FROM shop.outbox o JOIN shop.event e ON e.id = o.event_id WHERE o.endpoint_id = $ordf AND e.order_id = $later});
+my ($created_done) = grep { $_->{state} eq 'delivered' } @{ $fhist->{ $later_row{'order.created'} // 0 } // [] };
+my @cancelled = @{ $fhist->{ $later_row{'order.cancelled'} // 0 } // [] };
+ok($created_done && @cancelled && $cancelled[0]{seq} < $created_done->{seq},
+	'its cancelled event was written while the created one was still undelivered')
+  or diag(explain($fhist));
+is_deeply([ map { "$_->{state}/$_->{attempts}" } grep { $_->{seq} < ($created_done->{seq} // 0) } @cancelled ],
+	['queued/0'], 'its cancelled event stayed queued behind it, never tried, until the created one was delivered');
 
 my $ord_list = join(',', @ord_orders);
 ok(poll_sql($node, "SELECT count(*) = 10 AND bool_and(o.state = 'delivered') FROM shop.outbox o

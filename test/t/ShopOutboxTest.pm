@@ -39,7 +39,9 @@ sub outbox_node
 		'shop.outbox_allow_http_loopback'   => 'on',
 		'shop.outbox_retry_base'            => q{'100ms'},
 		'shop.outbox_retry_max'             => q{'1s'},
-		'shop.outbox_timeout'               => q{'1s'},
+		# long enough that a slow answer on a busy machine is not an extra
+		# failed attempt; the tests of the timeout itself set 1s
+		'shop.outbox_timeout'               => q{'10s'},
 		'shop.outbox_poll_interval'         => q{'100ms'},
 		'shop.outbox_max_attempts'          => '4',
 		'shop.endpoint_max_failures'        => '1000',
@@ -143,8 +145,9 @@ sub buy
 # Record every change of the outbox rows that $where selects, from before
 # $start->() runs (it writes the rows) until every one is delivered or dead
 # or $secs pass.  Returns { outbox id => [ snapshot, ... ] }, one snapshot
-# per change of (state, attempts): {state, attempts, next_attempt_at (epoch
-# seconds), last_status, last_error, at (epoch seconds, server clock)}.
+# per change of (state, attempts): {seq (the order of all changes, across
+# rows), state, attempts, next_attempt_at and updated_at (epoch seconds),
+# last_status, last_error, at (epoch seconds, server clock)}.
 #
 # A test-only trigger on shop.outbox writes each new row version to a side
 # table in the same transaction, so a state that lasted a few milliseconds
@@ -157,14 +160,14 @@ sub watch_rows
 	$node->safe_psql('postgres', q{
 		CREATE TABLE public.outbox_watch (
 			seq bigserial PRIMARY KEY, id bigint, endpoint_id bigint, state text, attempts int,
-			next_attempt_at timestamptz, last_status int, last_error text,
+			next_attempt_at timestamptz, updated_at timestamptz, last_status int, last_error text,
 			at timestamptz DEFAULT clock_timestamp());
 		CREATE FUNCTION public.outbox_watch() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN
 			INSERT INTO public.outbox_watch (id, endpoint_id, state, attempts, next_attempt_at,
-											 last_status, last_error)
+											 updated_at, last_status, last_error)
 			VALUES (NEW.id, NEW.endpoint_id, NEW.state::text, NEW.attempts, NEW.next_attempt_at,
-					NEW.last_status, NEW.last_error);
+					NEW.updated_at, NEW.last_status, NEW.last_error);
 			RETURN NULL;
 		END $$;
 		CREATE TRIGGER outbox_watch AFTER INSERT OR UPDATE ON shop.outbox
@@ -175,7 +178,8 @@ sub watch_rows
 		SELECT count(*) > 0 AND count(*) FILTER (WHERE state NOT IN ('delivered', 'dead')) = 0
 		  FROM shop.outbox WHERE $where}, 't', $secs);
 	my $rows = query_json($node, qq{
-		SELECT id, state, attempts, extract(epoch FROM next_attempt_at) AS next_attempt_at,
+		SELECT seq, id, state, attempts, extract(epoch FROM next_attempt_at) AS next_attempt_at,
+			   extract(epoch FROM updated_at) AS updated_at,
 			   last_status, last_error, extract(epoch FROM at) AS at
 		  FROM public.outbox_watch WHERE $where ORDER BY seq});
 	$node->safe_psql('postgres', q{

@@ -21,10 +21,10 @@ use Test::More;
 use ShopProviderTest;
 
 # A request stays in flight for up to 5 s (the lease is 10 s): the crash
-# comes while the worker is still waiting.  Enough attempts for a few 409s.
+# comes while the worker is still waiting.  Enough attempts for 15 s of 409s.
 my $node = provider_node('provider_crash',
 	'shop.outbox_timeout'      => q{'5s'},
-	'shop.outbox_max_attempts' => '30');
+	'shop.outbox_max_attempts' => '60');
 my $mock = ShopProviderTest::Mock->start(name => 'mock_032');
 register_provider($node, $mock);
 ok(poll_sql($node, 'SELECT worker_running FROM shop.outbox_health'), 'the worker runs');
@@ -78,7 +78,7 @@ sub crash_with_refund_in_flight
 	my $at_crash = scalar @{ $mock->refunds_of($pi) };
 	$node->start;
 
-	ok(poll_sql($node, "SELECT state FROM shop.refund WHERE id = $id", 'succeeded'),
+	ok(poll_sql($node, "SELECT state FROM shop.refund WHERE id = $id", 'succeeded', 60),
 		"$what: after the restart the refund succeeds");
 	my $made = $mock->refunds_of($pi);
 	is(scalar @$made, 1, "$what: the provider holds exactly one refund ($at_crash when the server stopped)");
@@ -101,11 +101,12 @@ sub crash_with_refund_in_flight
 # The provider refunds at once; its answer never comes.
 crash_with_refund_in_flight('answer lost', 'automatic', { mode => 'hang', process => JSON::PP::true });
 
-# The provider takes 6 s before it acts: the retry after the restart finds
-# the first request still running (409, which is retried) and then gets its
-# saved answer.
+# The provider takes 15 s before it acts (room for the stop, the start and
+# the worker's first claim on a slow machine): the retry after the restart
+# finds the first request still running (409, which is retried) and then
+# gets its saved answer.
 my $posts = crash_with_refund_in_flight('provider still working', 'automatic',
-	{ mode => 'slow', process => JSON::PP::false, delay_ms => 6000 });
+	{ mode => 'slow', process => JSON::PP::false, delay_ms => 15000 });
 ok(scalar(grep { ($_->{answer} // '') eq '409' } @$posts) >= 1,
 	'provider still working: the retry met the first request in progress (409) and was retried');
 

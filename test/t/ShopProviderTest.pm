@@ -41,7 +41,9 @@ sub provider_node
 		'shop.outbox_allow_http_loopback'   => 'on',
 		'shop.outbox_retry_base'            => q{'100ms'},
 		'shop.outbox_retry_max'             => q{'1s'},
-		'shop.outbox_timeout'               => q{'1s'},
+		# long enough that a slow answer on a busy machine is not an extra
+		# failed attempt; the tests of the timeout itself set 1s
+		'shop.outbox_timeout'               => q{'10s'},
 		'shop.outbox_poll_interval'         => q{'100ms'},
 		'shop.outbox_max_attempts'          => '6',
 		'shop.endpoint_max_failures'        => '1000',

@@ -409,9 +409,16 @@ test('failure injection: refuse, status (Retry-After, raw body), hang, process-t
 	assert.equal(await count(), 4);
 
 	// slow, executing after the delay: a concurrent retry with the key is 409
-	await ctl('POST', '/_fail', { path: '/v1/refunds', mode: 'slow', delay_ms: 600, process: false });
+	// (the retry is sent once the first is held, not after a fixed time)
+	await ctl('POST', '/_fail', { path: '/v1/refunds', mode: 'slow', delay_ms: 5000, process: false });
 	const slow = post('/v1/refunds', refund(700), { key: 'f-7' });
-	await new Promise((r) => setTimeout(r, 150));
+	let held = false;
+	for (let i = 0; i < 200 && !held; i++) {
+		await new Promise((r) => setTimeout(r, 25));
+		held = (await ctl('GET', '/_requests?path=/v1/refunds'))
+			.some((e) => e.idempotency_key === 'f-7' && e.failure === 'slow');
+	}
+	assert.ok(held, 'the first request with the key is held');
 	const concurrent = await post('/v1/refunds', refund(700), { key: 'f-7' });
 	assert.equal(concurrent.status, 409);
 	assert.equal(concurrent.json.error.type, 'idempotency_error');

@@ -8,7 +8,7 @@ const fs = require('node:fs');
 const http = require('node:http');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
-const { startDaemon, raw, post, sleep, workdir, BIN } = require('./lib');
+const { startDaemon, raw, post, sleep, psql, workdir, BIN } = require('./lib');
 
 const www = path.join(workdir, 'www');
 const files = {
@@ -149,16 +149,23 @@ test('a slow client is disconnected after --timeout', async () => {
 
 test('SIGTERM drains the requests in flight, then exits 0', async () => {
 	const d3 = await startDaemon(6);
-	const inflight = post(d3.url + '/rpc/sleepy', '{"ms": 1000}');
-	await sleep(200);
+	const inflight = post(d3.url + '/rpc/sleepy', '{"ms": 3000}');
+	// the signal goes once the request is in the database, not after a fixed
+	// time (the files run one at a time: the only pg_sleep is this one)
+	let running = false;
+	for (let i = 0; i < 200 && !running; i++) {
+		await sleep(50);
+		running = psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'") !== '0';
+	}
+	assert.ok(running, 'the request is running in the database');
 	d3.child.kill('SIGTERM');
 	const r = await inflight;
 	assert.equal(r.status, 200);
-	assert.equal(r.text, '1000');
+	assert.equal(r.text, '3000');
 	const exit = await d3.exited;
 	assert.equal(exit.code, 0);
 	await assert.rejects(fetch(d3.url + '/health'));
-	assert.match(d3.log(), /draining/);
+	assert.match(d3.log(), /draining 1 request/);
 });
 
 test('--help, and refusals at start: no secret, a short secret, a bad flag', () => {

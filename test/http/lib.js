@@ -52,12 +52,17 @@ async function startDaemon(offset, extra = [], { schema = fixtureArgs, user = 'f
 	child.stderr.on('data', (d) => { log += d.toString(); });
 	const exited = new Promise((resolve) => child.on('exit', (code, sig) => resolve({ code, sig })));
 	const url = `http://127.0.0.1:${port}`;
-	for (let i = 0; i < 100; i++) {
+	let up = false;
+	for (let i = 0; i < 200 && !up && child.exitCode === null && child.signalCode === null; i++) {
 		try {
 			const r = await fetch(url + '/health');
-			if (r.status === 200 || r.status === 503) break;
+			up = r.status === 200 || r.status === 503;
 		} catch (e) { /* not up yet */ }
-		await sleep(50);
+		if (!up) await sleep(50);
+	}
+	if (!up) {
+		child.kill('SIGKILL');
+		throw new Error(`shop-httpd on port ${port} did not come up (exit ${child.exitCode}): ${log}`);
 	}
 	return {
 		url, port, child, exited,

@@ -410,8 +410,8 @@ test('failure injection: refuse, status (Retry-After, raw body), hang, process-t
 
 	// slow, executing after the delay: a concurrent retry with the key is 409
 	// (the retry is sent once the first is held, not after a fixed time)
-	await ctl('POST', '/_fail', { path: '/v1/refunds', mode: 'slow', delay_ms: 5000, process: false });
-	const slow = post('/v1/refunds', refund(700), { key: 'f-7' });
+	await ctl('POST', '/_fail', { path: '/v1/refunds', mode: 'slow', delay_ms: 3000, process: false });
+	const slow = post('/v1/refunds', refund(700), { key: 'f-7', timeoutMs: 10000 });
 	let held = false;
 	for (let i = 0; i < 200 && !held; i++) {
 		await new Promise((r) => setTimeout(r, 25));

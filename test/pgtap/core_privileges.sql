@@ -14,7 +14,7 @@ INSERT INTO shop.sku (id, product_id, code, on_hand) VALUES (9101, 9101, 'PRIV-9
 -- redirect the names inside it)
 
 SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'shop'::regnamespace),
-	49::bigint, 'schema shop has the 49 functions of issues #2, #3, #8 (and its two endpoint triggers), #9, #10, #11 (shop_api_grant''s operator overload), #12 and #13 (coupons; refund_invariants: refunds by lines; shipping, tax and fulfilment), and shop_confirm_free (the checks below are not vacuous)');
+	50::bigint, 'schema shop has the 50 functions of issues #2, #3, #8 (and its three guard and endpoint triggers), #9, #10, #11 (shop_api_grant''s operator overload), #12 and #13 (coupons; refund_invariants: refunds by lines; shipping, tax and fulfilment), and shop_confirm_free (the checks below are not vacuous)');
 SELECT is_empty($$
 	SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
 	 WHERE p.pronamespace = 'shop'::regnamespace AND NOT p.prosecdef$$,

@@ -495,8 +495,9 @@ SELECT functions_are('shop',
 		  -- worker's, granted to no one
 		  'shop_subscribe', 'shop_unsubscribe', 'shop_enable_endpoint', 'shop_redeliver',
 		  'shop_redeliver_dead', 'outbox_claim',
-		  -- the endpoint table's triggers (issues #8 and #12), granted to no one
-		  'event_endpoint_delete_guard', 'event_endpoint_changed',
+		  -- the endpoint table's triggers (issues #8 and #12), and the guard of
+		  -- the keys shop.event and shop.outbox have not; granted to no one
+		  'event_endpoint_delete_guard', 'event_endpoint_changed', 'event_delete_guard',
 		  -- provider calls (issue #9)
 		  'shop_set_provider_api_key', 'shop_start_payment', 'shop_refund',
 		  'shop_reconcile_payments',
@@ -584,6 +585,7 @@ SELECT set_eq($$
 	('outbox_claim', 'max_rows integer, lease interval', 'SETOF shop.outbox'),
 	('event_endpoint_delete_guard', '', 'trigger'),
 	('event_endpoint_changed', '', 'trigger'),
+	('event_delete_guard', '', 'trigger'),
 	-- provider calls (issue #9)
 	('shop_set_provider_api_key', 'name text, api_key text', 'jsonb'),
 	('shop_start_payment', 'order_id bigint, provider text, success_url text, cancel_url text', 'jsonb'),

@@ -11,7 +11,7 @@
 -- and the worker's claim is granted to no one.
 -- Runs in one transaction that is rolled back: nothing persists.
 BEGIN;
-SELECT plan(125);
+SELECT plan(140);
 SET LOCAL client_min_messages = error;
 
 -- Helpers (temporary, gone with the transaction) --------------------------
@@ -117,7 +117,10 @@ SELECT col_is_pk('shop', 'event', 'id', 'shop.event primary key is id');
 SELECT col_is_pk('shop', 'outbox', 'id', 'shop.outbox primary key is id');
 SELECT col_is_pk('shop', 'outbox_attempt', 'id', 'shop.outbox_attempt primary key is id');
 SELECT fk_ok('shop', 'event_endpoint_secret', 'endpoint_id', 'shop', 'event_endpoint', 'id');
-SELECT fk_ok('shop', 'event', 'order_id', 'shop', 'orders', 'id');
+-- event.order_id has no foreign key (one more query in each buyer's
+-- transaction that writes an event: src/sql/50_outbox.sql); a trigger
+-- refuses what the key refused (the DELETE tests at the end)
+SELECT col_isnt_fk('shop', 'event', 'order_id', 'shop.event.order_id has no foreign key');
 SELECT fk_ok('shop', 'event', 'sku_id', 'shop', 'sku', 'id');
 -- outbox.endpoint_id has no foreign key (its KEY SHARE lock on the one
 -- endpoint row made buyers' transactions contend: src/sql/50_outbox.sql);
@@ -143,7 +146,17 @@ SELECT is((SELECT array_agg(a.attname ORDER BY a.attname) FROM pg_catalog.pg_tri
 			WHERE t.tgrelid = 'shop.event_endpoint'::regclass AND t.tgname = 'event_endpoint_changed'),
 	ARRAY['event_types', 'removed_at']::name[],
 	'event_endpoint_changed runs for UPDATEs of event_types and removed_at (what decides who gets an event)');
-SELECT fk_ok('shop', 'outbox', 'event_id', 'shop', 'event', 'id');
+SELECT col_isnt_fk('shop', 'outbox', 'event_id', 'shop.outbox.event_id has no foreign key (written with its event)');
+SELECT trigger_is('shop', 'event', 'event_delete_guard', 'shop', 'event_delete_guard',
+	'deleting events runs shop.event_delete_guard()');
+SELECT is((SELECT tgtype::int FROM pg_catalog.pg_trigger
+			WHERE tgrelid = 'shop.event'::regclass AND tgname = 'event_delete_guard'),
+	8, 'event_delete_guard runs AFTER each DELETE statement');
+SELECT trigger_is('shop', 'orders', 'order_event_delete_guard', 'shop', 'event_delete_guard',
+	'deleting orders runs shop.event_delete_guard()');
+SELECT is((SELECT tgtype::int FROM pg_catalog.pg_trigger
+			WHERE tgrelid = 'shop.orders'::regclass AND tgname = 'order_event_delete_guard'),
+	8, 'order_event_delete_guard runs AFTER each DELETE statement');
 SELECT fk_ok('shop', 'outbox_attempt', 'outbox_id', 'shop', 'outbox', 'id');
 -- the ids are generated, never given (GENERATED ALWAYS)
 SELECT is_empty($$
@@ -264,7 +277,11 @@ SELECT is_indexed('shop', 'outbox', ARRAY['endpoint_id', 'state'], 'outbox rows 
 SELECT is_indexed('shop', 'outbox', 'event_id', 'outbox rows by event are indexed');
 SELECT is_indexed('shop', 'outbox_attempt', 'outbox_id', 'attempts by outbox row are indexed');
 SELECT is_indexed('shop', 'event', 'order_id', 'events by order are indexed');
+SELECT is(pg_temp.index_predicates('shop.event', '{order_id}', false), '(order_id IS NOT NULL)',
+	'events by order: only the events of an order have an entry');
 SELECT is_indexed('shop', 'event', 'sku_id', 'events by SKU are indexed');
+SELECT is(pg_temp.index_predicates('shop.event', '{sku_id}', false), '(sku_id IS NOT NULL)',
+	'events by SKU: only the events of a SKU have an entry');
 
 -- pg_dump keeps the rows and the id sequences ----------------------------------
 
@@ -521,6 +538,39 @@ SELECT lives_ok($$DELETE FROM shop.event_endpoint WHERE url = 'https://schema.ex
 	'an endpoint without deliveries can be deleted');
 SELECT is((SELECT count(*) FROM shop.event_endpoint WHERE url = 'https://schema.example.test/ops'), 0::bigint,
 	'the endpoint without deliveries is gone');
+
+-- Deleting events and orders: refused while deliveries refer to the event
+-- or events to the order, as the foreign keys refused it (one check per
+-- statement, over every row it deleted); allowed without them.
+INSERT INTO shop.orders (user_id) VALUES ('tap-outbox-guard');
+WITH e AS (INSERT INTO shop.event (type, order_id, payload)
+		   SELECT 'order.created', id, '{}' FROM shop.orders WHERE user_id = 'tap-outbox-guard'
+		   RETURNING id)
+INSERT INTO t SELECT 'order event', id FROM e;
+INSERT INTO shop.outbox (endpoint_id, event_id, url, idempotency_key)
+	SELECT (SELECT id FROM t WHERE name = 'endpoint'), id, 'https://schema.example.test/hook', 'evt_' || id
+	  FROM t WHERE name = 'order event';
+SELECT throws_ok($$DELETE FROM shop.event WHERE id IN (SELECT id FROM t WHERE name IN ('event', 'order event'))$$,
+	'23503', (SELECT format('event %s still has deliveries in shop.outbox', id) FROM t WHERE name = 'order event'),
+	'deleting events one of which has deliveries is refused (23503), naming that one');
+SELECT is((SELECT count(*) FROM shop.event WHERE id IN (SELECT id FROM t WHERE name IN ('event', 'order event'))),
+	2::bigint, 'the refused DELETE left both events');
+SELECT throws_ok($$DELETE FROM shop.orders WHERE user_id = 'tap-outbox-guard'$$,
+	'23503', (SELECT format('order %s still has events in shop.event', id) FROM shop.orders WHERE user_id = 'tap-outbox-guard'),
+	'deleting an order that has events is refused (23503)');
+SELECT is((SELECT count(*) FROM shop.orders WHERE user_id = 'tap-outbox-guard'), 1::bigint,
+	'the refused DELETE left the order');
+SELECT lives_ok($$DELETE FROM shop.event WHERE id = (SELECT id FROM t WHERE name = 'event')$$,
+	'an event without deliveries can be deleted');
+SELECT lives_ok($$DELETE FROM shop.outbox WHERE event_id = (SELECT id FROM t WHERE name = 'order event')$$,
+	'its deliveries can be deleted');
+SELECT lives_ok($$DELETE FROM shop.event WHERE id = (SELECT id FROM t WHERE name = 'order event')$$,
+	'then the event can be deleted');
+SELECT lives_ok($$DELETE FROM shop.orders WHERE user_id = 'tap-outbox-guard'$$,
+	'then the order can be deleted');
+SELECT is((SELECT count(*) FROM shop.event WHERE id IN (SELECT id FROM t WHERE name IN ('event', 'order event')))
+		  + (SELECT count(*) FROM shop.orders WHERE user_id = 'tap-outbox-guard'),
+	0::bigint, 'the events and the order are gone');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -11,7 +11,7 @@
 -- and the worker's claim is granted to no one.
 -- Runs in one transaction that is rolled back: nothing persists.
 BEGIN;
-SELECT plan(140);
+SELECT plan(141);
 SET LOCAL client_min_messages = error;
 
 -- Helpers (temporary, gone with the transaction) --------------------------
@@ -406,9 +406,13 @@ SELECT is_empty($$
 	SELECT p.oid::regprocedure::text, p.proconfig::text FROM pg_catalog.pg_proc p
 	 WHERE p.pronamespace = 'shop'::regnamespace
 	   AND p.proname IN ('shop_unsubscribe', 'shop_enable_endpoint',
-						 'shop_redeliver', 'shop_redeliver_dead', 'outbox_claim')
+						 'shop_redeliver', 'shop_redeliver_dead')
 	   AND p.proconfig IS DISTINCT FROM ARRAY['search_path=pg_catalog, pg_temp']$$,
 	'the outbox functions have exactly SET search_path = pg_catalog, pg_temp');
+SELECT is((SELECT proconfig FROM pg_catalog.pg_proc
+			WHERE oid = to_regprocedure('shop.outbox_claim(integer, interval)')),
+	ARRAY['search_path=pg_catalog, pg_temp', 'enable_sort=off', 'enable_bitmapscan=off', 'jit=off'],
+	'outbox_claim pins search_path and its plan: the due index walked in order, whatever the statistics (sql/outbox_claim.sql shows why), and no JIT');
 SELECT is((SELECT proconfig FROM pg_catalog.pg_proc
 			WHERE oid = to_regprocedure('shop.shop_subscribe(text, text[], text, text, integer)')),
 	ARRAY['search_path=pg_catalog, pg_temp', 'log_min_error_statement=panic'],

@@ -320,6 +320,36 @@ cpu_sample() {
 	awk -v w="$w" '/^cpu / {busy = $2 + $3 + $4 + $7 + $8; total = busy + $5 + $6; print w, busy, total}' /proc/stat
 }
 
+# The server's CPU time so far, in microseconds: the postmaster's own, its
+# exited children's (cutime + cstime: a finished pgbench run's backends
+# once reaped) and its live children's (/proc/PID/schedstat, in ns).  The
+# difference of two readings is what the server used in between: a backend
+# that starts and exits in between lands in the postmaster's cutime, one
+# still running in the live sum.  Read again if a child was reaped while
+# the live ones were being read (it would be counted twice or not at all).
+server_cpu_us() {
+	python3 - "$(head -1 "$cluster/data/postmaster.pid")" <<'PY'
+import os, sys
+pm = sys.argv[1]
+tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
+def stat(pid):
+    return open("/proc/%s/stat" % pid).read().rsplit(")", 1)[1].split()
+for _ in range(10):
+    before = stat(pm)
+    live = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if stat(pid)[1] == pm:
+                live += int(open("/proc/%s/schedstat" % pid).read().split()[0]) / 1000
+        except (OSError, IndexError, ValueError):
+            pass
+    after = stat(pm)
+    if before[13:15] == after[13:15]:
+        break
+print(round(live + sum(int(x) for x in after[11:15]) * tick_us))
+PY
+}
+
 # claim_ms FILE ENDPOINT ROWS: one claim of ROWS rows (bench.claim_ms) with
 # the endpoint enabled in a transaction that rolls back; at most 10 s.
 claim_ms() {
@@ -381,7 +411,9 @@ if want spread-events; then
 				wpid=$(worker_pid)
 				"${PSQL[@]}" -At -c "SELECT pg_current_wal_lsn()" >"$dir/wal_start"
 				cpu_sample "$wpid" >"$dir/cpu_start"
+				server_cpu_us >"$dir/server_cpu_start"
 				run_pgbench "$dir" $((WARM + DUR)) "$c" "spread-c.sql" prepared
+				server_cpu_us >"$dir/server_cpu_end"
 				cpu_sample "$wpid" >"$dir/cpu_end"
 				"${PSQL[@]}" -At -c "SELECT pg_current_wal_lsn() - '$(cat "$dir/wal_start")'::pg_lsn" >"$dir/wal_bytes"
 				if [ "$ev" = on ]; then

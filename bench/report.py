@@ -787,10 +787,11 @@ if EV:
              "autoanalyze waits for 10 %% of the table to change). *server CPU ms/cycle* = the CPU time "
              "the server's processes (postmaster, backends, worker, background processes) used during the "
              "whole run / cycles of the whole run; its *write/off* and *on/off* = off's CPU per cycle ÷ write's "
-             "(on's) in the same round, i.e. cycles per second of server CPU relative to off: the cost of the "
-             "events in the server's CPU, which a burst of outside load changes far less than cycles/s (it "
-             "slows the run down, but it does not make the server do more per cycle). The targets are judged "
-             "on cycles/s; the CPU ratios say how much of a miss is the events' cost." % (
+             "(on's) in the same round, i.e. cycles per second of server CPU relative to off. Outside load that "
+             "only takes CPU time away would lower cycles/s but leave the CPU per cycle alone; where the two "
+             "ratios move together, the server itself spent more CPU per cycle in that run (at 32 clients on "
+             "these cores a cycle's CPU is dominated by contention: about 3 times what one client needs). The "
+             "targets are judged on cycles/s." % (
                  " / ".join(map(str, nrounds)) + (" round" if nrounds == [1] else " rounds"), args.warmup, args.duration, os.cpu_count() or 0, args.duration,
                  os.cpu_count() or 0))
     L.append("")

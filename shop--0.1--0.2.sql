@@ -309,6 +309,9 @@ CREATE INDEX outbox_open_key_idx ON shop.outbox (ordering_key, id)
 	WHERE state IN ('queued', 'in_flight', 'failed');
 CREATE INDEX outbox_endpoint_state_idx ON shop.outbox (endpoint_id, state);
 CREATE INDEX outbox_event_idx ON shop.outbox (event_id);
+-- retention (shop.outbox_prune) finds the oldest delivered event deliveries
+CREATE INDEX outbox_delivered_idx ON shop.outbox (delivered_at)
+	WHERE state = 'delivered' AND operation = 'event';
 
 -- One row per HTTP attempt.
 CREATE TABLE shop.outbox_attempt (
@@ -511,6 +514,60 @@ END
 $$;
 COMMENT ON FUNCTION shop.outbox_claim(integer, interval) IS
 	'the delivery worker''s claim: up to max_rows due rows, per-key order kept, SKIP LOCKED, marked in_flight with a lease';
+
+-- Retention (pg_net keeps its responses for pg_net.ttl the same way): the
+-- delivery worker calls this every minute with shop.outbox_retention, so
+-- the outbox, its attempt log and the event log do not grow forever.  It
+-- deletes delivered event deliveries older than older_than (by
+-- delivered_at), with their attempts, then each of their events that has
+-- no delivery left.  Kept: every delivery not delivered (queued, in
+-- flight, failed, dead: dead ones wait for shop_redeliver or a DBA), and
+-- provider calls, which are the record of money moved.  At most max_rows
+-- deliveries per call, oldest first, walking outbox_delivered_idx: a call
+-- reads what it deletes.  Rows someone holds are skipped (SKIP LOCKED:
+-- the next call takes them).  The plan is pinned as the claim's is.
+CREATE FUNCTION shop.outbox_prune(older_than interval, max_rows integer DEFAULT 1000,
+								  OUT deliveries integer, OUT attempts integer, OUT events integer)
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	SET enable_sort = off
+	SET enable_bitmapscan = off
+	SET jit = off
+AS $$
+DECLARE
+	gone bigint[];
+	their_events bigint[];
+BEGIN
+	IF older_than IS NULL OR older_than < interval '0' THEN
+		RAISE EXCEPTION 'older_than must be an interval of 0 or more, not %', coalesce(older_than::text, 'NULL')
+			USING ERRCODE = '22023';
+	END IF;
+	IF max_rows IS NULL OR max_rows < 1 THEN
+		RAISE EXCEPTION 'max_rows must be 1 or more, not %', coalesce(max_rows::text, 'NULL')
+			USING ERRCODE = '22023';
+	END IF;
+	SELECT coalesce(array_agg(d.id), '{}'), coalesce(array_agg(DISTINCT d.event_id), '{}')
+	  INTO gone, their_events
+	  FROM (SELECT o.id, o.event_id FROM shop.outbox o
+			 WHERE o.state = 'delivered' AND o.operation = 'event'
+			   AND o.delivered_at < now() - older_than
+			 ORDER BY o.delivered_at
+			 LIMIT max_rows
+			   FOR UPDATE OF o SKIP LOCKED) d;
+	DELETE FROM shop.outbox_attempt a WHERE a.outbox_id = ANY (gone);
+	GET DIAGNOSTICS attempts = ROW_COUNT;
+	DELETE FROM shop.outbox o WHERE o.id = ANY (gone);
+	GET DIAGNOSTICS deliveries = ROW_COUNT;
+	-- an event's deliveries are all written with it, so one with none left
+	-- never gets another (event_delete_guard checks it again)
+	DELETE FROM shop.event e
+	 WHERE e.id = ANY (their_events)
+	   AND NOT EXISTS (SELECT FROM shop.outbox o WHERE o.event_id = e.id);
+	GET DIAGNOSTICS events = ROW_COUNT;
+END
+$$;
+COMMENT ON FUNCTION shop.outbox_prune(interval, integer) IS
+	'retention: delete up to max_rows delivered event deliveries older than older_than, their attempts, and events left with none; the worker runs it with shop.outbox_retention';
 
 -- API: Outgoing events
 
@@ -767,7 +824,7 @@ REVOKE ALL ON TABLE shop.payment_provider_api_key, shop.event_endpoint,
 REVOKE ALL ON SEQUENCE shop.event_endpoint_id_seq, shop.event_endpoint_secret_id_seq,
 	shop.event_id_seq, shop.outbox_id_seq, shop.outbox_attempt_id_seq,
 	shop.payment_session_id_seq, shop.refund_id_seq FROM PUBLIC;
-REVOKE ALL ON FUNCTION shop.outbox_claim(integer, interval),
+REVOKE ALL ON FUNCTION shop.outbox_claim(integer, interval), shop.outbox_prune(interval, integer),
 	shop.shop_subscribe(text, text[], text, text, integer), shop.shop_unsubscribe(bigint),
 	shop.shop_enable_endpoint(bigint), shop.shop_redeliver(bigint),
 	shop.shop_redeliver_dead(bigint), shop.shop_set_provider_api_key(text, text),

@@ -68,6 +68,13 @@ PGDLLEXPORT void shop_outbox_worker_main(Datum arg);
 /* How long a wake-up waits for more commits before it claims. */
 #define WAKE_COALESCE_MS	5
 
+/*
+ * Retention: the worker deletes old delivered events (shop.outbox_prune)
+ * at most this often, and at most this many deliveries per transaction.
+ */
+#define PRUNE_INTERVAL_S	60
+#define PRUNE_BATCH			1000
+
 /* Extra lease time beyond the request timeout. */
 #define LEASE_MARGIN_MS	5000
 
@@ -84,6 +91,7 @@ int			outbox_poll_interval_ms = 1000;
 int			outbox_endpoint_max_failures = 20;
 int			outbox_reconcile_interval_s = 60;
 int			outbox_reconcile_after_s = 600;
+int			outbox_retention_s = 30 * 24 * 3600;
 bool		outbox_allow_http_loopback = false;
 
 /* Shared state: where the worker's latch is, for wake-ups. */
@@ -107,6 +115,7 @@ static SPIPlanPtr plan_record_delivered;
 static SPIPlanPtr plan_lock_endpoints;
 static SPIPlanPtr plan_unapplied;
 static SPIPlanPtr plan_reconcile;
+static SPIPlanPtr plan_prune;
 
 /* The extension's owner, whose rights the worker's statements run with. */
 static Oid	owner_oid = InvalidOid;
@@ -214,6 +223,11 @@ outbox_worker_init(void)
 	DefineCustomIntVariable("shop.reconcile_after",
 							"How long a checkout stays open without a payment event before its provider is asked.",
 							NULL, &outbox_reconcile_after_s, 600, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("shop.outbox_retention",
+							"How long delivered events and their deliveries are kept (0: forever).",
+							"The delivery worker deletes older ones every minute (shop.outbox_prune).",
+							&outbox_retention_s, 30 * 24 * 3600, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomBoolVariable("shop.outbox_allow_http_loopback",
 							 "Allow http:// outbound requests to loopback hosts.",
@@ -877,6 +891,29 @@ reconcile(void)
 }
 
 /*
+ * Delete delivered events older than the retention, one batch
+ * (shop.outbox_prune); how many deliveries went.
+ */
+static int
+prune(void)
+{
+	static const Oid argtypes[] = {INT4OID, INT4OID};
+	Datum		values[2];
+	int			deleted;
+
+	begin_work("deleting delivered events past their retention");
+	values[0] = Int32GetDatum(outbox_retention_s);
+	values[1] = Int32GetDatum(PRUNE_BATCH);
+	shop_exec(shop_plan(&plan_prune,
+						"SELECT deliveries FROM shop.outbox_prune($1 * interval '1 second', $2)",
+						2, argtypes),
+			  values, NULL, false, 0);
+	deleted = (int) shop_get_int64(0, 1, NULL);
+	end_work();
+	return deleted;
+}
+
+/*
  * Whether any of the finished requests is a provider call: their results
  * (a refund succeeded, a payment fetched and applied) are committed
  * durably.  Everything else the worker commits (claims, event deliveries)
@@ -918,6 +955,7 @@ shop_outbox_worker_main(Datum arg)
 	bool		ready = false;
 	TimestampTz next_claim = 0;
 	TimestampTz next_reconcile = 0;
+	TimestampTz next_prune = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -950,6 +988,7 @@ shop_outbox_worker_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			next_reconcile = 0;		/* under the new interval from now on */
+			next_prune = 0;
 		}
 		if (!ready && !(ready = extension_ready()))
 		{
@@ -966,6 +1005,13 @@ shop_outbox_worker_main(Datum arg)
 				next_claim = 0;
 			next_reconcile = TimestampTzPlusMilliseconds(now_ts,
 														 (int64) outbox_reconcile_interval_s * 1000);
+		}
+		if (outbox_retention_s > 0 && now_ts >= next_prune)
+		{
+			/* a full batch leaves more behind: go on at the next turn */
+			next_prune = prune() >= PRUNE_BATCH ? 0
+				: TimestampTzPlusMilliseconds(now_ts,
+											  (int64) Min(outbox_retention_s, PRUNE_INTERVAL_S) * 1000);
 		}
 
 		/*

@@ -14,7 +14,7 @@ INSERT INTO shop.sku (id, product_id, code, on_hand) VALUES (9101, 9101, 'PRIV-9
 -- redirect the names inside it)
 
 SELECT is((SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = 'shop'::regnamespace),
-	50::bigint, 'schema shop has the 50 functions of issues #2, #3, #8 (and its three guard and endpoint triggers), #9, #10, #11 (shop_api_grant''s operator overload), #12 and #13 (coupons; refund_invariants: refunds by lines; shipping, tax and fulfilment), and shop_confirm_free (the checks below are not vacuous)');
+	51::bigint, 'schema shop has the 51 functions of issues #2, #3, #8 (and its three guard and endpoint triggers, and the outbox''s retention), #9, #10, #11 (shop_api_grant''s operator overload), #12 and #13 (coupons; refund_invariants: refunds by lines; shipping, tax and fulfilment), and shop_confirm_free (the checks below are not vacuous)');
 SELECT is_empty($$
 	SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
 	 WHERE p.pronamespace = 'shop'::regnamespace AND NOT p.prosecdef$$,
@@ -30,10 +30,10 @@ SELECT is_empty($$
 				AND p.proconfig = ARRAY['search_path=pg_catalog, pg_temp',
 										'log_min_error_statement=panic'])
 	   -- the worker's claim also fixes its plan (an ordered walk of the due index)
-	   AND NOT (p.proname = 'outbox_claim'
+	   AND NOT (p.proname IN ('outbox_claim', 'outbox_prune')
 				AND p.proconfig = ARRAY['search_path=pg_catalog, pg_temp', 'enable_sort=off',
 										'enable_bitmapscan=off', 'jit=off'])$$,
-	'every function in schema shop has exactly SET search_path = pg_catalog, pg_temp (and log_min_error_statement = panic where it sees secrets; planner settings for outbox_claim)');
+	'every function in schema shop has exactly SET search_path = pg_catalog, pg_temp (and log_min_error_statement = panic where it sees secrets; planner settings for outbox_claim and outbox_prune)');
 -- the same, spelled with pgTAP's own check for the two most exposed entry points
 SELECT is_definer('shop', 'shop_buy_now', ARRAY['text', 'jsonb', 'text', 'text', 'text', 'jsonb'],
 	'shop_buy_now is SECURITY DEFINER');

@@ -491,10 +491,10 @@ SELECT functions_are('shop',
 		  'shop_schedule_expiry',
 		  -- payment webhooks (issue #3)
 		  'shop_handle_webhook', 'shop_set_provider', 'shop_sign_mock',
-		  -- the outbox and outgoing events (issue #8); outbox_claim is the
-		  -- worker's, granted to no one
+		  -- the outbox and outgoing events (issue #8); outbox_claim and
+		  -- outbox_prune are the worker's, granted to no one
 		  'shop_subscribe', 'shop_unsubscribe', 'shop_enable_endpoint', 'shop_redeliver',
-		  'shop_redeliver_dead', 'outbox_claim',
+		  'shop_redeliver_dead', 'outbox_claim', 'outbox_prune',
 		  -- the endpoint table's triggers (issues #8 and #12), and the guard of
 		  -- the keys shop.event and shop.outbox have not; granted to no one
 		  'event_endpoint_delete_guard', 'event_endpoint_changed', 'event_delete_guard',
@@ -583,6 +583,7 @@ SELECT set_eq($$
 	('shop_redeliver', 'outbox_id bigint', 'boolean'),
 	('shop_redeliver_dead', 'endpoint_id bigint DEFAULT NULL::bigint', 'integer'),
 	('outbox_claim', 'max_rows integer, lease interval', 'SETOF shop.outbox'),
+	('outbox_prune', 'older_than interval, max_rows integer DEFAULT 1000, OUT deliveries integer, OUT attempts integer, OUT events integer', 'record'),
 	('event_endpoint_delete_guard', '', 'trigger'),
 	('event_endpoint_changed', '', 'trigger'),
 	('event_delete_guard', '', 'trigger'),

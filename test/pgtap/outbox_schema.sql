@@ -11,7 +11,7 @@
 -- and the worker's claim is granted to no one.
 -- Runs in one transaction that is rolled back: nothing persists.
 BEGIN;
-SELECT plan(141);
+SELECT plan(145);
 SET LOCAL client_min_messages = error;
 
 -- Helpers (temporary, gone with the transaction) --------------------------
@@ -275,6 +275,11 @@ SELECT is(pg_temp.index_predicates('shop.outbox', '{ordering_key,id}', false),
 	'outbox_open_key_idx is partial: WHERE state IN (queued, in_flight, failed)');
 SELECT is_indexed('shop', 'outbox', ARRAY['endpoint_id', 'state'], 'outbox rows by endpoint and state are indexed (views, unsubscribe)');
 SELECT is_indexed('shop', 'outbox', 'event_id', 'outbox rows by event are indexed');
+SELECT has_index('shop', 'outbox', 'outbox_delivered_idx', ARRAY['delivered_at'],
+	'outbox_delivered_idx on (delivered_at): retention finds the oldest deliveries');
+SELECT is(pg_temp.index_predicates('shop.outbox', '{delivered_at}', false),
+	'((state = ''delivered''::text) AND (operation = ''event''::text))',
+	'outbox_delivered_idx is partial: delivered event deliveries only (provider calls are kept)');
 SELECT is_indexed('shop', 'outbox_attempt', 'outbox_id', 'attempts by outbox row are indexed');
 SELECT is_indexed('shop', 'event', 'order_id', 'events by order are indexed');
 SELECT is(pg_temp.index_predicates('shop.event', '{order_id}', false), '(order_id IS NOT NULL)',
@@ -375,20 +380,22 @@ SELECT has_function('shop', 'shop_enable_endpoint', ARRAY['bigint']);
 SELECT has_function('shop', 'shop_redeliver', ARRAY['bigint']);
 SELECT has_function('shop', 'shop_redeliver_dead', ARRAY['bigint']);
 SELECT has_function('shop', 'outbox_claim', ARRAY['integer', 'interval']);
+SELECT has_function('shop', 'outbox_prune', ARRAY['interval', 'integer']);
 SELECT set_eq($$
 	SELECT p.proname::text, pg_catalog.pg_get_function_arguments(p.oid),
 		   pg_catalog.pg_get_function_result(p.oid)
 	  FROM pg_catalog.pg_proc p
 	 WHERE p.pronamespace = 'shop'::regnamespace
 	   AND p.proname IN ('shop_subscribe', 'shop_unsubscribe', 'shop_enable_endpoint',
-						 'shop_redeliver', 'shop_redeliver_dead', 'outbox_claim')$$,
+						 'shop_redeliver', 'shop_redeliver_dead', 'outbox_claim', 'outbox_prune')$$,
 	$$VALUES
 	('shop_subscribe', 'url text, event_types text[], secret text DEFAULT NULL::text, description text DEFAULT NULL::text, rotation_grace_seconds integer DEFAULT 86400', 'jsonb'),
 	('shop_unsubscribe', 'endpoint_id bigint', 'boolean'),
 	('shop_enable_endpoint', 'endpoint_id bigint', 'boolean'),
 	('shop_redeliver', 'outbox_id bigint', 'boolean'),
 	('shop_redeliver_dead', 'endpoint_id bigint DEFAULT NULL::bigint', 'integer'),
-	('outbox_claim', 'max_rows integer, lease interval', 'SETOF shop.outbox')
+	('outbox_claim', 'max_rows integer, lease interval', 'SETOF shop.outbox'),
+	('outbox_prune', 'older_than interval, max_rows integer DEFAULT 1000, OUT deliveries integer, OUT attempts integer, OUT events integer', 'record')
 	$$,
 	'the outbox functions have the documented arguments, defaults and results (one of each)');
 SELECT volatility_is('shop', 'outbox_claim', ARRAY['integer', 'interval'], 'volatile',
@@ -399,7 +406,7 @@ SELECT is_empty($$
 	SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
 	 WHERE p.pronamespace = 'shop'::regnamespace
 	   AND p.proname IN ('shop_subscribe', 'shop_unsubscribe', 'shop_enable_endpoint',
-						 'shop_redeliver', 'shop_redeliver_dead', 'outbox_claim')
+						 'shop_redeliver', 'shop_redeliver_dead', 'outbox_claim', 'outbox_prune')
 	   AND NOT p.prosecdef$$,
 	'the outbox functions are SECURITY DEFINER');
 SELECT is_empty($$
@@ -414,6 +421,10 @@ SELECT is((SELECT proconfig FROM pg_catalog.pg_proc
 	ARRAY['search_path=pg_catalog, pg_temp', 'enable_sort=off', 'enable_bitmapscan=off', 'jit=off'],
 	'outbox_claim pins search_path and its plan: the due index walked in order, whatever the statistics (sql/outbox_claim.sql shows why), and no JIT');
 SELECT is((SELECT proconfig FROM pg_catalog.pg_proc
+			WHERE oid = to_regprocedure('shop.outbox_prune(interval, integer)')),
+	ARRAY['search_path=pg_catalog, pg_temp', 'enable_sort=off', 'enable_bitmapscan=off', 'jit=off'],
+	'outbox_prune pins search_path and its plan as the claim does (outbox_delivered_idx walked in order)');
+SELECT is((SELECT proconfig FROM pg_catalog.pg_proc
 			WHERE oid = to_regprocedure('shop.shop_subscribe(text, text[], text, text, integer)')),
 	ARRAY['search_path=pg_catalog, pg_temp', 'log_min_error_statement=panic'],
 	'shop_subscribe (it takes a secret) pins search_path and keeps a failing statement out of the log');
@@ -427,26 +438,28 @@ SELECT set_eq($$SELECT name, context FROM pg_catalog.pg_settings
 				 WHERE name IN ('shop.outbox_max_in_flight', 'shop.outbox_timeout',
 								'shop.outbox_max_response_bytes', 'shop.outbox_retry_base',
 								'shop.outbox_retry_max', 'shop.outbox_max_attempts', 'shop.outbox_max_age',
-								'shop.outbox_poll_interval', 'shop.endpoint_max_failures',
+								'shop.outbox_poll_interval', 'shop.endpoint_max_failures', 'shop.outbox_retention',
 								'shop.outbox_allow_http_loopback', 'shop.low_stock_threshold')$$,
 	$$VALUES ('shop.outbox_max_in_flight', 'sighup'),
 			 ('shop.outbox_timeout', 'sighup'), ('shop.outbox_max_response_bytes', 'sighup'),
 			 ('shop.outbox_retry_base', 'sighup'), ('shop.outbox_retry_max', 'sighup'),
 			 ('shop.outbox_max_attempts', 'sighup'), ('shop.outbox_max_age', 'sighup'),
 			 ('shop.outbox_poll_interval', 'sighup'), ('shop.endpoint_max_failures', 'sighup'),
+			 ('shop.outbox_retention', 'sighup'),
 			 ('shop.outbox_allow_http_loopback', 'sighup'), ('shop.low_stock_threshold', 'superuser')$$,
 	'the outbox settings exist with the documented contexts');
 SELECT set_eq($$SELECT name, current_setting(name) FROM pg_catalog.pg_settings
 				 WHERE name IN ('shop.outbox_max_in_flight', 'shop.outbox_timeout',
 								'shop.outbox_max_response_bytes', 'shop.outbox_retry_base',
 								'shop.outbox_retry_max', 'shop.outbox_max_attempts', 'shop.outbox_max_age',
-								'shop.outbox_poll_interval', 'shop.endpoint_max_failures',
+								'shop.outbox_poll_interval', 'shop.endpoint_max_failures', 'shop.outbox_retention',
 								'shop.outbox_allow_http_loopback', 'shop.low_stock_threshold')$$,
 	$$VALUES ('shop.outbox_max_in_flight', '16'),
 			 ('shop.outbox_timeout', '10s'), ('shop.outbox_max_response_bytes', '64kB'),
 			 ('shop.outbox_retry_base', '1s'), ('shop.outbox_retry_max', '1h'),
 			 ('shop.outbox_max_attempts', '12'), ('shop.outbox_max_age', '3d'),
 			 ('shop.outbox_poll_interval', '1s'), ('shop.endpoint_max_failures', '20'),
+			 ('shop.outbox_retention', '30d'),
 			 ('shop.outbox_allow_http_loopback', 'off'), ('shop.low_stock_threshold', '0')$$,
 	'the outbox settings have the documented defaults');
 SELECT is((SELECT min_val || '..' || max_val FROM pg_catalog.pg_settings WHERE name = 'shop.outbox_max_in_flight'),

@@ -3,7 +3,7 @@
 # with the documented headers and body; a rolled-back transaction sends
 # nothing; a huge response body does not stop a 2xx from counting; the events
 # of one order arrive in the order they happened, also when the first one
-# has to be retried.
+# has to be retried; delivered events are deleted after the retention.
 use strict;
 use warnings;
 use FindBin;
@@ -376,6 +376,52 @@ is(sql_error($node, qq{SELECT shop.shop_subscribe('http://127.0.0.1:$port/ok/x',
 	'22023', 'subscribe: an empty type list is refused');
 is(sql_error($node, qq{SELECT shop.shop_subscribe('http://127.0.0.1:$port/ok/x', ARRAY['*'], 'whsec_tooshort')}),
 	'22023', 'subscribe: a malformed secret is refused');
+
+# ---------------------------------------------------------------------------
+# Retention: with shop.outbox_retention = 1s the worker deletes the event
+# deliveries delivered more than 1 s ago, their attempts, and their events
+# (every event here has no other delivery left then).  Dead deliveries
+# stay.  Until now the default (30 days) kept everything.
+my $delivered = $node->safe_psql('postgres',
+	q{SELECT count(*) FROM shop.outbox WHERE state = 'delivered' AND operation = 'event'});
+cmp_ok($delivered, '>', 20, "before: $delivered delivered event deliveries are kept");
+# one delivery given up (set by hand: no endpoint here fails for good)
+$node->safe_psql('postgres', q{UPDATE shop.outbox SET state = 'dead', delivered_at = NULL
+	WHERE id = (SELECT min(id) FROM shop.outbox WHERE state = 'delivered' AND operation = 'event')});
+my $dead = $node->safe_psql('postgres',
+	q{SELECT coalesce(string_agg(id::text, ',' ORDER BY id), '-') FROM shop.outbox WHERE state = 'dead'});
+isnt($dead, '-', "a dead delivery ($dead)");
+my $oldest = $node->safe_psql('postgres',
+	q{SELECT min(id) FROM shop.outbox WHERE state = 'delivered' AND operation = 'event'});
+$node->append_conf('postgresql.conf', "shop.outbox_retention = '1s'");
+$node->reload;
+# (deliveries still going on, such as retries left from above, may be
+# younger than 1 s or wait for the next prune, a second later: 5 s apart)
+ok(poll_sql($node, q{SELECT count(*) = 0 FROM shop.outbox WHERE state = 'delivered' AND operation = 'event'
+	AND delivered_at < now() - interval '5 seconds'}),
+	'retention 1s: the worker deleted every delivered event delivery');
+is($node->safe_psql('postgres', "SELECT count(*) FROM shop.outbox WHERE id = $oldest"), '0',
+	"the oldest one ($oldest) is gone");
+is($node->safe_psql('postgres', q{SELECT count(*) FROM shop.event e
+	WHERE NOT EXISTS (SELECT FROM shop.outbox o WHERE o.event_id = e.id)}),
+	'0', 'and every event left without a delivery');
+is($node->safe_psql('postgres', qq{SELECT count(*) FROM shop.event e
+	JOIN shop.outbox o ON o.event_id = e.id WHERE o.id IN ($dead)}),
+	'1', 'the dead delivery\'s event stays');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM shop.outbox_attempt a
+	JOIN shop.outbox o ON o.id = a.outbox_id
+	WHERE o.state = 'delivered' AND o.delivered_at < now() - interval '5 seconds'}),
+	'0', 'and their attempts');
+is($node->safe_psql('postgres',
+	q{SELECT coalesce(string_agg(id::text, ',' ORDER BY id), '-') FROM shop.outbox WHERE state = 'dead'}),
+	$dead, "dead deliveries stay ($dead)");
+# a new order's events go the same way once delivered
+my $late = buy($node, 'after-retention');
+my $late_event = $node->safe_psql('postgres', "SELECT id FROM shop.event WHERE order_id = $late");
+ok(poll_sql($node, qq{SELECT count(*) = 0 FROM shop.outbox WHERE endpoint_id = $ep AND event_id = $late_event}),
+	'a later order\'s event is delivered, then its delivery is deleted after 1 s');
+ok(scalar(grep { ($_->{order_id} // 0) == $late } @{ $recv->deliveries('/ok/main') }) >= 1,
+	'it was delivered before it was deleted');
 
 $recv->stop;
 $node->stop;

@@ -11,7 +11,7 @@
 -- and the worker's claim is granted to no one.
 -- Runs in one transaction that is rolled back: nothing persists.
 BEGIN;
-SELECT plan(145);
+SELECT plan(147);
 SET LOCAL client_min_messages = error;
 
 -- Helpers (temporary, gone with the transaction) --------------------------
@@ -274,6 +274,11 @@ SELECT is(pg_temp.index_predicates('shop.outbox', '{ordering_key,id}', false),
 	'(state = ANY (ARRAY[''queued''::text, ''in_flight''::text, ''failed''::text]))',
 	'outbox_open_key_idx is partial: WHERE state IN (queued, in_flight, failed)');
 SELECT is_indexed('shop', 'outbox', ARRAY['endpoint_id', 'state'], 'outbox rows by endpoint and state are indexed (views, unsubscribe)');
+SELECT has_index('shop', 'outbox', 'outbox_dead_idx', ARRAY['endpoint_id'],
+	'outbox_dead_idx on (endpoint_id): dead rows, for outbox_health and the dead counts');
+SELECT is(pg_temp.index_predicates('shop.outbox', '{endpoint_id}', false),
+	'(state = ''dead''::text)',
+	'outbox_dead_idx is partial: WHERE state = dead (outbox_health reads open and dead rows, not the history)');
 SELECT is_indexed('shop', 'outbox', 'event_id', 'outbox rows by event are indexed');
 SELECT has_index('shop', 'outbox', 'outbox_delivered_idx', ARRAY['delivered_at'],
 	'outbox_delivered_idx on (delivered_at): retention finds the oldest deliveries');

@@ -18,6 +18,9 @@
 --
 \set VERBOSITY terse
 SET client_min_messages = warning;
+\set ECHO none
+\i sql/include/helpers.sql
+\set ECHO all
 
 -- nothing open from elsewhere
 SELECT count(*) AS foreign_open_rows FROM shop.outbox WHERE state IN ('queued', 'in_flight', 'failed');
@@ -219,7 +222,8 @@ DELETE FROM shop.outbox WHERE idempotency_key LIKE 'claim-%';
 -- outage (autoanalyze waits for 10 % of the table to change).  With them
 -- the claim was planned as a bitmap scan of every open row and a sort: a
 -- 16-row claim read all 20,000 rows here, and 0.7 s per claim at 120,000.
--- Counted: rows and index entries of shop.outbox this transaction read.  The
+-- Counted: rows and index entries of shop.outbox this transaction read
+-- (pg_temp.outbox_rows_read, sql/include/helpers.sql).  The
 -- worker's claims use a generic plan after a few calls; both kinds are
 -- checked.  Rows at infinity (an endpoint disabled while rows came in)
 -- are not read at all.
@@ -230,12 +234,6 @@ SELECT :ep_c, 'https://claim.example.test/c', '{}', 'claim-history-' || g, 'h' |
 	   now() - interval '1 day', now() - interval '1 day'
   FROM generate_series(1, 20000) g;
 ANALYZE shop.outbox;
-CREATE FUNCTION pg_temp.outbox_rows_read() RETURNS bigint LANGUAGE sql AS $$
-	SELECT sum(pg_stat_get_xact_tuples_returned(r) + pg_stat_get_xact_tuples_fetched(r))::bigint
-	  FROM (SELECT 'shop.outbox'::regclass::oid
-			UNION ALL
-			SELECT indexrelid FROM pg_index WHERE indrelid = 'shop.outbox'::regclass) rel(r)
-$$;
 -- rows at infinity only: a claim finds nothing and reads next to nothing
 INSERT INTO shop.outbox (endpoint_id, url, body, idempotency_key, ordering_key, next_attempt_at)
 SELECT :ep_b, 'https://claim.example.test/b', '{}', 'claim-waiting-' || g, 'w' || g, 'infinity'

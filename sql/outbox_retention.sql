@@ -13,6 +13,9 @@
 --
 \set VERBOSITY terse
 SET client_min_messages = warning;
+\set ECHO none
+\i sql/include/helpers.sql
+\set ECHO all
 
 INSERT INTO shop.event_endpoint (url, event_types) VALUES ('https://retention.example.test/a', '{*}')
 RETURNING id AS ep_a \gset
@@ -127,18 +130,13 @@ SELECT key FROM ret_rows;
 ------------------------------------------------------------------------------
 -- shop.outbox_health counts what is not delivered, so it reads that and
 -- not the history: with 20,000 delivered rows it reads a handful.
--- Counted: rows and index entries of shop.outbox this transaction read.
+-- Counted: rows and index entries of shop.outbox this transaction read
+-- (pg_temp.outbox_rows_read, sql/include/helpers.sql).
 ------------------------------------------------------------------------------
 INSERT INTO shop.outbox (endpoint_id, url, body, idempotency_key, state, attempts, delivered_at)
 SELECT :ep_a, 'https://retention.example.test/a', '{}', 'ret-hist-' || g, 'delivered', 1, now()
   FROM generate_series(1, 20000) g;
 ANALYZE shop.outbox;
-CREATE FUNCTION pg_temp.outbox_rows_read() RETURNS bigint LANGUAGE sql AS $$
-	SELECT sum(pg_stat_get_xact_tuples_returned(r) + pg_stat_get_xact_tuples_fetched(r))::bigint
-	  FROM (SELECT 'shop.outbox'::regclass::oid
-			UNION ALL
-			SELECT indexrelid FROM pg_index WHERE indrelid = 'shop.outbox'::regclass) rel(r)
-$$;
 BEGIN;
 SELECT pg_temp.outbox_rows_read() AS before \gset
 -- (its columns are read: count(*) of the one-row view would not scan at all)

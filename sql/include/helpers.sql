@@ -53,3 +53,13 @@ EXCEPTION WHEN OTHERS THEN
 	RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM, 'order [0-9]+', 'order N');
 END
 $$;
+
+-- Rows and index entries of shop.outbox this transaction has read so far,
+-- by any scan: what a claim or a view reads, counted rather than timed.
+-- (Heap rows a bitmap or index scan fetches count on the index.)
+CREATE FUNCTION pg_temp.outbox_rows_read() RETURNS bigint LANGUAGE sql AS $$
+	SELECT sum(pg_stat_get_xact_tuples_returned(r) + pg_stat_get_xact_tuples_fetched(r))::bigint
+	  FROM (SELECT 'shop.outbox'::regclass::oid
+			UNION ALL
+			SELECT indexrelid FROM pg_index WHERE indrelid = 'shop.outbox'::regclass) rel(r)
+$$;

@@ -320,9 +320,9 @@ provider_call_sync(const WebhookProvider *provider, const ProviderCall *call)
  * SPI result): operation names what the worker does with the answer
  * (refund.c, session.c), subject_id the row it is about, ordering_key the
  * rows sent one after another.  A call already queued under the same
- * Idempotency-Key is not queued twice.
+ * Idempotency-Key is not queued twice: returns whether this one was.
  */
-void
+bool
 provider_queue_call(const WebhookProvider *provider, const char *operation,
 					int64 subject_id, const ProviderCall *call,
 					const char *ordering_key)
@@ -342,19 +342,21 @@ provider_queue_call(const WebhookProvider *provider, const char *operation,
 	nulls[6] = call->body ? ' ' : 'n';
 	values[7] = CStringGetTextDatum(call->idempotency_key);
 	values[8] = CStringGetTextDatum(ordering_key);
-	shop_exec(shop_plan(&plan_queue_call,
-						"INSERT INTO shop.outbox"
-						"  (provider, operation, subject_id, url, method, headers, body,"
-						"   idempotency_key, ordering_key)"
-						" VALUES ($1, $2, $3, $4, $5,"
-						"         pg_catalog.jsonb_build_object('content-type', $6::text,"
-						"                                       'idempotency-key', $8::text),"
-						"         $7, $8, $9)"
-						" ON CONFLICT (provider, idempotency_key) WHERE provider IS NOT NULL"
-						" DO NOTHING",
-						9, argtypes),
-			  values, nulls, false, 0);
+	if (shop_exec(shop_plan(&plan_queue_call,
+							"INSERT INTO shop.outbox"
+							"  (provider, operation, subject_id, url, method, headers, body,"
+							"   idempotency_key, ordering_key)"
+							" VALUES ($1, $2, $3, $4, $5,"
+							"         pg_catalog.jsonb_build_object('content-type', $6::text,"
+							"                                       'idempotency-key', $8::text),"
+							"         $7, $8, $9)"
+							" ON CONFLICT (provider, idempotency_key) WHERE provider IS NOT NULL"
+							" DO NOTHING",
+							9, argtypes),
+			  values, nulls, false, 0) == 0)
+		return false;
 	outbox_wake_at_commit();
+	return true;
 }
 
 /*

@@ -17,6 +17,7 @@
 
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(shop_reconcile_payments);
@@ -35,12 +36,12 @@ static SPIPlanPtr plan_complete_session;
  * Queue a provider call about session row session_row: one at a time per
  * session, in the order queued.
  */
-static void
+static bool
 queue_session_call(const WebhookProvider *provider, int64 session_row,
 				   const char *operation, const ProviderCall *call)
 {
-	provider_queue_call(provider, operation, session_row, call,
-						psprintf("session:%lld", (long long) session_row));
+	return provider_queue_call(provider, operation, session_row, call,
+							   psprintf("session:%lld", (long long) session_row));
 }
 
 /*
@@ -275,6 +276,7 @@ shop_reconcile_payments(PG_FUNCTION_ARGS)
 	uint64		n;
 	uint64		i;
 	int32		queued = 0;
+	int			guc_level;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -288,22 +290,45 @@ shop_reconcile_payments(PG_FUNCTION_ARGS)
 	SPI_connect();
 	values[0] = PG_GETARG_DATUM(0);
 	values[1] = Int32GetDatum(max_orders);
+
+	/*
+	 * Read the PENDING orders, then their sessions: never the sessions
+	 * themselves.  A paid order's session stays 'open' (the provider
+	 * closes it, we do not), so open sessions are nearly the whole history,
+	 * while PENDING orders are the few in checkout now.  Both subqueries
+	 * are fenced (OFFSET 0) so that the sessions can only be reached by
+	 * order, and sequential scans are off for this one query so that
+	 * statistics from when many orders were PENDING cannot turn the first
+	 * step into a scan of every order: the partial index
+	 * orders_pending_expiry_idx holds exactly the PENDING ones.  The two
+	 * checks are probes per session: the payment log by order, the open
+	 * outbox rows by the session's ordering key (queue_session_call), not
+	 * a read of every open row.  (sql/reconcile_payments.sql counts what a
+	 * call reads.)
+	 */
+	guc_level = NewGUCNestLevel();
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	n = shop_exec(shop_plan(&plan_stale_sessions,
 							"SELECT s.id, s.provider, s.session_id"
-							"  FROM shop.payment_session s"
-							"  JOIN shop.orders o ON o.id = s.order_id"
-							" WHERE s.state = 'open' AND o.status = 'PENDING'"
-							"   AND s.created_at <= now() - $1"
-							"   AND NOT EXISTS (SELECT FROM shop.payment_log l"
+							"  FROM (SELECT o.id FROM shop.orders o"
+							"         WHERE o.status = 'PENDING' OFFSET 0) o,"
+							"       LATERAL (SELECT s.id, s.provider, s.session_id, s.created_at"
+							"                  FROM shop.payment_session s"
+							"                 WHERE s.order_id = o.id AND s.state = 'open'"
+							"                   AND s.created_at <= now() - $1 OFFSET 0) s"
+							" WHERE NOT EXISTS (SELECT FROM shop.payment_log l"
 							"                    WHERE l.order_id = o.id AND l.kind = 'paid')"
 							"   AND NOT EXISTS (SELECT FROM shop.outbox x"
-							"                    WHERE x.provider = s.provider"
+							"                    WHERE x.ordering_key = 'session:' || s.id"
+							"                      AND x.state IN ('queued', 'in_flight', 'failed')"
+							"                      AND x.provider = s.provider"
 							"                      AND x.operation = 'fetch_payment'"
-							"                      AND x.subject_id = s.id"
-							"                      AND x.state IN ('queued', 'in_flight', 'failed'))"
+							"                      AND x.subject_id = s.id)"
 							" ORDER BY s.created_at, s.id LIMIT $2",
 							2, argtypes),
 				  values, NULL, false, 0);
+	AtEOXact_GUC(true, guc_level);
 	sessions = SPI_tuptable;
 	for (i = 0; i < n; i++)
 	{
@@ -318,8 +343,9 @@ shop_reconcile_payments(PG_FUNCTION_ARGS)
 			continue;
 		memset(&call, 0, sizeof(call));
 		provider->kind->api->fetch(session_id, &call);
-		queue_session_call(provider, row, "fetch_payment", &call);
-		queued++;
+		/* not counted when this minute's fetch of it was queued already */
+		if (queue_session_call(provider, row, "fetch_payment", &call))
+			queued++;
 	}
 	SPI_finish();
 	PG_RETURN_INT32(queued);

@@ -235,7 +235,7 @@ extern char *provider_authorization(const WebhookProvider *provider,
 									const char *api_key);
 extern bool provider_option_bool(const WebhookProvider *provider,
 								 const char *key, bool default_value);
-extern void provider_queue_call(const WebhookProvider *provider,
+extern bool provider_queue_call(const WebhookProvider *provider,
 								const char *operation, int64 subject_id,
 								const ProviderCall *call,
 								const char *ordering_key);

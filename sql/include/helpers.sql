@@ -54,12 +54,16 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
--- Rows and index entries of shop.outbox this transaction has read so far,
--- by any scan: what a claim or a view reads, counted rather than timed.
--- (Heap rows a bitmap or index scan fetches count on the index.)
-CREATE FUNCTION pg_temp.outbox_rows_read() RETURNS bigint LANGUAGE sql AS $$
+-- Rows and index entries of table rel this transaction has read so far,
+-- by any scan: what a query reads, counted rather than timed.  (Heap rows
+-- a bitmap or index scan fetches count on the index.)
+CREATE FUNCTION pg_temp.rows_read(rel regclass) RETURNS bigint LANGUAGE sql AS $$
 	SELECT sum(pg_stat_get_xact_tuples_returned(r) + pg_stat_get_xact_tuples_fetched(r))::bigint
-	  FROM (SELECT 'shop.outbox'::regclass::oid
+	  FROM (SELECT rel::oid
 			UNION ALL
-			SELECT indexrelid FROM pg_index WHERE indrelid = 'shop.outbox'::regclass) rel(r)
+			SELECT indexrelid FROM pg_index WHERE indrelid = rel) rels(r)
+$$;
+-- ... of shop.outbox: what a claim or a view reads
+CREATE FUNCTION pg_temp.outbox_rows_read() RETURNS bigint LANGUAGE sql AS $$
+	SELECT pg_temp.rows_read('shop.outbox')
 $$;

@@ -157,8 +157,18 @@ ok(scalar(grep { $_->{method} eq 'GET' } @{ $mock->requests(path => "/v1/checkou
 	'... (it was asked)');
 $rel = relay_events($node, $mock, since => $paid5->{event}{seq} - 1);
 is(outcome([ $rel->[0] ]), 'duplicate/-', 'the lost webhook arriving after all: duplicate');
+# A session is fetched at most once a minute: the fetch's idempotency key
+# names the minute, and a second fetch in the same minute is not queued
+# (nor counted).  As if the fetches so far were a minute ago:
+$node->safe_psql('postgres',
+	q{UPDATE shop.outbox SET idempotency_key = idempotency_key || '-a-minute-ago' WHERE operation = 'fetch_payment'});
 is($node->safe_psql('postgres', q{SELECT shop.shop_reconcile_payments('0 seconds', 100)}), '1',
-	'reconciling again: only the unpaid one is asked again');
+	'reconciling again (a minute later): only the unpaid one is asked again');
+is($node->safe_psql('postgres',
+	"SELECT string_agg(s.session_id || ':' || (x.idempotency_key LIKE '%-a-minute-ago')::text, ',' ORDER BY x.id)"
+	  . " FROM shop.outbox x JOIN shop.payment_session s ON s.id = x.subject_id"
+	  . " WHERE x.operation = 'fetch_payment' AND s.session_id IN ('$s5', '$s6')"),
+	"$s5:true,$s6:true,$s6:false", '... one new fetch, of the unpaid one');
 worker_idle();
 is($node->safe_psql('postgres', q{SELECT shop.shop_reconcile_payments('1 hour', 100)}), '0',
 	'... and none that has been open for less than older_than');

@@ -13,6 +13,7 @@ and tmp/runs/outbox-delivery/<in flight>/<events>/ also:
   receiver.json   the local receiver's counters (requests, distinct webhook-ids)
   cpu_start/end   the worker's CPU ticks, the machine's busy and total jiffies
   server_cpu_start/end   the server's CPU time in microseconds (spread-events)
+  receiver_cpu_start/end the receiver's CPU ticks (spread-events)
   wal_bytes, claim_ms, enabled_at, write_s   see bench/run.sh
 """
 import argparse
@@ -291,6 +292,9 @@ for d in glob.glob(os.path.join(runs_root, "spread-events", "*", "*", "*")):
     s0, s1 = read_float(os.path.join(d, "start")), read_float(os.path.join(d, "end"))
     r["secs"] = s1 - s0 if s0 and s1 else None
     r["worker_cores"], r["busy"] = cpu_use(d, r["secs"])
+    t0, t1 = read_float(os.path.join(d, "receiver_cpu_start")), read_float(os.path.join(d, "receiver_cpu_end"))
+    r["receiver_cores"] = ((t1 - t0) / CLK_TCK / r["secs"]
+                           if t0 is not None and t1 is not None and t0 >= 0 and t1 >= 0 and r["secs"] else None)
     c0, c1 = read_float(os.path.join(d, "server_cpu_start")), read_float(os.path.join(d, "server_cpu_end"))
     r["server_ms_per_cycle"] = ((c1 - c0) / 1000 / r["cycles_all"]
                                 if c0 is not None and c1 is not None and r.get("cycles_all") else None)
@@ -780,7 +784,8 @@ if EV:
              "≥ 0.85, on/off ≥ 0.85) are judged on the median row at every client count. "
              "After each on run the endpoint is disabled and the requests in flight recorded (1 s) before the "
              "counts are read. *worker CPU* = the worker process's CPU time / run time (1.00 = one of the %d "
-             "cores); *busy* = the machine's CPU busy share during the run; *WAL/cycle* = WAL bytes / cycles of "
+             "cores); *receiver CPU* = the same for the Node receiver (CPU a receiver on another host would "
+             "not take from the shop); *busy* = the machine's CPU busy share during the run; *WAL/cycle* = WAL bytes / cycles of "
              "the whole run; *claim ms* = one 16-row claim (`shop.outbox_claim`, planning included, rolled back) "
              "at the backlog the run left (the second of two, warm), with the statistics as found: those of the "
              "history analyzed at the reset (`bench/sql/setup.sql`: nearly every outbox row delivered; "
@@ -798,10 +803,10 @@ if EV:
     L.append("| clients | round | off cycles/s | write cycles/s | on cycles/s | write/off | **on/off** | "
              "≥ 0.85? write / on | "
              "p50 / p99 ms off / on | events written (on) | delivered by the end (on) | backlog at the end (on) | "
-             "receiver requests / distinct ids (on) | worker CPU write / on | busy off / write / on | "
+             "receiver requests / distinct ids (on) | worker CPU write / on | receiver CPU on | busy off / write / on | "
              "WAL/cycle off / write / on | claim ms write / on | server CPU ms/cycle off / write / on | "
              "server CPU: write/off / on/off | errors off / write / on | invariant violations |")
-    L.append("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    L.append("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     def busy(r):
         return "–" if r.get("busy") is None else "%.0f %%" % (100 * r["busy"])
     def met(x):
@@ -811,13 +816,14 @@ if EV:
             off, wr, on = (ev_run(ev, c, k) for ev in EVS)
             ch, rc = on.get("check", {}), on.get("recv", {})
             L.append("| %d | %d | %s | %s | %s | %s | %s | | %s / %s ; %s / %s | %s | %s | %s | %s / %s | %s / %s | "
-                     "%s / %s / %s | %s / %s / %s | %s / %s | %s / %s / %s | %s / %s | %s | %s |" % (
+                     "%s | %s / %s / %s | %s / %s / %s | %s / %s | %s / %s / %s | %s / %s | %s | %s |" % (
                 c, k, fnum(off.get("cps"), 1), fnum(wr.get("cps"), 1), fnum(on.get("cps"), 1),
                 fratio(ev_ratio("write", c, k)), fratio(ev_ratio("on", c, k)),
                 fms(off.get("p50")), fms(off.get("p99")), fms(on.get("p50")), fms(on.get("p99")),
                 fnum(to_int(ch.get("events"))), fnum(to_int(ch.get("delivered"))), fnum(to_int(ch.get("open"))),
                 fnum(rc.get("requests")), fnum(rc.get("distinct_ids")),
                 fnum(wr.get("worker_cores"), 2), fnum(on.get("worker_cores"), 2),
+                fnum(on.get("receiver_cores"), 2),
                 busy(off), busy(wr), busy(on),
                 fnum(off.get("wal_per_cycle")), fnum(wr.get("wal_per_cycle")), fnum(on.get("wal_per_cycle")),
                 wr.get("claim_ms", "–"), on.get("claim_ms", "–"),
@@ -828,7 +834,7 @@ if EV:
                 " / ".join(r.get("invariants", "?") if r else "–" for r in (off, wr, on))))
         (mw, rws), (mo, ros) = ev_median("write", c), ev_median("on", c)
         (cw, _), (co, _) = ev_median("write", c, ev_cpu_ratio), ev_median("on", c, ev_cpu_ratio)
-        L.append("| %d | **median of %d** | %s | %s | %s | **%s** | **%s** | %s / %s | | | | | | | | | | | %s / %s | | |" % (
+        L.append("| %d | **median of %d** | %s | %s | %s | **%s** | **%s** | %s / %s | | | | | | | | | | | | %s / %s | | |" % (
             c, max(len(ros), len(rws)),
             fnum(ev_median_cps("off", c), 1), fnum(ev_median_cps("write", c), 1), fnum(ev_median_cps("on", c), 1),
             fratio(mw), fratio(mo), met(mw), met(mo), fratio(cw), fratio(co)))

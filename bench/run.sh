@@ -320,6 +320,17 @@ cpu_sample() {
 	awk -v w="$w" '/^cpu / {busy = $2 + $3 + $4 + $7 + $8; total = busy + $5 + $6; print w, busy, total}' /proc/stat
 }
 
+# The receiver's CPU time so far (utime + stime, clock ticks; -1 if gone):
+# on these shared cores it is CPU the on runs lose that a receiver on
+# another host would not take.
+receiver_ticks() {
+	if [ -n "$receiver_pid" ] && [ -r "/proc/$receiver_pid/stat" ]; then
+		sed 's/^.*) //' "/proc/$receiver_pid/stat" | awk '{print $12 + $13}'
+	else
+		echo -1
+	fi
+}
+
 # The server's CPU time so far, in microseconds: the postmaster's own, its
 # exited children's (cutime + cstime: a finished pgbench run's backends
 # once reaped) and its live children's (/proc/PID/schedstat, in ns).  The
@@ -412,7 +423,9 @@ if want spread-events; then
 				"${PSQL[@]}" -At -c "SELECT pg_current_wal_lsn()" >"$dir/wal_start"
 				cpu_sample "$wpid" >"$dir/cpu_start"
 				server_cpu_us >"$dir/server_cpu_start"
+				receiver_ticks >"$dir/receiver_cpu_start"
 				run_pgbench "$dir" $((WARM + DUR)) "$c" "spread-c.sql" prepared
+				receiver_ticks >"$dir/receiver_cpu_end"
 				server_cpu_us >"$dir/server_cpu_end"
 				cpu_sample "$wpid" >"$dir/cpu_end"
 				"${PSQL[@]}" -At -c "SELECT pg_current_wal_lsn() - '$(cat "$dir/wal_start")'::pg_lsn" >"$dir/wal_bytes"

@@ -65,8 +65,17 @@ PGDLLEXPORT void shop_outbox_worker_main(Datum arg);
  */
 #define RECORD_DELAY_MS	20
 
-/* How long a wake-up waits for more commits before it claims. */
-#define WAKE_COALESCE_MS	5
+/*
+ * How long a wake-up (a commit that queued rows, or requests that
+ * finished) waits for more before it claims, unless the last claim filled
+ * every free slot (then more rows are due already).  Each claim and its
+ * recording cost about the same whether they take 2 rows or 16: at 5 ms,
+ * and at once after every finished request, a spread run at 8 clients
+ * made the worker claim 2-4 rows at a time, 240 claims a second, a fifth
+ * of this machine's 2 cores; at 20 ms a claim takes 12-16.  The price is
+ * up to 20 ms more before an event is sent.
+ */
+#define WAKE_COALESCE_MS	20
 
 /*
  * Retention: the worker deletes old delivered events (shop.outbox_prune)
@@ -1067,22 +1076,31 @@ shop_outbox_worker_main(Datum arg)
 		if (outbox_http_running() > 0)
 		{
 			int			n;
+			long		slice = ndone > 0 ? Min(POLL_SLICE_MS, RECORD_DELAY_MS) : POLL_SLICE_MS;
 
 			if (!PostmasterIsAlive())
 				proc_exit(1);
-			n = outbox_http_poll(ndone > 0 ? Min(POLL_SLICE_MS, RECORD_DELAY_MS) : POLL_SLICE_MS,
-								 done + ndone, 1000 - ndone);
+			/* a claim that is coming up does not wait for the slice's end */
+			if (outbox_max_in_flight - outbox_http_running() - ndone >= refill_slots())
+			{
+				now_ts = GetCurrentTimestamp();
+				slice = Min(slice, next_claim <= now_ts ? 0 : (next_claim - now_ts) / 1000 + 1);
+			}
+			n = outbox_http_poll((int) slice, done + ndone, 1000 - ndone);
 			if (n > 0)
 			{
 				if (ndone == 0)
 					oldest_done = GetCurrentTimestamp();
 				ndone += n;
-				next_claim = 0;	/* slots freed, and the next of a key may go */
+				/* slots freed, and the next of a key may go */
+				next_claim = Min(next_claim, TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																		 WAKE_COALESCE_MS));
 			}
 			if (MyLatch->is_set)
 			{
 				ResetLatch(MyLatch);
-				next_claim = 0;
+				next_claim = Min(next_claim, TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																		 WAKE_COALESCE_MS));
 			}
 			continue;
 		}

@@ -1110,8 +1110,18 @@ shop_outbox_worker_main(Datum arg)
 		now_ts = GetCurrentTimestamp();
 		wait_ms = next_claim <= now_ts ? 0
 			: Min((next_claim - now_ts) / 1000, (long) outbox_poll_interval_ms);
+
+		/*
+		 * A claim due within the coalescing window takes whatever commits
+		 * until then, so that wait is for the clock only: the latch stays
+		 * set, and the buyers committing meanwhile do not signal this
+		 * process once per commit (setting a set latch costs them nothing).
+		 * Interrupts are then seen when the window ends.
+		 */
 		if (wait_ms > 0 &&
-			(WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+			(WaitLatch(MyLatch,
+					   (next_claim <= TimestampTzPlusMilliseconds(now_ts, WAKE_COALESCE_MS)
+						? 0 : WL_LATCH_SET) | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 					   wait_ms, PG_WAIT_EXTENSION) & WL_LATCH_SET))
 		{
 			/*

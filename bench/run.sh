@@ -35,8 +35,8 @@
 #   BENCH_SWEEP_CAP [6]           most seconds one expiry sweep may take
 #   BENCH_MEMORY_CALLS [6000]     API calls before the memory reading
 #   BENCH_HISTORY [100000]        PAID orders (3 lines, from checked-out carts) loaded once
-#   BENCH_EVENTS_CLIENTS ["32"]   client counts of spread-events ("8 32" for both)
-#   BENCH_EVENTS_ROUNDS [3]       rounds of spread-events per client count; a round is
+#   BENCH_EVENTS_CLIENTS ["8 32"] client counts of spread-events
+#   BENCH_EVENTS_ROUNDS [5]       rounds of spread-events per client count; a round is
 #                                 off, write, on back to back (3 runs of 1+5 s), and the
 #                                 report takes the median of the per-round ratios
 #   BENCH_OUTBOX_RUNS ["1:2000 16:5000"]  outbox-delivery runs, IN_FLIGHT:EVENTS
@@ -69,8 +69,8 @@ SWEEP_PRE=3			# seconds of load before the sweep starts (1 s warm-up + baseline)
 SWEEP_POST=1		# seconds of load kept after the sweep cap
 MEMORY_CALLS=${BENCH_MEMORY_CALLS:-6000}
 HISTORY=${BENCH_HISTORY:-100000}
-EVENTS_CLIENTS=${BENCH_EVENTS_CLIENTS:-"32"}
-EVENTS_ROUNDS=${BENCH_EVENTS_ROUNDS:-3}
+EVENTS_CLIENTS=${BENCH_EVENTS_CLIENTS:-"8 32"}
+EVENTS_ROUNDS=${BENCH_EVENTS_ROUNDS:-5}
 case $EVENTS_ROUNDS in '' | *[!0-9]* | 0) echo "BENCH_EVENTS_ROUNDS must be a whole number >= 1, not '$EVENTS_ROUNDS'" >&2; exit 1 ;; esac
 OUTBOX_RUNS=${BENCH_OUTBOX_RUNS:-"1:2000 16:5000"}
 OUTBOX_CAP=${BENCH_OUTBOX_CAP:-300}

@@ -65,17 +65,6 @@ PGDLLEXPORT void shop_outbox_worker_main(Datum arg);
  */
 #define RECORD_DELAY_MS	20
 
-/*
- * How long a wake-up (a commit that queued rows, or requests that
- * finished) waits for more before it claims, unless the last claim filled
- * every free slot (then more rows are due already).  Each claim and its
- * recording cost about the same whether they take 2 rows or 16: at 5 ms,
- * and at once after every finished request, a spread run at 8 clients
- * made the worker claim 2-4 rows at a time, 240 claims a second, a fifth
- * of this machine's 2 cores; at 20 ms a claim takes 12-16.  The price is
- * up to 20 ms more before an event is sent.
- */
-#define WAKE_COALESCE_MS	20
 
 /*
  * Retention: the worker deletes old delivered events (shop.outbox_prune)
@@ -101,6 +90,18 @@ int			outbox_endpoint_max_failures = 20;
 int			outbox_reconcile_interval_s = 60;
 int			outbox_reconcile_after_s = 600;
 int			outbox_retention_s = 30 * 24 * 3600;
+
+/*
+ * shop.outbox_batch_delay: how long a wake-up (a commit that queued rows,
+ * or requests that finished) waits for more before it claims, unless the
+ * last claim filled every free slot (then more rows are due already).
+ * Each claim and its recording cost about the same whether they take 2
+ * rows or 16: at 5 ms, and at once after every finished request, a spread
+ * run at 8 clients made the worker claim 2-4 rows at a time, 240 claims a
+ * second, a fifth of this machine's 2 cores; at 20 ms a claim takes 12-16.
+ * The price is up to that much more before an event is sent.
+ */
+static int	outbox_batch_delay_ms = 20;
 bool		outbox_allow_http_loopback = false;
 
 /* Shared state: where the worker's latch is, for wake-ups. */
@@ -238,6 +239,11 @@ outbox_worker_init(void)
 							"The delivery worker deletes older ones every minute (shop.outbox_prune).",
 							&outbox_retention_s, 30 * 24 * 3600, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("shop.outbox_batch_delay",
+							"How long the delivery worker waits for more rows before a claim.",
+							"Longer makes fewer, larger claims (less CPU per event) and sends each event later.",
+							&outbox_batch_delay_ms, 20, 0, 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomBoolVariable("shop.outbox_allow_http_loopback",
 							 "Allow http:// outbound requests to loopback hosts.",
 							 "Only for tests and local demos; otherwise only https:// is sent to.",
@@ -1094,13 +1100,13 @@ shop_outbox_worker_main(Datum arg)
 				ndone += n;
 				/* slots freed, and the next of a key may go */
 				next_claim = Min(next_claim, TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-																		 WAKE_COALESCE_MS));
+																		 outbox_batch_delay_ms));
 			}
 			if (MyLatch->is_set)
 			{
 				ResetLatch(MyLatch);
 				next_claim = Min(next_claim, TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-																		 WAKE_COALESCE_MS));
+																		 outbox_batch_delay_ms));
 			}
 			continue;
 		}
@@ -1120,7 +1126,7 @@ shop_outbox_worker_main(Datum arg)
 		 */
 		if (wait_ms > 0 &&
 			(WaitLatch(MyLatch,
-					   (next_claim <= TimestampTzPlusMilliseconds(now_ts, WAKE_COALESCE_MS)
+					   (next_claim <= TimestampTzPlusMilliseconds(now_ts, outbox_batch_delay_ms)
 						? 0 : WL_LATCH_SET) | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 					   wait_ms, PG_WAIT_EXTENSION) & WL_LATCH_SET))
 		{
@@ -1131,7 +1137,7 @@ shop_outbox_worker_main(Datum arg)
 			 * wake-ups never push a pending claim further away.)
 			 */
 			next_claim = Min(next_claim,
-							 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), WAKE_COALESCE_MS));
+							 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), outbox_batch_delay_ms));
 		}
 		ResetLatch(MyLatch);
 	}

@@ -11,7 +11,7 @@
 -- and the worker's claim is granted to no one.
 -- Runs in one transaction that is rolled back: nothing persists.
 BEGIN;
-SELECT plan(147);
+SELECT plan(148);
 SET LOCAL client_min_messages = error;
 
 -- Helpers (temporary, gone with the transaction) --------------------------
@@ -445,13 +445,14 @@ SELECT set_eq($$SELECT name, context FROM pg_catalog.pg_settings
 								'shop.outbox_max_response_bytes', 'shop.outbox_retry_base',
 								'shop.outbox_retry_max', 'shop.outbox_max_attempts', 'shop.outbox_max_age',
 								'shop.outbox_poll_interval', 'shop.endpoint_max_failures', 'shop.outbox_retention',
+								'shop.outbox_batch_delay',
 								'shop.outbox_allow_http_loopback', 'shop.low_stock_threshold')$$,
 	$$VALUES ('shop.outbox_max_in_flight', 'sighup'),
 			 ('shop.outbox_timeout', 'sighup'), ('shop.outbox_max_response_bytes', 'sighup'),
 			 ('shop.outbox_retry_base', 'sighup'), ('shop.outbox_retry_max', 'sighup'),
 			 ('shop.outbox_max_attempts', 'sighup'), ('shop.outbox_max_age', 'sighup'),
 			 ('shop.outbox_poll_interval', 'sighup'), ('shop.endpoint_max_failures', 'sighup'),
-			 ('shop.outbox_retention', 'sighup'),
+			 ('shop.outbox_retention', 'sighup'), ('shop.outbox_batch_delay', 'sighup'),
 			 ('shop.outbox_allow_http_loopback', 'sighup'), ('shop.low_stock_threshold', 'superuser')$$,
 	'the outbox settings exist with the documented contexts');
 SELECT set_eq($$SELECT name, current_setting(name) FROM pg_catalog.pg_settings
@@ -459,17 +460,20 @@ SELECT set_eq($$SELECT name, current_setting(name) FROM pg_catalog.pg_settings
 								'shop.outbox_max_response_bytes', 'shop.outbox_retry_base',
 								'shop.outbox_retry_max', 'shop.outbox_max_attempts', 'shop.outbox_max_age',
 								'shop.outbox_poll_interval', 'shop.endpoint_max_failures', 'shop.outbox_retention',
+								'shop.outbox_batch_delay',
 								'shop.outbox_allow_http_loopback', 'shop.low_stock_threshold')$$,
 	$$VALUES ('shop.outbox_max_in_flight', '16'),
 			 ('shop.outbox_timeout', '10s'), ('shop.outbox_max_response_bytes', '64kB'),
 			 ('shop.outbox_retry_base', '1s'), ('shop.outbox_retry_max', '1h'),
 			 ('shop.outbox_max_attempts', '12'), ('shop.outbox_max_age', '3d'),
 			 ('shop.outbox_poll_interval', '1s'), ('shop.endpoint_max_failures', '20'),
-			 ('shop.outbox_retention', '30d'),
+			 ('shop.outbox_retention', '30d'), ('shop.outbox_batch_delay', '20ms'),
 			 ('shop.outbox_allow_http_loopback', 'off'), ('shop.low_stock_threshold', '0')$$,
 	'the outbox settings have the documented defaults');
 SELECT is((SELECT min_val || '..' || max_val FROM pg_catalog.pg_settings WHERE name = 'shop.outbox_max_in_flight'),
 	'1..1000', 'shop.outbox_max_in_flight is 1..1000');
+SELECT is((SELECT min_val || '..' || max_val || ' ' || unit FROM pg_catalog.pg_settings WHERE name = 'shop.outbox_batch_delay'),
+	'0..1000 ms', 'shop.outbox_batch_delay is 0..1000 ms');
 SELECT throws_ok($$SET LOCAL shop.outbox_allow_http_loopback = on$$, '55P02', NULL,
 	'shop.outbox_allow_http_loopback cannot be turned on by a session (sighup)');
 

@@ -378,6 +378,29 @@ is(sql_error($node, qq{SELECT shop.shop_subscribe('http://127.0.0.1:$port/ok/x',
 	'22023', 'subscribe: a malformed secret is refused');
 
 # ---------------------------------------------------------------------------
+# shop.outbox_batch_delay: a wake-up waits that long for more rows before
+# it claims (README, "Batches").  With 1s, and an idle worker that would
+# not poll again for an hour, an event goes out no sooner than 1 s after
+# its commit: the claim is the commit's wake-up plus the delay.
+# (no other row open: a claim due for one, a retry say, would take this
+# event with it, sooner)
+ok(poll_sql($node, q{SELECT count(*) = 0 FROM shop.outbox WHERE state IN ('queued', 'in_flight', 'failed')}),
+	'batch delay: nothing else is open');
+reload_with($node, 'shop.outbox_poll_interval' => '1h', 'shop.outbox_batch_delay' => '1s');
+sleep 2;	# the claim the worker had planned under the old poll interval
+my $batched = buy($node, 'batch-delay');
+my $batched_event = $node->safe_psql('postgres',
+	"SELECT id FROM shop.event WHERE order_id = $batched AND type = 'order.created'");
+ok(poll_sql($node, qq{SELECT count(*) > 0 FROM shop.outbox
+	WHERE endpoint_id = $ep AND event_id = $batched_event AND state = 'delivered'}),
+	'batch delay 1s: the event is delivered');
+cmp_ok($node->safe_psql('postgres', qq{SELECT extract(epoch FROM min(a.started_at) - e.created_at)
+	FROM shop.outbox_attempt a JOIN shop.outbox o ON o.id = a.outbox_id JOIN shop.event e ON e.id = o.event_id
+	WHERE o.endpoint_id = $ep AND o.event_id = $batched_event GROUP BY e.created_at}),
+	'>=', 0.9, '... its first attempt started 1 s after the event was written, not before');
+reload_with($node, 'shop.outbox_poll_interval' => '1s', 'shop.outbox_batch_delay' => '20ms');
+
+# ---------------------------------------------------------------------------
 # Retention: with shop.outbox_retention = 1s the worker deletes the event
 # deliveries delivered more than 1 s ago, their attempts, and their events
 # (every event here has no other delivery left then).  Dead deliveries

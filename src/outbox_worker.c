@@ -65,7 +65,6 @@ PGDLLEXPORT void shop_outbox_worker_main(Datum arg);
  */
 #define RECORD_DELAY_MS	20
 
-
 /*
  * Retention: the worker deletes old delivered events (shop.outbox_prune)
  * at most this often, and at most this many deliveries per transaction.
@@ -90,6 +89,7 @@ int			outbox_endpoint_max_failures = 20;
 int			outbox_reconcile_interval_s = 60;
 int			outbox_reconcile_after_s = 600;
 int			outbox_retention_s = 30 * 24 * 3600;
+bool		outbox_allow_http_loopback = false;
 
 /*
  * shop.outbox_batch_delay: how long a wake-up (a commit that queued rows,
@@ -102,7 +102,6 @@ int			outbox_retention_s = 30 * 24 * 3600;
  * The price is up to that much more before an event is sent.
  */
 static int	outbox_batch_delay_ms = 20;
-bool		outbox_allow_http_loopback = false;
 
 /* Shared state: where the worker's latch is, for wake-ups. */
 typedef struct OutboxShared

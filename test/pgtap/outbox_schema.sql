@@ -11,7 +11,7 @@
 -- and the worker's claim is granted to no one.
 -- Runs in one transaction that is rolled back: nothing persists.
 BEGIN;
-SELECT plan(148);
+SELECT plan(150);
 SET LOCAL client_min_messages = error;
 
 -- Helpers (temporary, gone with the transaction) --------------------------
@@ -180,6 +180,18 @@ INSERT INTO t SELECT 'event', id FROM e;
 SELECT col_has_check('shop', 'outbox', 'state', 'shop.outbox.state has a CHECK');
 SELECT col_has_check('shop', 'outbox', 'method', 'shop.outbox.method has a CHECK');
 SELECT col_has_check('shop', 'event', 'type', 'shop.event.type has a CHECK');
+-- the value lists are one text[] constant each: PostgreSQL reads these
+-- CHECKs again in every statement that writes the tables, and an IN list
+-- would be an array built again from one node per value each time
+SELECT is((SELECT pg_catalog.count(*)::int FROM pg_catalog.pg_constraint
+			WHERE conrelid IN ('shop.event'::regclass, 'shop.outbox'::regclass) AND contype = 'c'
+			  AND conbin::text LIKE '%{ARRAYEXPR %'), 0,
+	'no CHECK of shop.event or shop.outbox builds an array from a list of values');
+SELECT set_eq($$SELECT conname::text FROM pg_catalog.pg_constraint
+				WHERE conrelid IN ('shop.event'::regclass, 'shop.outbox'::regclass) AND contype = 'c'
+				  AND conbin::text LIKE '%:consttype 1009 %'$$,
+	ARRAY['event_type_check', 'outbox_method_check', 'outbox_state_check', 'outbox_operation_check'],
+	'the type, method, state and operation CHECKs compare with one text[] constant');
 SELECT lives_ok($$INSERT INTO shop.outbox (endpoint_id, url, idempotency_key, state, lease_until)
 	SELECT (SELECT id FROM t WHERE name = 'endpoint'), 'https://schema.example.test/hook',
 		   'schema-state-' || s, s, CASE WHEN s = 'in_flight' THEN now() + interval '1 minute' END

@@ -187,6 +187,10 @@ SHOW shop.outbox_allow_http_loopback;
 SELECT pg_temp.outcome($$SELECT set_config('shop.outbox_allow_http_loopback', 'on', false)$$);
 SELECT u AS url, pg_temp.try_url(u) AS outcome
   FROM unnest(ARRAY['http://127.0.0.1:8080/hook', 'http://localhost:8080/hook', 'http://[::1]:8080/hook',
+					'http://127.255.0.9/hook',
+					-- DNS names that only look like loopback are plain http to anywhere
+					'http://127.0.0.1.subs.example.test/hook', 'http://127.subs.example.test/hook',
+					'http://localhost.subs.example.test/hook', 'http://128.0.0.1/hook',
 					'http://subs.example.test/plain', 'ftp://subs.example.test/hook',
 					'HTTP://subs.example.test/upper']) WITH ORDINALITY AS t(u, n)
  ORDER BY n;

@@ -16,10 +16,12 @@
  */
 #include "webhook.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 
 #include "catalog/pg_type.h"
 #include "common/base64.h"
+#include "port/pg_bswap.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 
@@ -52,13 +54,20 @@ static SPIPlanPtr plan_worker_running;
 static SPIPlanPtr plan_resume;
 
 /*
- * Whether host (as libcurl gives it) is this machine's loopback.
+ * Whether host (as libcurl gives it) is this machine's loopback: an IPv4
+ * literal in 127.0.0.0/8, [::1], or localhost (which libcurl resolves to
+ * loopback itself, without asking DNS).  A name merely starting with "127."
+ * (127.0.0.1.example.com) is a DNS name like any other, so the address is
+ * parsed, not its text compared.
  */
 static bool
 host_is_loopback(const char *host)
 {
-	return strncmp(host, "127.", 4) == 0 || pg_strcasecmp(host, "localhost") == 0 ||
-		strcmp(host, "[::1]") == 0;
+	struct in_addr addr;
+
+	if (inet_pton(AF_INET, host, &addr) == 1)
+		return (pg_ntoh32(addr.s_addr) >> 24) == 127;
+	return pg_strcasecmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0;
 }
 
 /*

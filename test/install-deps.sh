@@ -19,6 +19,8 @@ packages=(
 	libssl-dev
 	# make bench's HTTP scenario
 	wrk
+	# the self-signed certificate of the TLS verification test (test/t/015)
+	openssl
 	# the storefront's browser tests (test/browser/, driven by playwright-core;
 	# the browser comes from Debian, never downloaded)
 	chromium

@@ -29,10 +29,13 @@ our $DEADLINE = $ENV{SHOP_OUTBOX_TEST_DEADLINE} || 60;
 
 # The settings every outbox test runs with: the worker preloaded, serving
 # "postgres", loopback http allowed, fast retries.  %extra adds or
-# overrides settings (name => value, as postgresql.conf text).
+# overrides settings (name => value, as postgresql.conf text); '-owner' =>
+# ROLE creates the extension as that (new, superuser) role instead of the
+# bootstrap superuser.
 sub outbox_node
 {
 	my ($name, %extra) = @_;
+	my $owner = delete $extra{'-owner'};
 	my %conf = (
 		'shared_preload_libraries'          => q{'shop'},
 		'shop.database_name'                => q{'postgres'},
@@ -52,8 +55,9 @@ sub outbox_node
 	$node->append_conf('postgresql.conf',
 		join('', map { defined $conf{$_} ? "$_ = $conf{$_}\n" : '' } sort keys %conf));
 	$node->start;
-	$node->safe_psql('postgres', q{
-		CREATE EXTENSION shop;
+	$node->safe_psql('postgres', "CREATE ROLE $owner SUPERUSER; SET ROLE $owner; CREATE EXTENSION shop")
+	  if defined $owner;
+	$node->safe_psql('postgres', (defined $owner ? '' : 'CREATE EXTENSION shop;') . q{
 		INSERT INTO shop.product (id, name, price) VALUES (1, 'Mug', 10000);
 		INSERT INTO shop.sku (id, product_id, code, on_hand) VALUES (1, 1, 'MUG-001', 100000);
 	});

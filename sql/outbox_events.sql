@@ -200,10 +200,11 @@ SELECT count(*) AS orders_left FROM shop.orders WHERE user_id IN ('evt-u12', 'ev
 SELECT * FROM pg_temp.new_events();
 
 ------------------------------------------------------------------------------
--- Only enabled endpoints get rows: a disabled one gets none for what
--- happens while it is disabled (its old rows wait); enabled again, it gets
--- the next ones.  (Its own endpoint, removed at the end of the section, so
--- the counts below do not depend on it.)
+-- A disabled endpoint gets its rows too: they wait (next_attempt_at
+-- infinity) until it is enabled again, so nothing that happened meanwhile
+-- is lost; enabled again, it gets the next ones as before.  (Its own
+-- endpoint, removed at the end of the section, so the counts below do not
+-- depend on it.)
 ------------------------------------------------------------------------------
 SELECT (shop.shop_subscribe('https://events.example.test/off', ARRAY['order.created'])->>'endpoint_id')::bigint AS ep_off \gset
 INSERT INTO name_of VALUES ('endpoint', :ep_off, 'off');
@@ -211,7 +212,9 @@ UPDATE shop.event_endpoint SET enabled = false, disabled_reason = 'test: disable
 SELECT pg_temp.buy('evt-u15', :sku_a, 1) AS o15 \gset
 INSERT INTO name_of VALUES ('order', :o15, 'o15');
 SELECT * FROM pg_temp.new_events();
+SELECT state, next_attempt_at = 'infinity' AS waits FROM shop.outbox WHERE endpoint_id = :ep_off;
 SELECT shop.shop_enable_endpoint(:ep_off) AS enabled;
+SELECT state, next_attempt_at <= now() AS due FROM shop.outbox WHERE endpoint_id = :ep_off;
 SELECT pg_temp.buy('evt-u16', :sku_a, 1) AS o16 \gset
 INSERT INTO name_of VALUES ('order', :o16, 'o16');
 SELECT * FROM pg_temp.new_events();

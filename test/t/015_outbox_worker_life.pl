@@ -3,6 +3,7 @@
 #    it comes back by itself and sends that row again, same webhook-id;
 #  - killed outright (SIGKILL: the postmaster then restarts every process),
 #    it comes back too, and every committed event is delivered;
+#  - it sends up to shop.outbox_max_in_flight requests at once, no more;
 #  - its statements run as the extension's owner (here a role of its own),
 #    not as the bootstrap superuser it connects as;
 #  - it verifies TLS certificates: an https receiver with a self-signed
@@ -134,6 +135,32 @@ is(scalar(keys %ids), 6, 'SIGKILL: the receiver has 6 distinct verified webhook-
 like(slurp_file($node->logfile), qr/background worker "shop outbox worker" \(PID $pid\) was terminated by signal 9/,
 	'SIGKILL: the postmaster saw the worker killed');
 $node->safe_psql('postgres', "SELECT shop.shop_unsubscribe($ep)");
+
+# ---------------------------------------------------------------------------
+# Requests in flight at once: with shop.outbox_max_in_flight = 3 and a
+# receiver that takes 800 ms per answer, nine events committed together go
+# out three at a time: never more, and not one after the other either.
+reload_with($node, 'shop.outbox_max_in_flight' => '3');
+$ep = subscribe($node, $recv, '/slow/800/par', 'order.created');
+$node->safe_psql('postgres', join("\n", 'BEGIN;',
+	(map { qq{SELECT shop.shop_buy_now('par-$_', '[{"sku_id": 1, "qty": 1}]');} } 1 .. 9), 'COMMIT;'));
+ok(poll_sql($node, "SELECT count(*) = 9 AND bool_and(state = 'delivered') FROM shop.outbox WHERE endpoint_id = $ep"),
+	'in flight: the nine events delivered');
+$got = $recv->deliveries('/slow/800/par');
+# the most requests open at the same moment, from when each arrived to when
+# it was answered (an answer at the same millisecond as an arrival first)
+my @edges = sort { $a->[0] <=> $b->[0] || $a->[1] <=> $b->[1] }
+  map { ([ $_->{received_ms}, 1 ], [ $_->{answered_ms} // $_->{received_ms}, -1 ]) } @$got;
+my ($open, $most) = (0, 0);
+for my $e (@edges)
+{
+	$open += $e->[1];
+	$most = $open if $open > $most;
+}
+is(scalar(@$got), 9, 'in flight: nine requests, one per event');
+is($most, 3, 'in flight: at most 3 requests open at once, and 3 were');
+$node->safe_psql('postgres', "SELECT shop.shop_unsubscribe($ep)");
+reload_with($node, 'shop.outbox_max_in_flight' => '16');
 
 # ---------------------------------------------------------------------------
 # TLS: a receiver whose certificate nobody trusts.  https is allowed to any

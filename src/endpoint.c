@@ -217,14 +217,17 @@ rotate_secret(int64 endpoint_id, const char *secret, int32 grace)
 }
 
 /*
- * Warn once per call when no delivery worker runs: rows will only queue.
+ * Warn once per call when no delivery worker serves this database: rows
+ * will only queue.  (The one worker of a cluster serves the database named
+ * by shop.database_name; its process is listed in every database.)
  */
 static void
 warn_without_worker(void)
 {
 	if (shop_exec(shop_plan(&plan_worker_running,
 							"SELECT FROM pg_catalog.pg_stat_activity"
-							" WHERE backend_type = 'shop outbox worker'",
+							" WHERE backend_type = 'shop outbox worker'"
+							"   AND datname = pg_catalog.current_database()",
 							0, NULL),
 				  NULL, NULL, true, 1) == 0)
 		ereport(WARNING,

@@ -534,7 +534,8 @@ COMMENT ON VIEW shop.event_endpoints IS 'event endpoints with their health (neve
 
 CREATE VIEW shop.outbox_health AS
 SELECT EXISTS (SELECT FROM pg_catalog.pg_stat_activity
-				WHERE backend_type OPERATOR(pg_catalog.=) 'shop outbox worker') AS worker_running,
+				WHERE backend_type OPERATOR(pg_catalog.=) 'shop outbox worker'
+				  AND datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) AS worker_running,
 	   o.queued,
 	   o.in_flight,
 	   o.failed,

@@ -101,7 +101,8 @@ AS $$
 BEGIN
 	RETURN jsonb_build_object('worker',
 		EXISTS (SELECT FROM pg_catalog.pg_stat_activity
-				 WHERE backend_type = 'shop outbox worker'));
+				 WHERE backend_type = 'shop outbox worker'
+				   AND datname = pg_catalog.current_database()));
 END
 $$;
 COMMENT ON FUNCTION shop_api.health() IS

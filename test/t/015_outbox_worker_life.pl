@@ -6,6 +6,8 @@
 #  - it sends up to shop.outbox_max_in_flight requests at once, no more;
 #  - its statements run as the extension's owner (here a role of its own),
 #    not as the bootstrap superuser it connects as;
+#  - it serves one database: shop in another database of the cluster is
+#    told (health view, shop_api.health, a WARNING) that nobody sends;
 #  - it verifies TLS certificates: an https receiver with a self-signed
 #    certificate gets no request, and the attempt says why;
 #  - with the server logging at INFO and above, neither a subscription's
@@ -82,6 +84,34 @@ $node->safe_psql('postgres', q{
 	DROP TABLE public.outbox_who;
 });
 $node->safe_psql('postgres', "SELECT shop.shop_unsubscribe($ep)");
+
+# ---------------------------------------------------------------------------
+# One worker, for one database: shop in another database of the cluster is
+# told that nobody delivers its rows (the worker's process is listed in
+# every database's pg_stat_activity).
+$node->safe_psql('postgres', 'CREATE DATABASE other');
+$node->safe_psql('other', 'CREATE EXTENSION shop');
+for my $db ('postgres', 'other')
+{
+	my $serves = $db eq 'postgres' ? 't' : 'f';
+	is($node->safe_psql($db, "SELECT worker_running FROM shop.outbox_health"), $serves,
+		"one worker: shop.outbox_health.worker_running in $db is $serves");
+	is($node->safe_psql($db, "SELECT shop_api.health()->>'worker'"), $serves eq 't' ? 'true' : 'false',
+		"one worker: shop_api.health() in $db says worker " . ($serves eq 't' ? 'true' : 'false'));
+	my ($rc, $out, $err) = $node->psql($db,
+		"SELECT shop.shop_subscribe('https://other.example.test/$db', ARRAY['order.paid'])");
+	is($rc, 0, "one worker: subscribing in $db works");
+	if ($serves eq 't')
+	{
+		unlike($err, qr/WARNING/, "one worker: no warning in $db");
+	}
+	else
+	{
+		like($err, qr/WARNING:  the shop outbox worker is not running/, "one worker: $db is warned that nothing is sent");
+	}
+	$node->safe_psql($db, "SELECT shop.shop_unsubscribe(id) FROM shop.event_endpoint WHERE url = 'https://other.example.test/$db'");
+}
+$node->safe_psql('postgres', 'DROP DATABASE other');
 
 # ---------------------------------------------------------------------------
 # SIGTERM in the middle of a request: the receiver never answers the first

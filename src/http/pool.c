@@ -458,7 +458,8 @@ health_query(PGconn *conn)
 		cache_put(sc);
 		return PQexec(conn,
 					  "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity"
-					  " WHERE backend_type = 'shop outbox worker')");
+					  " WHERE backend_type = 'shop outbox worker'"
+					  "   AND datname = pg_catalog.current_database())");
 	}
 	res = PQexec(conn, "BEGIN READ ONLY");
 	if (PQresultStatus(res) == PGRES_COMMAND_OK)

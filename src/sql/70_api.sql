@@ -106,7 +106,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION shop_api.health() IS
-	'{"worker": true|false}: whether the outbox delivery worker runs (for an HTTP layer''s health check; anon may call it)';
+	'{"worker": true|false}: whether the outbox delivery worker runs for this database (for an HTTP layer''s health check; anon may call it)';
 
 -- API: Public (cart)
 

@@ -55,9 +55,10 @@ sub outbox_node
 	$node->append_conf('postgresql.conf',
 		join('', map { defined $conf{$_} ? "$_ = $conf{$_}\n" : '' } sort keys %conf));
 	$node->start;
-	$node->safe_psql('postgres', "CREATE ROLE $owner SUPERUSER; SET ROLE $owner; CREATE EXTENSION shop")
-	  if defined $owner;
-	$node->safe_psql('postgres', (defined $owner ? '' : 'CREATE EXTENSION shop;') . q{
+	my $create = defined $owner
+	  ? "CREATE ROLE $owner SUPERUSER; SET ROLE $owner; CREATE EXTENSION shop; RESET ROLE;"
+	  : 'CREATE EXTENSION shop;';
+	$node->safe_psql('postgres', $create . q{
 		INSERT INTO shop.product (id, name, price) VALUES (1, 'Mug', 10000);
 		INSERT INTO shop.sku (id, product_id, code, on_hand) VALUES (1, 1, 'MUG-001', 100000);
 	});
